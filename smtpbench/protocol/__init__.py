@@ -1,0 +1,24 @@
+"""Sans-I/O SMTP protocol core: replies, commands, code tables, state machine.
+
+Nothing here opens a socket, reads a clock or imports another smtpbench
+package; everything above (``net``, ``load``, ``conform``, ``sink``) builds on it.
+"""
+
+from smtpbench.protocol.errors import (
+    LocalProtocolError,
+    MalformedReplyError,
+    MismatchedReplyCodeError,
+    ReplyTooLongError,
+    SMTPProtocolError,
+)
+from smtpbench.protocol.replies import Reply, ReplyParser
+
+__all__ = [
+    "LocalProtocolError",
+    "MalformedReplyError",
+    "MismatchedReplyCodeError",
+    "Reply",
+    "ReplyParser",
+    "ReplyTooLongError",
+    "SMTPProtocolError",
+]

@@ -1,0 +1,179 @@
+"""Command formatting and message-data encoding (RFC 5321 4.1, 4.5.2), sans I/O.
+
+Client side: functions that build exact command bytes, and
+:func:`encode_data` which turns any message body into a CRLF-normalised,
+dot-stuffed octet string ending in ``CRLF.CRLF``.
+
+Server side (used by the sink): :func:`parse_command` splits a received line
+into verb and argument, :func:`parse_path` reads ``<path> params``, and
+:class:`DataReceiver` finds the end of data incrementally and undoes the
+dot-stuffing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+CRLF = b"\r\n"
+END_OF_DATA = b".\r\n"
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+
+
+def command(verb: str, arg: str | None = None) -> bytes:
+    """Format ``VERB [SP arg] CRLF``; refuses CR or LF inside the argument."""
+    if arg is None:
+        line = verb
+    else:
+        if "\r" in arg or "\n" in arg:
+            raise ValueError("command argument must not contain CR or LF")
+        line = f"{verb} {arg}"
+    return line.encode("utf-8") + CRLF
+
+
+def ehlo(domain: str) -> bytes:
+    """``EHLO domain``."""
+    return command("EHLO", domain)
+
+
+def helo(domain: str) -> bytes:
+    """``HELO domain``."""
+    return command("HELO", domain)
+
+
+def _params(params: Mapping[str, str | None] | None) -> str:
+    if not params:
+        return ""
+    return "".join(f" {k}" if v is None else f" {k}={v}" for k, v in params.items())
+
+
+def mail_from(reverse_path: str, params: Mapping[str, str | None] | None = None) -> bytes:
+    """``MAIL FROM:<reverse_path> [params]`` (no space around the colon, 3.3)."""
+    return command("MAIL", f"FROM:<{reverse_path}>{_params(params)}")
+
+
+def rcpt_to(forward_path: str, params: Mapping[str, str | None] | None = None) -> bytes:
+    """``RCPT TO:<forward_path> [params]``."""
+    return command("RCPT", f"TO:<{forward_path}>{_params(params)}")
+
+
+DATA = b"DATA\r\n"
+RSET = b"RSET\r\n"
+NOOP = b"NOOP\r\n"
+QUIT = b"QUIT\r\n"
+STARTTLS = b"STARTTLS\r\n"
+
+
+def encode_data(body: bytes) -> bytes:
+    """Return ``body`` ready to send after a 354, terminator included.
+
+    Guarantees: every line ends in CRLF (bare CR and LF are normalised, as
+    2.3.8 forbids sending them); every line starting with ``.`` gets one more
+    ``.`` (4.5.2); the result ends with exactly ``CRLF.CRLF``.
+    """
+    text = _LINE_ENDS.sub(CRLF, body)
+    if text and not text.endswith(CRLF):
+        text += CRLF
+    if text.startswith(b"."):
+        text = b"." + text
+    text = text.replace(b"\r\n.", b"\r\n..")
+    return text + END_OF_DATA
+
+
+# --- server side -----------------------------------------------------------
+
+
+def parse_command(line: bytes) -> tuple[str, str]:
+    """Split a command line (without CRLF) into ``(VERB, argument)``.
+
+    The verb is upper-cased (commands are case-insensitive, 2.4); the
+    argument keeps its case and loses one separating space.
+    """
+    text = line.decode("utf-8", "surrogateescape")
+    verb, _, arg = text.partition(" ")
+    return verb.upper(), arg
+
+
+_PATH = re.compile(r"\s*<([^<>]*)>(.*)\Z", re.S)
+
+
+def parse_path(arg: str, keyword: str) -> tuple[str, dict[str, str | None]] | None:
+    """Parse ``FROM:<path> K=V ...`` (``keyword`` is ``FROM`` or ``TO``).
+
+    Returns ``(path, params)`` with param names upper-cased, or ``None`` when
+    the argument is not of that form.  Spaces after the colon are tolerated,
+    as most servers do.
+    """
+    head, colon, rest = arg.partition(":")
+    if not colon or head.strip().upper() != keyword:
+        return None
+    m = _PATH.match(rest)
+    if m is None:
+        return None
+    path, tail = m.group(1), m.group(2)
+    if tail and not tail.startswith(" "):
+        return None
+    params: dict[str, str | None] = {}
+    for word in tail.split():
+        k, eq, v = word.partition("=")
+        params[k.upper()] = v if eq else None
+    return path, params
+
+
+class DataReceiver:
+    """Incremental end-of-data finder for the server side of DATA.
+
+    :meth:`feed` returns ``None`` while the message is incomplete, or the
+    bytes received *after* ``CRLF.CRLF`` once it is complete (often empty,
+    or the next pipelined commands).  Only ``CRLF.CRLF`` ends the data
+    (4.1.1.4): bare-LF variants stay part of the message, which is what
+    makes the sink immune to SMTP smuggling.  ``size`` counts message octets
+    and ``lines`` holds the unstuffed content when ``keep`` is set.
+    """
+
+    __slots__ = ("_tail", "_skip", "size", "keep", "content", "max_size", "overflow")
+
+    def __init__(self, keep: bool = False, max_size: int = 0) -> None:
+        # Seeded with the DATA line's own CRLF so that a message whose first
+        # line is "." (an empty message) is recognised; the seed is not content.
+        self._tail = b"\r\n"
+        self._skip = 2
+        self.size = 0
+        self.keep = keep
+        self.content = bytearray()
+        self.max_size = max_size
+        self.overflow = False
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Consume ``data``; return the leftover after the end, or ``None``."""
+        window = self._tail + data
+        idx = window.find(b"\r\n.\r\n")
+        if idx < 0:
+            # Keep 4 bytes back: they may be the start of a split terminator.
+            upto = max(len(window) - 4, 0)
+            self._account(window, upto)
+            self._tail = window[upto:]
+            return None
+        self._account(window, idx + 2)
+        self._tail = b""
+        return window[idx + 5 :]
+
+    def _account(self, window: bytes, upto: int) -> None:
+        skip = self._skip
+        self._skip = max(skip - upto, 0)
+        if upto <= skip:
+            return
+        new = window[skip:upto]
+        self.size += len(new)
+        if self.max_size and self.size > self.max_size:
+            self.overflow = True
+        if self.keep and not self.overflow:
+            self.content += new
+
+    def message(self) -> bytes:
+        """The received content with dot-stuffing undone (needs ``keep``)."""
+        text = bytes(self.content)
+        if text.startswith(b".."):
+            text = text[1:]
+        return text.replace(b"\r\n..", b"\r\n.")
