@@ -1,0 +1,75 @@
+"""Reply hygiene (G-01), graded over every reply of every session.
+
+Three sources, all already recorded by the sessions: ``Reply.defects`` from
+the shared parser (bare LF, overlong lines, control octets, a missing SP on
+the last line); malformed replies the parser refused; and reply codes outside
+the command's table (:func:`smtpbench.protocol.tables.allowed_codes`, the
+same table the load engine counts "unexpected" replies with).  Replies that
+arrive when none was due are flagged too, except a 421 before a close (3.8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from smtpbench.conform.evidence import render
+from smtpbench.conform.model import Finding, Verdict
+from smtpbench.conform.probe import Exchange, Session
+from smtpbench.protocol.tables import COMMANDS, allowed_codes
+
+#: The one defect the catalogue softens to WARN (the server SHOULD send the SP).
+SOFT_DEFECTS = frozenset({"last line lacks the SP after the code"})
+MAX_EXAMPLES = 6
+
+
+def _owner(session: Session) -> str:
+    return session.probe.check.id
+
+
+def judge_hygiene(sessions: Iterable[Session]) -> Finding:
+    """Grade all replies of ``sessions``: FAIL for a MUST broken, WARN for soft defects, else PASS.
+
+    The evidence names each offending reply with the check that provoked it
+    (the first few of them; the reason gives the totals).
+    """
+    hard: list[tuple[str, list[str]]] = []
+    soft: list[tuple[str, list[str]]] = []
+    replies = 0
+    for s in sessions:
+        for ex in s.exchanges:
+            replies += len(ex.replies)
+            for problem, verdict in _exchange_problems(ex):
+                (hard if verdict is Verdict.FAIL else soft).append((f"[{_owner(s)}] {problem}", ex.lines()))
+        for prev, reply in s.unsolicited:
+            if reply.code == 421:
+                continue
+            after = f" after {prev.command}" if prev is not None else ""
+            lines = (prev.lines() if prev is not None else []) + render("S: ", reply.raw)
+            hard.append((f"[{_owner(s)}] unsolicited or extra reply {reply.code}{after}", lines))
+    if not hard and not soft:
+        return Finding(Verdict.PASS, f"{replies} replies, all well-formed and listed for their command")
+    bad = hard or soft
+    evidence: list[str] = []
+    for problem, lines in bad[:MAX_EXAMPLES]:
+        evidence.append(f"# {problem}")
+        evidence.extend(lines[-6:])
+    more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+    return Finding(Verdict.FAIL if hard else Verdict.WARN, f"{bad[0][0]}{more}", evidence)
+
+
+def _what(ex: Exchange) -> str:
+    return "the greeting" if ex.verb == "CONNECT" else ex.command
+
+
+def _exchange_problems(ex: Exchange) -> list[tuple[str, Verdict]]:
+    out: list[tuple[str, Verdict]] = []
+    if ex.error:
+        out.append((f"malformed reply to {_what(ex)}: {ex.error}", Verdict.FAIL))
+    for reply in ex.replies:
+        for defect in reply.defects:
+            verdict = Verdict.WARN if defect in SOFT_DEFECTS else Verdict.FAIL
+            out.append((f"reply {reply.code} to {_what(ex)}: {defect}", verdict))
+        if ex.verb in COMMANDS and reply.code not in allowed_codes(ex.verb):
+            listed = "/".join(str(c) for c in sorted(allowed_codes(ex.verb)))
+            out.append((f"reply {reply.code} to {ex.verb} is not a listed reply ({listed})", Verdict.FAIL))
+    return out

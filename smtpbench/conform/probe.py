@@ -1,0 +1,410 @@
+"""Sessions for conformance checks: raw commands, bounded reads, evidence.
+
+A :class:`Probe` is what one check gets: it opens :class:`Session` objects
+(each an :class:`~smtpbench.net.connection.SMTPConnection` with ``raw_log``
+on), fills placeholders from the options, and keeps every
+:class:`Exchange` so that the runner can grade reply hygiene (G-01) over
+all traffic and write transcripts.
+
+Sessions bypass the client state machine on purpose: checks send commands
+out of order, malformed, or several in one write.  Every read is bounded by
+the per-reply timeout; silence, a close, a reset or a malformed reply is
+recorded on the exchange (``closed``, ``timed_out``, ``error``), never raised,
+so a check always gets to judge what happened.  Only failures to *start* a
+session (connect, greeting, EHLO, TLS) raise :class:`CheckAborted`, which the
+runner turns into an ``error`` verdict.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from smtpbench.conform.evidence import redact_command, render, render_log
+from smtpbench.conform.model import Check
+from smtpbench.conform.options import ConformOptions
+from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
+from smtpbench.net.errors import classify
+from smtpbench.net.tls import client_context
+from smtpbench.protocol.errors import SMTPProtocolError
+from smtpbench.protocol.replies import Reply, ReplyParser
+from smtpbench.protocol.state import parse_ehlo
+
+#: How long to wait for replies that should *not* come (extra or early replies).
+QUIET_WAIT = 0.5
+
+#: Returns every message the server has delivered so far (content after DATA, unstuffed).
+DeliveryOracle = Callable[[], Sequence[bytes]]
+
+
+class CheckAborted(Exception):
+    """The check could not be carried out (no connection, no greeting...): verdict ``error``."""
+
+
+@dataclass
+class Exchange:
+    """One write and the replies read for it.
+
+    ``verb`` is the command the write was (``None`` when it was not one, e.g.
+    body octets); ``closed``/``timed_out``/``error`` say why fewer replies came
+    than wanted.
+    """
+
+    sent: bytes
+    verb: str | None
+    replies: list[Reply] = field(default_factory=list)
+    closed: bool = False
+    timed_out: bool = False
+    error: str | None = None
+    secret: bool = False
+    wanted: int = 1
+
+    @property
+    def reply(self) -> Reply | None:
+        """The first reply, if any."""
+        return self.replies[0] if self.replies else None
+
+    @property
+    def code(self) -> int | None:
+        """The first reply's code, if any."""
+        return self.replies[0].code if self.replies else None
+
+    @property
+    def codes(self) -> list[int]:
+        """Every reply code, in order."""
+        return [r.code for r in self.replies]
+
+    @property
+    def command(self) -> str:
+        """The first line sent, for reasons (``MAIL FROM:<a@x>``)."""
+        if self.secret:
+            return redact_command(self.sent)
+        first = self.sent.split(b"\n", 1)[0].rstrip(b"\r")
+        return render(": ", first)[0][2:] if first else "(empty line)"
+
+    @property
+    def outcome(self) -> str:
+        """What happened instead of a reply, or the codes received."""
+        if self.replies:
+            return ", ".join(str(c) for c in self.codes)
+        if self.error:
+            return f"malformed reply ({self.error})"
+        if self.closed:
+            return "connection closed"
+        if self.timed_out:
+            return "no reply"
+        return "nothing read"
+
+    def lines(self) -> list[str]:
+        """Evidence lines: what was sent and every reply received."""
+        out = [f"C: {redact_command(self.sent)}"] if self.secret else (render("C: ", self.sent) if self.sent else [])
+        for r in self.replies:
+            out.extend(render("S: ", r.raw))
+        if self.error:
+            out.append(f"!: malformed reply: {self.error}")
+        elif self.closed and len(self.replies) < self.wanted:
+            out.append("!: connection closed by server")
+        elif self.timed_out and len(self.replies) < self.wanted:
+            out.append("!: no reply before the timeout")
+        return out
+
+
+def verb_of(data: bytes) -> str | None:
+    """The command verb of a write (upper-cased), or ``None`` when it is not a command line."""
+    word = data.split(b"\r\n", 1)[0].split(b" ", 1)[0].split(b"\n", 1)[0]
+    if not word or not word.isalpha() or not word.isascii():
+        return None
+    return word.decode("ascii").upper()
+
+
+class Session:
+    """One connection of a check."""
+
+    def __init__(self, probe: Probe, conn: SMTPConnection) -> None:
+        self.probe = probe
+        self.conn = conn
+        self.parser = ReplyParser()
+        self.pending: deque[Reply] = deque()
+        self.exchanges: list[Exchange] = []
+        self.greeting: Reply | None = None
+        self.extensions: dict[str, str] = {}
+        self.closed = False
+        self.error: str | None = None
+        #: Replies that arrived when none was due (judged by G-01).
+        self.unsolicited: list[tuple[Exchange | None, Reply]] = []
+        self.secrets: set[bytes] = set()
+
+    @property
+    def timeout(self) -> float:
+        """The per-reply timeout in seconds."""
+        return self.probe.options.timeout
+
+    async def _fill(self, count: int, timeout: float) -> bool:
+        """Read until ``count`` replies are pending; True when the deadline passed first."""
+        with trio.move_on_after(timeout) as scope:
+            while len(self.pending) < count and not self.closed:
+                try:
+                    data = bytes(await self.conn.stream.receive_some(65536))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self.closed = True
+                    break
+                if not data:
+                    self.closed = True
+                    break
+                if self.conn.raw_log is not None:
+                    self.conn.raw_log.append(("<", data))
+                try:
+                    self.pending.extend(self.parser.feed(data))
+                except SMTPProtocolError as exc:
+                    self.error = str(exc)
+                    self.closed = True
+                    break
+        return scope.cancelled_caught
+
+    async def _write(self, data: bytes, secret: bool) -> bool:
+        if self.closed:
+            return False
+        if secret:
+            self.secrets.add(data)
+        try:
+            with trio.fail_after(self.timeout):
+                await self.conn.send_raw(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
+            self.closed = True
+            return False
+        return True
+
+    def _take_stray(self) -> None:
+        # Replies read but not consumed before a new write were not asked for.
+        last = self.exchanges[-1] if self.exchanges else None
+        while self.pending:
+            self.unsolicited.append((last, self.pending.popleft()))
+
+    async def read(self, ex: Exchange, count: int, timeout: float | None = None) -> Exchange:
+        """Read up to ``count`` more replies into ``ex`` (bounded; never raises)."""
+        want = len(ex.replies) + count
+        ex.wanted = max(ex.wanted, want)
+        timed_out = await self._fill(count, self.timeout if timeout is None else timeout)
+        while self.pending and len(ex.replies) < want:
+            ex.replies.append(self.pending.popleft())
+        ex.timed_out = ex.timed_out or (timed_out and len(ex.replies) < want)
+        ex.closed = self.closed
+        ex.error = self.error
+        return ex
+
+    async def cmd(
+        self,
+        line: str | bytes,
+        *,
+        raw: bool = False,
+        verb: str | None = None,
+        replies: int = 1,
+        timeout: float | None = None,
+        secret: bool = False,
+    ) -> Exchange:
+        """Send ``line`` in one write (CRLF appended unless ``raw``) and read ``replies`` replies.
+
+        Placeholders in a ``str`` line are filled (:meth:`Probe.fill`).  The
+        returned exchange always comes back: check ``code``/``closed``.
+        """
+        data = self.probe.fill(line).encode("utf-8") if isinstance(line, str) else line
+        if not raw:
+            data += b"\r\n"
+        return await self.send(data, verb=verb, replies=replies, timeout=timeout, secret=secret)
+
+    async def send(
+        self,
+        data: bytes,
+        *,
+        verb: str | None = None,
+        replies: int = 0,
+        timeout: float | None = None,
+        secret: bool = False,
+    ) -> Exchange:
+        """Write ``data`` exactly as given, in one write, then read ``replies`` replies."""
+        self._take_stray()
+        ex = Exchange(data, verb if verb is not None else verb_of(data), secret=secret, wanted=replies)
+        self.exchanges.append(ex)
+        if not await self._write(data, secret):
+            ex.closed = True
+            ex.error = self.error
+            return ex
+        if replies:
+            await self.read(ex, replies, timeout)
+        return ex
+
+    async def extra(self, ex: Exchange, wait: float = QUIET_WAIT) -> list[Reply]:
+        """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
+        before = len(ex.replies)
+        wanted = ex.wanted
+        await self.read(ex, 1, timeout=wait)
+        while self.pending:
+            ex.replies.append(self.pending.popleft())
+        ex.wanted = wanted
+        ex.timed_out = False
+        return ex.replies[before:]
+
+    async def read_greeting(self) -> Exchange:
+        """Read the greeting (an exchange with nothing sent, verb ``CONNECT``)."""
+        ex = Exchange(b"", "CONNECT")
+        self.exchanges.append(ex)
+        await self.read(ex, 1)
+        self.greeting = ex.reply
+        return ex
+
+    async def ehlo(self, name: str | None = None) -> Exchange:
+        """Send EHLO and record the advertised extensions (keywords upper-cased)."""
+        ex = await self.cmd(f"EHLO {name or self.probe.options.helo}")
+        if ex.reply is not None and ex.reply.code == 250:
+            self.extensions = parse_ehlo(ex.reply)
+        return ex
+
+    async def starttls(self) -> Exchange:
+        """STARTTLS, the handshake and a new EHLO; raises :class:`CheckAborted` when any of it fails."""
+        ex = await self.cmd("STARTTLS")
+        if ex.code != 220:
+            raise CheckAborted(f"STARTTLS got {ex.outcome}")
+        await self._handshake()
+        self.extensions = {}
+        ehlo = await self.ehlo()
+        if ehlo.code != 250:
+            raise CheckAborted(f"EHLO after STARTTLS got {ehlo.outcome}")
+        return ex
+
+    async def _handshake(self) -> None:
+        # Plaintext bytes received after the 220 must not be read as TLS-protected replies.
+        self.pending.clear()
+        self.parser = ReplyParser()
+        opts = self.probe.options
+        ctx = client_context(opts.ca_file, opts.insecure)
+        try:
+            await self.conn.start_tls(ctx, opts.host, self.timeout)
+        except Exception as exc:  # ssl and stream errors alike: the check cannot go on
+            self.closed = True
+            raise CheckAborted(f"TLS handshake failed: {classify(exc)}: {exc}") from None
+
+    async def quit(self) -> Exchange:
+        """Send QUIT, read the reply, then anything else until the server closes (bounded)."""
+        ex = await self.cmd("QUIT")
+        if not self.closed:
+            with trio.move_on_after(min(self.timeout, 5.0)):
+                await self._fill(len(self.pending) + 1, self.timeout)
+        self._take_stray()
+        return ex
+
+    async def wait_closed(self, timeout: float) -> bool:
+        """True when the server closes the connection within ``timeout`` seconds (replies are collected)."""
+        with trio.move_on_after(timeout):
+            while not self.closed:
+                await self._fill(len(self.pending) + 1, timeout)
+        return self.closed
+
+    async def close(self, polite: bool = True) -> None:
+        """End the session: QUIT first when ``polite`` and still open; always closes the socket."""
+        if polite and not self.closed:
+            with trio.move_on_after(min(self.timeout, 5.0)):
+                await self.quit()
+        self.closed = True
+        await self.conn.aclose()
+
+    def transcript(self) -> list[str]:
+        """The full exchange of this session, from the connection's raw log."""
+        return render_log(self.conn.raw_log or [], self.secrets)
+
+
+class Probe:
+    """What a check runs against: the options, discovered facts, and its sessions."""
+
+    def __init__(
+        self,
+        options: ConformOptions,
+        check: Check,
+        extensions: dict[str, str] | None = None,
+        oracle: DeliveryOracle | None = None,
+    ) -> None:
+        self.options = options
+        self.check = check
+        #: EHLO keywords seen by the runner's discovery session.
+        self.extensions = extensions or {}
+        self.oracle = oracle
+        self.sessions: list[Session] = []
+        #: Sessions of the checks run before this one (the runner fills it; G-01 grades them).
+        self.history: list[Session] = []
+
+    def fill(self, line: str) -> str:
+        """Replace ``{rcpt}``, ``{helo}``, ``{domain}``, ``{foreign}``, ``{sender}``, ``{host}`` in ``line``."""
+        o = self.options
+        for key, value in (
+            ("{rcpt}", o.rcpt or f"postmaster@{o.domain}"),
+            ("{helo}", o.helo),
+            ("{domain}", o.domain),
+            ("{foreign}", o.foreign_rcpt),
+            ("{sender}", o.mail_from),
+            ("{host}", o.host),
+        ):
+            line = line.replace(key, value)
+        return line
+
+    async def open(self) -> Session:
+        """Connect (and wrap in TLS when implicit); raises :class:`CheckAborted` on failure."""
+        o = self.options
+        try:
+            with trio.fail_after(o.timeout):
+                family, addr = await resolve(o.host, o.port)
+                stream = await connect_tcp(family, addr)
+        except Exception as exc:
+            kind = "timeout" if isinstance(exc, trio.TooSlowError) else classify(exc)
+            raise CheckAborted(f"cannot connect to {o.target}: {kind}") from None
+        conn = SMTPConnection(stream)
+        conn.raw_log = []
+        session = Session(self, conn)
+        self.sessions.append(session)
+        if o.tls == "implicit":
+            await session._handshake()
+        return session
+
+    async def connect(self, start: str | None = None) -> Session:
+        """A new session started as ``start`` says (default: the check's): ``none``, ``greeting`` or ``ehlo``.
+
+        With ``--starttls``, an ``ehlo`` start also upgrades to TLS.  Raises
+        :class:`CheckAborted` when the greeting is not 220 or EHLO not 250.
+        """
+        start = start or self.check.start
+        session = await self.open()
+        if start == "none":
+            return session
+        greet = await session.read_greeting()
+        if greet.code != 220:
+            raise CheckAborted(f"greeting was {greet.outcome}, not 220")
+        if start == "ehlo":
+            ex = await session.ehlo()
+            if ex.code != 250:
+                raise CheckAborted(f"EHLO got {ex.outcome}")
+            if self.options.tls == "starttls":
+                await session.starttls()
+        return session
+
+    async def aclose(self) -> None:
+        """Close every session this probe opened (politely, bounded)."""
+        for s in self.sessions:
+            if not s.closed:
+                await s.close()
+
+    def exchanges(self) -> list[tuple[Session, Exchange]]:
+        """Every exchange of every session, in order."""
+        return [(s, ex) for s in self.sessions for ex in s.exchanges]
+
+    def transcript(self) -> list[str]:
+        """The whole traffic of this check, session by session."""
+        out: list[str] = []
+        for i, s in enumerate(self.sessions, 1):
+            out.append(f"--- session {i}")
+            out.extend(s.transcript())
+        return out
+
+    def delivered(self) -> list[bytes] | None:
+        """Messages the oracle has seen so far, or ``None`` without a delivery oracle."""
+        return None if self.oracle is None else list(self.oracle())

@@ -1,0 +1,191 @@
+"""Running a selection of checks against one server.
+
+Order of a run: one discovery session (greeting + EHLO) learns the advertised
+extensions; each check then runs in turn (or a few at a time with
+``concurrency``), bounded by the per-check cap; a check whose needs are not
+met is ``skip`` with the reason.  Reply hygiene (G-01) runs last because it
+grades the replies of every other check.
+
+Guarantees: :func:`run_suite` returns one :class:`CheckResult` per selected
+check, in catalogue order, whatever the server does: refused connections,
+timeouts, resets and malformed replies become ``error`` verdicts (or the
+check's own verdict), never exceptions or hangs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import trio
+
+from smtpbench.conform.model import Check, CheckResult, Finding, Verdict
+from smtpbench.conform.options import ConformOptions
+from smtpbench.conform.probe import CheckAborted, DeliveryOracle, Probe, Session
+from smtpbench.conform.steps import run_steps
+from smtpbench.net.errors import classify
+
+#: The id of the check that grades every other check's replies.
+HYGIENE_ID = "G-01"
+
+
+class Discovery:
+    """What the discovery session learnt: the greeting, EHLO keywords, or why it failed."""
+
+    def __init__(self) -> None:
+        self.extensions: dict[str, str] = {}
+        self.greeting_code: int | None = None
+        self.error: str | None = None
+
+
+async def discover(options: ConformOptions, probe_check: Check) -> Discovery:
+    """Connect once, read the greeting, EHLO (and STARTTLS when asked); never raises."""
+    d = Discovery()
+    probe = Probe(options, probe_check)
+    try:
+        with trio.move_on_after(options.check_timeout) as scope:
+            session = await probe.connect("none")
+            greet = await session.read_greeting()
+            d.greeting_code = greet.code
+            if greet.code == 220:
+                ex = await session.ehlo()
+                if ex.code == 250:
+                    d.extensions = dict(session.extensions)
+                    if options.tls == "starttls":
+                        await session.starttls()
+                        d.extensions = dict(session.extensions)
+                else:
+                    d.error = f"EHLO got {ex.outcome}"
+            else:
+                d.error = f"greeting was {greet.outcome}"
+        if scope.cancelled_caught:
+            d.error = "discovery session timed out"
+    except CheckAborted as exc:
+        d.error = str(exc)
+    finally:
+        with trio.CancelScope(shield=True):
+            await probe.aclose()
+    return d
+
+
+def unmet_needs(check: Check, options: ConformOptions, extensions: dict[str, str]) -> str | None:
+    """Why ``check`` cannot run here (``None`` when it can)."""
+    for need in sorted(check.needs):
+        if need == "rcpt" and not options.rcpt:
+            return "needs a local recipient (--rcpt)"
+        if need == "creds" and not (options.user and options.password):
+            return "needs credentials (--user and SMTPBENCH_PASSWORD or --password-file)"
+        if need == "slow" and not options.slow:
+            return "slow check (takes minutes): enable with --slow"
+        if need == "hook":
+            return "needs a hook to stop/restart the server, which smtpbench does not have"
+        if need == "tls" and "STARTTLS" not in extensions and options.tls != "implicit":
+            return "STARTTLS is not advertised"
+        if need.startswith("ext:"):
+            keyword = need[4:].upper()
+            if keyword not in extensions:
+                return f"{keyword} is not advertised"
+    return None
+
+
+class Runner:
+    """Runs checks and remembers every session, so that G-01 can grade all replies."""
+
+    def __init__(self, options: ConformOptions, oracle: DeliveryOracle | None = None) -> None:
+        self.options = options
+        self.oracle = oracle
+        self.extensions: dict[str, str] = {}
+        #: Every session of every check run so far (G-01's material).
+        self.history: list[Session] = []
+
+    async def run_check(self, check: Check) -> CheckResult:
+        """Run one check to a result; the per-check cap turns a stuck check into ``error``."""
+        started = time.monotonic()
+        probe = Probe(self.options, check, self.extensions, self.oracle)
+        probe.history = self.history
+        try:
+            with trio.move_on_after(self.options.check_timeout) as scope:
+                if check.script is not None:
+                    finding = await check.script(probe)
+                else:
+                    finding = await run_steps(probe, check.steps)
+            if scope.cancelled_caught:
+                finding = Finding(Verdict.ERROR, f"check did not finish within {self.options.check_timeout:g}s")
+        except CheckAborted as exc:
+            finding = Finding(Verdict.ERROR, str(exc))
+        except Exception as exc:  # a server may break a check in ways we did not foresee: record, go on
+            finding = Finding(Verdict.ERROR, f"{classify(exc)}: {type(exc).__name__}: {exc}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await probe.aclose()
+        self.history.extend(probe.sessions)
+        if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR):
+            finding.evidence = probe.transcript()[-12:]
+        return CheckResult(
+            id=check.id,
+            title=check.title,
+            area=check.area,
+            level=check.level.value,
+            rfc=check.rfc,
+            verdict=finding.verdict,
+            reason=finding.reason,
+            evidence=finding.evidence,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            transcript=probe.transcript(),
+        )
+
+    def skipped(self, check: Check, reason: str, verdict: Verdict = Verdict.SKIP) -> CheckResult:
+        """A result for a check that did not run."""
+        return CheckResult(check.id, check.title, check.area, check.level.value, check.rfc, verdict, reason, [])
+
+    async def run(
+        self, checks: list[Check], on_result: Callable[[CheckResult], None] | None = None
+    ) -> list[CheckResult]:
+        """Run ``checks`` (G-01 last); return results in the order given."""
+        results: dict[str, CheckResult] = {}
+
+        def done(r: CheckResult) -> None:
+            results[r.id] = r
+            if on_result is not None:
+                on_result(r)
+
+        if not checks:
+            return []
+        disc = await discover(self.options, checks[0])
+        if disc.error is not None and disc.greeting_code is None:
+            # Nothing to talk to: every check is an error, with the same reason.
+            for c in checks:
+                done(self.skipped(c, disc.error, Verdict.ERROR))
+            return [results[c.id] for c in checks]
+        self.extensions = disc.extensions
+        ordered = [c for c in checks if c.id != HYGIENE_ID] + [c for c in checks if c.id == HYGIENE_ID]
+        limiter = trio.CapacityLimiter(max(1, self.options.concurrency))
+
+        async def one(c: Check) -> None:
+            async with limiter:
+                why = unmet_needs(c, self.options, self.extensions)
+                done(self.skipped(c, why) if why else await self.run_check(c))
+
+        body = [c for c in ordered if c.id != HYGIENE_ID]
+        if self.options.concurrency <= 1:
+            for c in body:
+                await one(c)
+        else:
+            async with trio.open_nursery() as nursery:
+                for c in body:
+                    nursery.start_soon(one, c)
+        for c in ordered:
+            if c.id == HYGIENE_ID:
+                await one(c)
+        return [results[c.id] for c in checks]
+
+
+def run_suite(
+    options: ConformOptions,
+    checks: list[Check],
+    oracle: DeliveryOracle | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Synchronous entry point: run ``checks`` against ``options.host:port`` and return the results."""
+    runner = Runner(options, oracle)
+    return trio.run(runner.run, checks, on_result)
