@@ -1,0 +1,420 @@
+"""Generic helpers for TOML configuration: loading, overrides, typed access, dumping.
+
+Nothing here knows the profile schema; :mod:`smtpbench.load.profile` and the
+conformance section build on it.  Every failure is a
+:class:`~smtpbench.errors.ConfigError` whose ``str()`` is one line naming the
+file and the full key path (``workload.stages[2].target``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from smtpbench.errors import ConfigError
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SECRET_WORDS = frozenset({"password", "secret", "token", "pass"})
+REDACTED = "***"
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A one-line rendering of ``value`` of at most ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plain(text: str, limit: int = 80) -> str:
+    """``text`` on one line with control characters escaped, at most ``limit`` characters, unquoted."""
+    escaped = repr(text)[1:-1]
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def key_part(name: str) -> str:
+    """``name`` as it would be written in TOML: bare if possible, else quoted."""
+    return name if _BARE_KEY.fullmatch(name) else _toml_string(name)
+
+
+def join_key(prefix: str, name: str) -> str:
+    """The dotted key path of ``name`` inside the table at ``prefix``."""
+    part = key_part(name)
+    return f"{prefix}.{part}" if prefix else part
+
+
+def type_name(value: object) -> str:
+    """The TOML name of ``value``'s type, for "got a string" style messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date/time"
+    return type(value).__name__
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The closest of ``choices`` to ``word`` (case-insensitive), or None."""
+    options = list(choices)
+    lowered = {c.lower(): c for c in options}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
+def _single_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parse_toml_text(text: str, file: str | None) -> dict[str, Any]:
+    """Parse TOML ``text``; a syntax error becomes a ConfigError with line:column."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = _single_line(str(exc))
+        position = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if position:
+            message = message[: position.start()].strip()
+            where = f"{file}:{position.group(1)}:{position.group(2)}" if file else None
+            loc = None if file else f"line {position.group(1)}, column {position.group(2)}"
+            raise ConfigError(f"TOML syntax error: {message}", file=where, key=loc) from None
+        raise ConfigError(f"TOML syntax error: {message}", file=file) from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML document at ``path`` as a dict.
+
+    A missing or unreadable file, a file that is not UTF-8, or a TOML syntax
+    error raises ConfigError (syntax errors as ``FILE:LINE:COLUMN: ...``).
+    """
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=name, hint="check the path") from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a profile file", file=name) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=name) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (bad byte at offset {exc.start})", file=name) from None
+    return parse_toml_text(text, name)
+
+
+def parse_override_value(text: str) -> Any:
+    """The value of an override: a TOML value if ``text`` is one, else the text itself.
+
+    ``10`` is an int, ``true`` a bool, ``"x"`` and ``x`` both the string x,
+    ``[1,2]`` an array, ``{a=1}`` a table; ``30s`` stays the string "30s".
+    """
+    stripped = text.strip()
+    if not stripped:
+        return ""
+    try:
+        parsed = tomllib.loads(f"v = {stripped}\n")
+    except tomllib.TOMLDecodeError:
+        return stripped
+    # A value like `1\nother = 2` would smuggle a second key in; keep it as text.
+    if set(parsed) != {"v"}:
+        return stripped
+    return parsed["v"]
+
+
+def split_key_path(path: str) -> list[str]:
+    """The parts of a dotted key path; each part must be a bare TOML key."""
+    parts = path.strip().split(".")
+    for part in parts:
+        if not _BARE_KEY.fullmatch(part):
+            raise ConfigError(
+                f"bad key path {shown(path)}",
+                expected="dotted bare keys like workload.rate (letters, digits, _ and -)",
+            )
+    return parts
+
+
+def apply_override(data: dict[str, Any], assignment: str, *, origin: str = "--set") -> list[str]:
+    """Apply ``dotted.key=value`` to ``data`` in place; returns the key parts set.
+
+    Missing intermediate tables are created.  An assignment without ``=``, a
+    bad key path, or a path through a non-table value raises ConfigError.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"{origin} {shown(assignment)} has no '='", expected="KEY=VALUE like workload.rate=100")
+    key_text, _, value_text = assignment.partition("=")
+    try:
+        parts = split_key_path(key_text)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc.problem}", expected=exc.expected) from None
+    table = data
+    for i, part in enumerate(parts[:-1]):
+        child = table.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{origin} {shown(assignment)}: {where} is {type_name(child)}, not a table", key=where)
+        table = child
+    table[parts[-1]] = parse_override_value(value_text)
+    return parts
+
+
+class Section:
+    """Typed, validated access to one table of a config file.
+
+    Getters return the value converted to the requested type, the default when
+    the key is absent, or raise ConfigError naming the full key path and what
+    was expected.  Values equal to ``None`` count as absent.
+    """
+
+    def __init__(self, data: Mapping[str, Any], path: str = "", file: str | None = None) -> None:
+        self.data = data
+        self.path = path
+        self.file = file
+
+    def key(self, name: str) -> str:
+        """The full key path of ``name`` in this table."""
+        return join_key(self.path, name)
+
+    def fail(self, name: str | None, problem: str, expected: str | None = None, hint: str | None = None) -> NoReturn:
+        """Raise a ConfigError for ``name`` (or the table itself when None)."""
+        key = self.key(name) if name is not None else (self.path or None)
+        raise ConfigError(problem, file=self.file, key=key, expected=expected, hint=hint)
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` is present (and not None)."""
+        return self.data.get(name) is not None
+
+    def raw(self, name: str, default: Any = None) -> Any:
+        """The unconverted value of ``name``, or ``default``."""
+        value = self.data.get(name)
+        return default if value is None else value
+
+    def check_keys(self, allowed: Iterable[str], what: str = "key") -> None:
+        """Raise ConfigError for the first key not in ``allowed``, with a did-you-mean."""
+        allowed_list = list(allowed)
+        for name in self.data:
+            if name in allowed_list:
+                continue
+            guess = did_you_mean(name, allowed_list)
+            hint = f"did you mean {guess}?" if guess else None
+            choices = ", ".join(allowed_list)
+            self.fail(name, f"unknown {what}", expected=f"one of {choices}" if not guess else None, hint=hint)
+
+    def get_table(self, name: str) -> Section:
+        """The sub-table ``name`` as a Section (empty when absent)."""
+        value = self.raw(name, {})
+        if not isinstance(value, dict):
+            self.fail(name, f"got {type_name(value)} {shown(value)}", expected="a table")
+        return Section(value, self.key(name), self.file)
+
+    def get_str(
+        self, name: str, default: str | None = None, *, choices: Iterable[str] | None = None, nonempty: bool = True
+    ) -> str:
+        """A string; with ``choices``, one of them (matched case-insensitively, returned canonical)."""
+        value = self.raw(name, default)
+        options = list(choices) if choices is not None else None
+        expected = f"one of {', '.join(options)}" if options else "a string"
+        if value is None:
+            self.fail(name, "is required", expected=expected)
+        if not isinstance(value, str):
+            self.fail(name, f"got {type_name(value)} {shown(value)}", expected=expected)
+        if options is not None:
+            for option in options:
+                if value.lower() == option.lower():
+                    return option
+            guess = did_you_mean(value, options)
+            self.fail(
+                name,
+                f"{shown(value)} is not allowed",
+                expected=expected,
+                hint=f"did you mean {guess}?" if guess else None,
+            )
+        if nonempty and not value.strip():
+            self.fail(name, "must not be empty", expected="a non-empty string")
+        return value
+
+    def get_optional_str(self, name: str) -> str | None:
+        """A non-empty string, or None when absent."""
+        return self.get_str(name) if self.has(name) else None
+
+    def get_bool(self, name: str, default: bool | None = None) -> bool:
+        """A boolean (TOML true/false only; "yes" or 1 are errors)."""
+        value = self.raw(name, default)
+        if value is None:
+            self.fail(name, "is required", expected="true or false")
+        if not isinstance(value, bool):
+            self.fail(name, f"got {type_name(value)} {shown(value)}", expected="true or false")
+        return value
+
+    def get_int(
+        self, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        """An integer within [minimum, maximum] (floats and booleans are errors)."""
+        expected = describe_range("an integer", minimum, maximum)
+        value = self.raw(name, default)
+        if value is None:
+            self.fail(name, "is required", expected=expected)
+        return check_int(value, self.key(name), self.file, minimum, maximum)
+
+    def get_number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        positive: bool = False,
+    ) -> float:
+        """A finite number (int or float) within range; ``positive`` excludes zero."""
+        value = self.raw(name, default)
+        if value is None:
+            self.fail(name, "is required", expected=describe_range("a number", minimum, maximum, positive))
+        return check_number(value, self.key(name), self.file, minimum, maximum, positive)
+
+
+def describe_range(kind: str, minimum: float | None, maximum: float | None, positive: bool = False) -> str:
+    """Words for a numeric range, e.g. "an integer between 1 and 65535"."""
+    if positive and maximum is None:
+        return f"a positive {kind.split(' ', 1)[1]}"
+    if minimum is not None and maximum is not None:
+        return f"{kind} between {_num(minimum)} and {_num(maximum)}"
+    if minimum is not None:
+        return f"{kind} >= {_num(minimum)}"
+    if maximum is not None:
+        return f"{kind} <= {_num(maximum)}"
+    return kind
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def check_int(value: object, key: str, file: str | None, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int in range, else ConfigError naming ``key``."""
+    expected = describe_range("an integer", minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"got {type_name(value)} {shown(value)}", file=file, key=key, expected=expected)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{shown(value)} is out of range", file=file, key=key, expected=expected)
+    return value
+
+
+def check_number(
+    value: object,
+    key: str,
+    file: str | None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> float:
+    """``value`` as a finite float in range, else ConfigError naming ``key``."""
+    expected = describe_range("a number", minimum, maximum, positive)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"got {type_name(value)} {shown(value)}", file=file, key=key, expected=expected)
+    number = float(value)
+    if (
+        not math.isfinite(number)
+        or (positive and number <= 0)
+        or (minimum is not None and number < minimum)
+        or (maximum is not None and number > maximum)
+    ):
+        raise ConfigError(f"{shown(value)} is out of range", file=file, key=key, expected=expected)
+    return number
+
+
+def is_secret_key(name: str) -> bool:
+    """True for keys holding secrets: password, secret, token, pass (any case), also as a suffix like api_token."""
+    last = re.split(r"[_\-.]", name.lower())[-1]
+    return name.lower() in _SECRET_WORDS or last in _SECRET_WORDS
+
+
+def redact(data: Any) -> Any:
+    """A deep copy of ``data`` with every secret-named key's value replaced by ``"***"``."""
+    if isinstance(data, dict):
+        return {k: (REDACTED if is_secret_key(str(k)) else redact(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return copy.copy(data)
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{key_part(str(k))} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + items + "}" if items else "{}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """``data`` as TOML text that :func:`tomllib.loads` reads back equal.
+
+    Tables become ``[section]`` headers, arrays and tables inside arrays are
+    written inline; keys whose value is None are omitted (TOML has no null).
+    """
+    lines: list[str] = []
+    _dump_table(data, [], lines)
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _dump_table(table: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
+    scalars = [(k, v) for k, v in table.items() if v is not None and not isinstance(v, dict)]
+    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+    if prefix and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(key_part(p) for p in prefix) + "]")
+    for k, v in scalars:
+        lines.append(f"{key_part(str(k))} = {_toml_value(v)}")
+    for k, v in tables:
+        _dump_table(v, [*prefix, str(k)], lines)

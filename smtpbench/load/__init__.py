@@ -1,0 +1,1 @@
+"""Load generation: profiles (:mod:`.profile`), units, and the engine that runs them."""

@@ -1,0 +1,173 @@
+"""Human-friendly quantities in profiles: durations, sizes and ratios.
+
+Every parser takes the raw TOML value and the key path it came from, and
+either returns a plain number or raises :class:`~smtpbench.errors.ConfigError`
+naming that key and the accepted form.  The ``format_*`` functions produce
+text the parsers read back to the same value, which is what the resolved
+profile and the embedded sink's command line rely on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from smtpbench.errors import ConfigError
+
+DURATION_FORM = 'a duration like "30s", "5m", "1h", "250ms", "1m30s" or a number of seconds'
+SIZE_FORM = 'a size like "10KiB", "1MiB", "1.5KB" (KB=1000, KiB=1024) or a whole number of octets'
+RATIO_FORM = 'a ratio between 0 and 1 (like 0.05) or a percentage like "5%"'
+
+_DURATION_UNITS: dict[str, float] = {
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"({_NUMBER})\s*(us|µs|ms|s|m|h|d)", re.ASCII | re.IGNORECASE)
+_DURATION_WHOLE = re.compile(rf"(?:\s*{_NUMBER}\s*(?:us|µs|ms|s|m|h|d))+\s*", re.ASCII | re.IGNORECASE)
+_BARE_NUMBER = re.compile(rf"\s*{_NUMBER}\s*", re.ASCII)
+
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(rf"\s*({_NUMBER})\s*([kmg]i?b|b)?\s*", re.ASCII | re.IGNORECASE)
+
+# Beyond this a value is a typo, not a benchmark: 100 years, 1 TiB.
+_MAX_SECONDS = 100 * 365 * 86400.0
+_MAX_OCTETS = 1024**4
+
+
+def _shown(value: object) -> str:
+    """A one-line, bounded rendering of a user's value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass; `true` is never meant as 1 second.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_duration(value: object, key: str, *, file: str | None = None, positive: bool = False) -> float:
+    """Seconds in ``value``, which is a number of seconds or text like ``"1m30s"``.
+
+    Guarantees a finite, non-negative float (strictly positive with
+    ``positive=True``); anything else raises ConfigError naming ``key``.
+    Units: us, ms, s, m, h, d, combinable (``"1h30m"``); a bare number or
+    numeric string means seconds.
+    """
+    expected = f"a positive duration ({DURATION_FORM})" if positive else DURATION_FORM
+    seconds: float
+    if _is_number(value):
+        seconds = float(value)  # type: ignore[arg-type]
+    elif isinstance(value, str):
+        text = value.strip()
+        if _BARE_NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif text and _DURATION_WHOLE.fullmatch(text):
+            seconds = sum(float(num) * _DURATION_UNITS[unit.lower()] for num, unit in _DURATION_PART.findall(text))
+        else:
+            raise ConfigError(f"{_shown(value)} is not a duration", file=file, key=key, expected=expected)
+    else:
+        raise ConfigError(f"got {type(value).__name__} {_shown(value)}", file=file, key=key, expected=expected)
+    if not math.isfinite(seconds) or seconds < 0 or seconds > _MAX_SECONDS:
+        raise ConfigError(f"{_shown(value)} is out of range", file=file, key=key, expected=expected)
+    if positive and seconds == 0:
+        raise ConfigError("a zero duration is not allowed here", file=file, key=key, expected=expected)
+    return seconds
+
+
+def parse_size(value: object, key: str, *, file: str | None = None) -> int:
+    """Octets in ``value``: a whole number, or text like ``"10KiB"``/``"1.5KB"``.
+
+    KB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024 (case-insensitive);
+    a fractional result is rounded to the nearest octet.  Guarantees an int in
+    0..1 TiB, else ConfigError naming ``key``.
+    """
+    octets: float
+    if isinstance(value, int) and not isinstance(value, bool):
+        octets = value
+    elif isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match is None:
+            raise ConfigError(f"{_shown(value)} is not a size", file=file, key=key, expected=SIZE_FORM)
+        number, unit = match.group(1), (match.group(2) or "").lower()
+        if not unit and "." in number:
+            raise ConfigError(
+                f"{_shown(value)} is not a whole number of octets", file=file, key=key, expected=SIZE_FORM
+            )
+        octets = float(number) * _SIZE_UNITS[unit]
+    else:
+        raise ConfigError(f"got {type(value).__name__} {_shown(value)}", file=file, key=key, expected=SIZE_FORM)
+    if not math.isfinite(octets) or octets < 0 or octets > _MAX_OCTETS:
+        raise ConfigError(f"{_shown(value)} is out of range", file=file, key=key, expected=f"{SIZE_FORM}, at most 1TiB")
+    return int(round(octets))
+
+
+def parse_ratio(value: object, key: str, *, file: str | None = None) -> float:
+    """A probability in 0..1 from a number or a percentage string like ``"5%"``.
+
+    Guarantees a finite float with 0 <= r <= 1, else ConfigError naming ``key``.
+    """
+    ratio: float
+    if _is_number(value):
+        ratio = float(value)  # type: ignore[arg-type]
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ConfigError(f"{_shown(value)} is not a ratio", file=file, key=key, expected=RATIO_FORM) from None
+    else:
+        raise ConfigError(f"got {type(value).__name__} {_shown(value)}", file=file, key=key, expected=RATIO_FORM)
+    if not math.isfinite(ratio) or not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"{_shown(value)} is out of range", file=file, key=key, expected=RATIO_FORM)
+    return ratio
+
+
+def format_duration(seconds: float) -> str:
+    """Text :func:`parse_duration` reads back to exactly ``seconds``.
+
+    The shortest of ``"30s"``, ``"250ms"``, ``"1.5s"`` that round-trips, else
+    a long decimal number of seconds; never compound units or exponents, so
+    the text is also a valid flag value.
+    """
+    if seconds == int(seconds):
+        whole = int(seconds)
+        for unit, factor in (("h", 3600), ("m", 60)):
+            if whole >= factor and whole % factor == 0:
+                return f"{whole // factor}{unit}"
+        return f"{whole}s"
+    for text in (f"{_trim(seconds * 1000, 3)}ms", f"{_trim(seconds, 6)}s"):
+        if parse_duration(text, "") == seconds:
+            return text
+    return f"{_trim(seconds, 25)}s"
+
+
+def format_size(octets: int) -> str:
+    """Text :func:`parse_size` reads back to exactly ``octets``.
+
+    Exact multiples of 1 MiB/1 KiB print as ``"4MiB"``/``"10KiB"``; anything
+    else prints as a bare octet count.
+    """
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if octets >= factor and octets % factor == 0:
+            return f"{octets // factor}{unit}"
+    return str(octets)
+
+
+def _trim(number: float, places: int) -> str:
+    text = f"{number:.{places}f}".rstrip("0").rstrip(".")
+    return text or "0"
