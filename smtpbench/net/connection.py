@@ -78,7 +78,7 @@ class SMTPConnection:
         await self.send_raw(b"".join([send(v, line) for v, line in commands]))
 
     async def _receive(self) -> bytes:
-        data = await self.stream.receive_some(RECEIVE_SIZE)
+        data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
         if not data:
             raise ConnectionClosed("server closed the connection")
         if self.raw_log is not None:

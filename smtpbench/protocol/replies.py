@@ -53,9 +53,7 @@ class Reply:
 
     __slots__ = ("code", "lines", "raw", "defects")
 
-    def __init__(
-        self, code: int, lines: tuple[str, ...], raw: bytes, defects: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, code: int, lines: tuple[str, ...], raw: bytes, defects: tuple[str, ...] = ()) -> None:
         self.code = code
         self.lines = lines
         self.raw = raw

@@ -148,7 +148,7 @@ class ClientProtocol:
             self._close()
             return
         before = self.state
-        positive, negative = TRANSITIONS[(before, verb)] if (before, verb) in TRANSITIONS else (before, before)
+        positive, negative = TRANSITIONS.get((before, verb), (before, before))
         if verb == "AUTH" or verb == "AUTH_RESPONSE":
             after = S.AUTH if reply.code == 334 else (_AUTH_DONE if reply.code < 400 else S.READY)
         elif verb == "DATA":

@@ -54,9 +54,7 @@ COMMANDS: dict[str, CommandReplies] = {
     for verb, entry in RAW["commands"].items()
 }
 
-_EXPECTED: dict[str, frozenset[int]] = {
-    verb: c.listed | ANY_COMMAND | ALSO_COMMON for verb, c in COMMANDS.items()
-}
+_EXPECTED: dict[str, frozenset[int]] = {verb: c.listed | ANY_COMMAND | ALSO_COMMON for verb, c in COMMANDS.items()}
 
 
 def allowed_codes(verb: str, strict: bool = False) -> frozenset[int]:

@@ -1,0 +1,52 @@
+"""``smtpbench run``: the command-line face of the load engine."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+
+
+def run_command(
+    profile: Annotated[str, typer.Argument(help="Profile file (TOML).")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a profile key: dotted.key=value (repeatable).")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="HOST:PORT, overrides [target].")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help='Run length, e.g. "30s", "5m".')] = None,
+    results_dir: Annotated[str | None, typer.Option("--results-dir", help="Where results/<run-id>/ goes.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress, no summary table.")] = False,
+    progress: Annotated[
+        str | None, typer.Option("--progress", help="auto | live | plain | none (overrides [output].progress).")
+    ] = None,
+) -> None:
+    """Run a load test described by PROFILE and write results/<run-id>/."""
+    from smtpbench.load.engine import execute
+    from smtpbench.load.profile import load_profile
+    from smtpbench.report.table import print_summary
+
+    try:
+        if progress is not None and progress not in ("auto", "live", "plain", "none"):
+            raise ConfigError(f"--progress: unknown mode {progress!r}", expected="auto, live, plain or none")
+        prof = load_profile(profile, set_ or (), target=target, duration=duration, results_dir=results_dir)
+        outcome = execute(prof, quiet=quiet, progress=progress)
+    except ConfigError as exc:
+        print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RunError as exc:
+        print(f"smtpbench: run failed: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR) from None
+    if not quiet:
+        print_summary(outcome.summary, outcome.results_path)
+    if outcome.status != "completed":
+        print(f"smtpbench: run {outcome.status}; results kept in {outcome.results_path}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR)
+    raise typer.Exit(EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``smtpbench run`` to the CLI."""
+    app.command("run")(run_command)

@@ -1,0 +1,309 @@
+"""The load engine: drives sessions per the workload model and keeps the results.
+
+Theory of operation
+-------------------
+``execute()`` prepares everything that can fail on bad input or environment
+*before* any traffic (results folder, resolved profile, message pool, TLS
+context, embedded sink), then runs one Trio event loop:
+
+* a **driver** starts sessions: the closed model keeps ``level(t)`` session
+  loops alive (each loop: session, think time, repeat); the open model starts
+  one session per intended arrival time, capped by ``max_in_flight`` with a
+  capacity limiter, and records how late each one really started
+  (``schedule_lag``) and latencies from the intended start (``corrected.*``);
+* a **timer** ends arrivals after the duration (or when the message budget
+  is spent) and gives sessions in flight ``grace`` seconds before cancelling;
+* an **interval task** rotates the histograms every ``output.interval`` and
+  appends them to ``histograms.hlog`` (flushed), so measurements survive even
+  a killed process;
+* a **signal watcher**: the first SIGINT/SIGTERM stops arrivals (status
+  ``interrupted``), the second cancels sessions at once;
+* the **progress view**.
+
+Whatever happens, the results measured so far are written at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import signal
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from smtpbench.errors import RunError
+from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.profile import Profile, resolved_toml
+from smtpbench.load.results import ResultsDir, new_run_id
+from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
+from smtpbench.load.session import Control, Session, SessionSettings, opening_steps, run_session
+from smtpbench.metrics.hlog import HlogWriter
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.summary import build_summary
+from smtpbench.net.connection import resolve
+from smtpbench.net.tls import client_context
+from smtpbench.report.progress import ProgressState, choose_mode, show_progress
+
+#: An open-model session that starts later than this after its intended time counts as late.
+LATE_THRESHOLD_S = 0.010
+CONTROLLER_TICK_S = 0.1
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run produced."""
+
+    status: str
+    results_path: str
+    summary: dict[str, Any]
+
+
+class Engine:
+    """One run of one profile against one resolved target."""
+
+    def __init__(self, profile: Profile, host: str, port: int, results: ResultsDir, progress_mode: str) -> None:
+        self.profile = profile
+        self.results = results
+        self.progress_mode = progress_mode
+        wl = profile.workload
+        self.rng = random.Random(wl.seed)
+        self.control = Control(wl.messages)
+        self.status = "completed"
+        self.started_epoch = time.time()
+        self.recorder = Recorder(self.started_epoch)
+        self.settings = _settings(profile, host, port)
+        self.steps = opening_steps(self.settings)
+        msg = profile.message
+        self.pool = MessagePool(
+            msg.size, msg.variants, wl.seed, msg.from_template, msg.to_template, msg.subject, dict(msg.headers)
+        )
+        initial = (wl.sessions if wl.model == "closed" else wl.rate) or 0
+        self.shape = LoadShape(float(initial), [Ramp(s.duration, s.target) for s in wl.stages])
+        self.total_duration = wl.total_duration
+        self.in_flight = 0
+        self.session_no = 0
+        self.workload_scope = trio.CancelScope()
+        self.stop_requested = trio.Event()
+        self.t0 = 0.0
+        self.progress = ProgressState(self.recorder, 0.0, self.total_duration)
+
+    # --- top level --------------------------------------------------------
+
+    async def main(self) -> None:
+        """Run the workload to its end, then flush the last interval."""
+        st = self.settings
+        try:
+            st.family, st.sockaddr = await resolve(st.host, st.port)
+        except OSError:
+            st.sockaddr = None  # each session retries and counts a "resolve" error
+        hlog = HlogWriter(self.results.open_hlog(), self.started_epoch)
+        self.t0 = self.progress.started = time.perf_counter()
+        try:
+            async with trio.open_nursery() as background:
+                background.start_soon(self._intervals, hlog)
+                background.start_soon(self._signals)
+                background.start_soon(show_progress, self.progress, self.progress_mode)
+                with self.workload_scope:
+                    async with trio.open_nursery() as work:
+                        work.start_soon(self._timer)
+                        if self.profile.workload.model == "open":
+                            work.start_soon(self._drive_open, work)
+                        else:
+                            work.start_soon(self._drive_closed, work)
+                background.cancel_scope.cancel()
+        finally:
+            hlog.write(self.recorder.rotate(time.time()))
+            self.results.close_hlog()
+
+    def begin_stop(self) -> None:
+        """Stop arrivals; sessions in flight get the grace period."""
+        self.control.stopping = True
+        if self.workload_scope.deadline == float("inf"):
+            self.workload_scope.deadline = trio.current_time() + self.profile.workload.grace
+        self.stop_requested.set()
+
+    # --- tasks ------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        end = None if self.total_duration is None else self.t0 + self.total_duration
+        while not self.control.stopping and not self.stop_requested.is_set():
+            now = time.perf_counter()
+            if end is not None and now >= end:
+                break
+            await trio.sleep(min(0.05, end - now) if end is not None else 0.05)
+        self.begin_stop()
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            count = 0
+            async for _ in signals:
+                count += 1
+                self.status = "interrupted"
+                if count == 1:
+                    self.begin_stop()
+                else:
+                    self.workload_scope.cancel()
+
+    async def _intervals(self, hlog: HlogWriter) -> None:
+        interval = self.profile.output.interval
+        while True:
+            await trio.sleep(interval)
+            hlog.write(self.recorder.rotate(time.time()))
+
+    # --- workload models --------------------------------------------------
+
+    def _new_session(self) -> Session:
+        self.session_no += 1
+        return Session(self.settings, self.recorder, self.session_no, random.Random(self.rng.getrandbits(64)))
+
+    async def _drive_closed(self, work: trio.Nursery) -> None:
+        active = 0
+
+        async def loop() -> None:
+            nonlocal active
+            think = self.profile.workload.think_time
+            try:
+                while not self.control.stopping:
+                    self.in_flight += 1
+                    self.progress.in_flight = self.in_flight
+                    try:
+                        await run_session(self._new_session(), self.steps, self.pool, self.control)
+                    finally:
+                        self.in_flight -= 1
+                    # Ramp-down: retire this loop when there are more than the level asks.
+                    if active > round(self.shape.level(time.perf_counter() - self.t0)):
+                        return
+                    if think:
+                        await trio.sleep(think)
+                    else:
+                        await trio.lowlevel.checkpoint()
+            finally:
+                active -= 1
+
+        while not self.control.stopping:
+            target = round(self.shape.level(time.perf_counter() - self.t0))
+            while active < target and not self.control.stopping:
+                active += 1
+                work.start_soon(loop)
+            await trio.sleep(CONTROLLER_TICK_S)
+
+    async def _drive_open(self, work: trio.Nursery) -> None:
+        wl = self.profile.workload
+        schedule = ArrivalSchedule(self.shape, wl.arrival, random.Random(self.rng.getrandbits(64)))
+        limiter = trio.CapacityLimiter(wl.max_in_flight)
+        counts = self.recorder.counters.counts
+
+        async def one(intended: float) -> None:
+            try:
+                start = time.perf_counter()
+                lag = start - intended
+                self.recorder.record("schedule_lag", int(max(lag, 0) * 1_000_000))
+                if lag > LATE_THRESHOLD_S:
+                    counts["sessions_late"] += 1
+                await run_session(self._new_session(), self.steps, self.pool, self.control, intended)
+            finally:
+                self.in_flight -= 1
+                self.progress.in_flight = self.in_flight
+                limiter.release_on_behalf_of(intended)
+
+        while not self.control.stopping:
+            t_rel = schedule.next()
+            if self.total_duration is not None and t_rel >= self.total_duration:
+                break
+            intended = self.t0 + t_rel
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                await trio.sleep(delay)
+            if self.control.stopping:
+                break
+            if limiter.available_tokens == 0:
+                counts["sessions_capped"] += 1
+            await limiter.acquire_on_behalf_of(intended)
+            if self.control.stopping:
+                limiter.release_on_behalf_of(intended)
+                break
+            self.in_flight += 1
+            self.progress.in_flight = self.in_flight
+            work.start_soon(one, intended)
+
+    # --- results ----------------------------------------------------------
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        """The summary document of what was measured so far."""
+        p = self.profile
+        return build_summary(
+            run_id=self.results.run_id,
+            status=self.status,
+            started_at=dt.datetime.fromtimestamp(self.started_epoch, dt.UTC).isoformat(timespec="seconds"),
+            elapsed_s=elapsed,
+            histograms=self.recorder.totals,
+            counters=self.recorder.counters.to_dict(),
+            model=p.workload.model,
+            target=f"{self.settings.host}:{self.settings.port}",
+            extra={
+                "profile": p.path,
+                "seed": p.workload.seed,
+                "values_clamped": self.recorder.clamped,
+            },
+        )
+
+
+def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
+    t = profile.target
+    ssl_context = None
+    if t.tls != "none":
+        ssl_context = client_context(t.ca_file, t.insecure)
+    auth = t.auth
+    return SessionSettings(
+        host=host,
+        port=port,
+        helo=t.helo,
+        timeouts=dict(profile.smtp.timeouts),
+        pipelining=profile.smtp.pipelining,
+        tls=t.tls,
+        ssl_context=ssl_context,
+        auth_mechanism=auth.mechanism if auth else None,
+        auth_username=auth.username if auth else "",
+        auth_password=auth.password() if auth else "",
+        messages_per_session=profile.workload.messages_per_session,
+        recipients_min=profile.message.recipients_min,
+        recipients_max=profile.message.recipients_max,
+        sender=AddressTemplate(profile.message.from_template),
+        recipient=AddressTemplate(profile.message.to_template),
+    )
+
+
+def execute(profile: Profile, *, quiet: bool = False, progress: str | None = None) -> RunOutcome:
+    """Run ``profile`` to the end and write its results.
+
+    Raises :class:`ConfigError` (exit 2) or :class:`RunError` (exit 3) for
+    problems found before any traffic; after that, results are always written.
+    """
+    results = ResultsDir(profile.output.results_dir, new_run_id())
+    results.write_profile(resolved_toml(profile))
+    mode = choose_mode(progress or profile.output.progress, quiet)
+    with ExitStack() as stack:
+        host, port = profile.target.host, profile.target.port
+        if profile.target.embedded:
+            from smtpbench.sink.embedded import EmbeddedSink
+
+            try:
+                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+            except (OSError, RuntimeError) as exc:
+                raise RunError(f"could not start the embedded sink: {exc}") from None
+        engine = Engine(profile, host, port, results, mode)
+        start = time.perf_counter()
+        try:
+            trio.run(engine.main)
+        except BaseException:
+            engine.status = "failed" if engine.status == "completed" else engine.status
+            summary = engine.summary(time.perf_counter() - start)
+            results.write_final(summary, engine.recorder.totals)
+            raise
+        summary = engine.summary(time.perf_counter() - start)
+        results.write_final(summary, engine.recorder.totals)
+    return RunOutcome(engine.status, str(results.path), summary)

@@ -1,0 +1,153 @@
+"""Phase latency histograms and run counters.
+
+Theory of operation
+-------------------
+Every timed phase (``connect``, ``banner``, ``ehlo``, ..., ``session``, and the
+coordinated-omission views ``corrected.session``, ``corrected.transaction``,
+``schedule_lag``) is a *tag*.  Phases are open-ended: a session step that
+times something new simply records under a new tag, so pluggable steps (TLS,
+AUTH, BDAT ...) need no change here.
+
+Values are integer microseconds recorded into the *current interval*
+histogram of their tag.  :meth:`Recorder.rotate` closes the interval: it
+returns the interval histograms (for the interval log) and adds them into the
+run totals.  Recording is a dictionary hit plus ``record_value``; everything
+costly (encoding, percentiles, means) happens once per interval or at the end.
+
+All state is plain data plus HdrHistograms, so results stay mergeable: two
+recorders' encoded totals and counters add up losslessly (:func:`merge_snapshots`),
+which is what sharded runs will need.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped and counted
+SIGNIFICANT_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    """A histogram with the layout every smtpbench histogram shares (µs, 1 µs .. 1 h, 3 digits)."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+@dataclass
+class Counters:
+    """Run counters; every field adds up across shards."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    replies: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    unexpected: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (reply codes as string keys)."""
+        return {
+            "counts": dict(self.counts),
+            "replies": {v: {str(c): n for c, n in sorted(codes.items())} for v, codes in sorted(self.replies.items())},
+            "unexpected_replies": {
+                v: {str(c): n for c, n in sorted(codes.items())} for v, codes in sorted(self.unexpected.items())
+            },
+            "errors": dict(self.errors),
+        }
+
+
+@dataclass
+class Interval:
+    """One closed interval of one tag."""
+
+    tag: str
+    start: float  # seconds since the epoch
+    end: float
+    histogram: HdrHistogram
+
+
+class Recorder:
+    """Collects phase latencies (µs) and counters for one run (one process)."""
+
+    def __init__(self, start_epoch: float) -> None:
+        self.start_epoch = start_epoch
+        self._interval_start = start_epoch
+        self._current: dict[str, HdrHistogram] = {}
+        self.totals: dict[str, HdrHistogram] = {}
+        self.counters = Counters()
+        self.clamped = 0
+
+    def record(self, tag: str, value_us: int) -> None:
+        """Record one latency; values beyond one hour are clamped (and counted)."""
+        h = self._current.get(tag)
+        if h is None:
+            h = self._current[tag] = new_histogram()
+        if not h.record_value(value_us):
+            self.clamped += 1
+            h.record_value(HIGHEST_US if value_us > 0 else 0)
+
+    def rotate(self, now_epoch: float) -> list[Interval]:
+        """Close the current interval at ``now_epoch``; return its non-empty histograms.
+
+        The returned histograms are also added into :attr:`totals`, so after a
+        final ``rotate`` the totals hold every value ever recorded.
+        """
+        start, self._interval_start = self._interval_start, now_epoch
+        out = []
+        for tag, h in self._current.items():
+            if h.get_total_count() == 0:
+                continue
+            total = self.totals.get(tag)
+            if total is None:
+                total = self.totals[tag] = new_histogram()
+            total.add(h)
+            out.append(Interval(tag, start, now_epoch, h))
+        # Fresh histograms rather than reset(): the closed ones are handed out.
+        self._current = {tag: new_histogram() for tag in self._current}
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """A mergeable snapshot: encoded total histograms plus counters."""
+        return {
+            "histograms": {tag: h.encode().decode("ascii") for tag, h in self.totals.items()},
+            "counters": self.counters.to_dict(),
+        }
+
+    def peek(self, tag: str, percentile: float) -> int:
+        """Percentile of ``tag`` over totals and the open interval (for live progress)."""
+        h = new_histogram()
+        for src in (self.totals.get(tag), self._current.get(tag)):
+            if src is not None and src.get_total_count():
+                h.add(src)
+        return int(h.get_value_at_percentile(percentile)) if h.get_total_count() else 0
+
+
+def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHistogram], dict[str, Any]]:
+    """Merge recorder snapshots losslessly: histograms are added, counters summed."""
+    hists: dict[str, HdrHistogram] = {}
+    counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    replies: dict[str, Counter[str]] = defaultdict(Counter)
+    unexpected: dict[str, Counter[str]] = defaultdict(Counter)
+    for snap in snapshots:
+        for tag, enc in snap["histograms"].items():
+            h = hists.get(tag)
+            if h is None:
+                h = hists[tag] = new_histogram()
+            h.decode_and_add(enc)
+        c = snap["counters"]
+        counts.update(c["counts"])
+        errors.update(c["errors"])
+        for v, codes in c["replies"].items():
+            replies[v].update(codes)
+        for v, codes in c["unexpected_replies"].items():
+            unexpected[v].update(codes)
+    merged = {
+        "counts": dict(counts),
+        "errors": dict(errors),
+        "replies": {v: dict(c) for v, c in replies.items()},
+        "unexpected_replies": {v: dict(c) for v, c in unexpected.items()},
+    }
+    return hists, merged

@@ -1,0 +1,110 @@
+"""``summary.json``: the run's figures in one documented, versioned document.
+
+The layout is part of the results format (README, "summary.json").  Phase
+statistics are computed from the total histograms once, at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+SCHEMA_VERSION = 1
+
+#: Service phases in the order a session goes through them (others follow, sorted).
+PHASE_ORDER = (
+    "connect",
+    "tls",
+    "banner",
+    "ehlo",
+    "starttls",
+    "auth",
+    "mail",
+    "rcpt",
+    "data",
+    "data_end",
+    "rset",
+    "quit",
+    "transaction",
+    "session",
+)
+CORRECTED_PREFIX = "corrected."
+SCHEDULE_LAG = "schedule_lag"
+
+
+def phase_stats(h: HdrHistogram) -> dict[str, Any]:
+    """count, min, mean and percentiles (p50 .. p99.9) and max, in µs."""
+    n = h.get_total_count()
+    if n == 0:
+        return {"count": 0}
+    pct = h.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    return {
+        "count": n,
+        "min_us": int(h.get_min_value()),
+        "mean_us": round(h.get_mean_value(), 1),
+        "p50_us": int(pct[50.0]),
+        "p90_us": int(pct[90.0]),
+        "p99_us": int(pct[99.0]),
+        "p999_us": int(pct[99.9]),
+        "max_us": int(h.get_max_value()),
+    }
+
+
+def _ordered(tags: list[str]) -> list[str]:
+    known = [t for t in PHASE_ORDER if t in tags]
+    return known + sorted(t for t in tags if t not in PHASE_ORDER)
+
+
+def build_summary(
+    *,
+    run_id: str,
+    status: str,
+    started_at: str,
+    elapsed_s: float,
+    histograms: dict[str, HdrHistogram],
+    counters: dict[str, Any],
+    model: str,
+    target: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the summary document (see README, "summary.json")."""
+    counts = {
+        "sessions_started": 0,
+        "sessions_completed": 0,
+        "messages_sent": 0,
+        "messages_accepted": 0,
+        "messages_rejected": 0,
+        "errors": 0,
+    }
+    counts.update(counters.get("counts", {}))
+    counts["errors"] = sum(counters.get("errors", {}).values())
+    elapsed = max(elapsed_s, 1e-9)
+    service = [t for t in histograms if not t.startswith(CORRECTED_PREFIX) and t != SCHEDULE_LAG]
+    corrected = sorted(t for t in histograms if t.startswith(CORRECTED_PREFIX))
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": status,
+        "started_at": started_at,
+        "elapsed_s": round(elapsed_s, 3),
+        "model": model,
+        "target": target,
+        "counts": counts,
+        "throughput": {
+            "messages_per_s": round(counts["messages_accepted"] / elapsed, 2),
+            "messages_sent_per_s": round(counts["messages_sent"] / elapsed, 2),
+            "sessions_per_s": round(counts["sessions_completed"] / elapsed, 2),
+        },
+        "phases": {t: phase_stats(histograms[t]) for t in _ordered(service)},
+        "replies": counters.get("replies", {}),
+        "unexpected_replies": counters.get("unexpected_replies", {}),
+        "errors": counters.get("errors", {}),
+    }
+    if model == "open" or corrected:
+        doc["corrected"] = {t[len(CORRECTED_PREFIX) :]: phase_stats(histograms[t]) for t in corrected}
+        lag = histograms.get(SCHEDULE_LAG)
+        doc["schedule_lag"] = phase_stats(lag) if lag is not None else {"count": 0}
+    if extra:
+        doc.update(extra)
+    return doc
