@@ -289,8 +289,9 @@ class Section:
 
 def describe_range(kind: str, minimum: float | None, maximum: float | None, positive: bool = False) -> str:
     """Words for a numeric range, e.g. "an integer between 1 and 65535"."""
-    if positive and maximum is None:
-        return f"a positive {kind.split(' ', 1)[1]}"
+    if positive:
+        noun = kind.split(" ", 1)[1]
+        return f"a positive {noun}" if maximum is None else f"a positive {noun} up to {_num(maximum)}"
     if minimum is not None and maximum is not None:
         return f"{kind} between {_num(minimum)} and {_num(maximum)}"
     if minimum is not None:

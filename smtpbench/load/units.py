@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 from smtpbench.errors import ConfigError
 
 DURATION_FORM = 'a duration like "30s", "5m", "1h", "250ms", "1m30s" or a number of seconds'
+POSITIVE_DURATION_FORM = 'a positive duration like "30s", "5m", "250ms" or a number of seconds'
 SIZE_FORM = 'a size like "10KiB", "1MiB", "1.5KB" (KB=1000, KiB=1024) or a whole number of octets'
 RATIO_FORM = 'a ratio between 0 and 1 (like 0.05) or a percentage like "5%"'
 
@@ -68,7 +70,7 @@ def parse_duration(value: object, key: str, *, file: str | None = None, positive
     Units: us, ms, s, m, h, d, combinable (``"1h30m"``); a bare number or
     numeric string means seconds.
     """
-    expected = f"a positive duration ({DURATION_FORM})" if positive else DURATION_FORM
+    expected = POSITIVE_DURATION_FORM if positive else DURATION_FORM
     seconds: float
     if _is_number(value):
         seconds = float(value)  # type: ignore[arg-type]
@@ -150,10 +152,12 @@ def format_duration(seconds: float) -> str:
             if whole >= factor and whole % factor == 0:
                 return f"{whole // factor}{unit}"
         return f"{whole}s"
-    for text in (f"{_trim(seconds * 1000, 3)}ms", f"{_trim(seconds, 6)}s"):
+    candidates = [f"{_trim(seconds * 1000, 3)}ms", f"{_trim(seconds, 6)}s"]
+    for text in candidates if seconds < 1 else reversed(candidates):
         if parse_duration(text, "") == seconds:
             return text
-    return f"{_trim(seconds, 25)}s"
+    # repr() is the shortest text that round-trips; Decimal spells it without an exponent.
+    return f"{format(Decimal(repr(seconds)), 'f')}s"
 
 
 def format_size(octets: int) -> str:
