@@ -1,0 +1,116 @@
+"""The client state machine: transitions as a table, pipelining, 421."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtpbench.protocol import tables
+from smtpbench.protocol.errors import LocalProtocolError, SMTPProtocolError
+from smtpbench.protocol.state import TRANSITIONS, ClientProtocol, State
+
+
+def ready() -> ClientProtocol:
+    c = ClientProtocol()
+    c.receive(b"220 mx ESMTP\r\n")
+    c.send("EHLO", b"EHLO x\r\n")
+    c.receive(b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+    return c
+
+
+def test_greeting_ehlo_extensions() -> None:
+    c = ready()
+    assert c.state is State.READY
+    assert c.extensions == {"PIPELINING": "", "8BITMIME": ""}
+
+
+def test_refused_greeting_allows_only_quit() -> None:
+    c = ClientProtocol()
+    c.receive(b"554 no service\r\n")
+    assert c.state is State.REFUSED
+    assert not c.can_send("MAIL")
+    assert c.can_send("QUIT")
+
+
+def test_local_protocol_error() -> None:
+    c = ready()
+    with pytest.raises(LocalProtocolError):
+        c.send("DATA", b"DATA\r\n")  # no MAIL/RCPT yet
+    with pytest.raises(LocalProtocolError):
+        c.send("DATA_END", b".\r\n")
+
+
+def test_pipelined_group_with_refused_mail_resyncs() -> None:
+    c = ready()
+    for verb in ("MAIL", "RCPT", "DATA"):
+        c.send(verb, b"")
+    out = c.receive(b"550 5.7.1 no\r\n503 5.5.1 seq\r\n503 5.5.1 seq\r\n")
+    assert [v for v, _ in out] == ["MAIL", "RCPT", "DATA"]
+    assert c.state is State.READY
+    assert c.can_send("MAIL") and not c.can_send("RCPT")
+
+
+def test_full_transaction_and_quit() -> None:
+    c = ready()
+    for verb in ("MAIL", "RCPT", "RCPT", "DATA"):
+        c.send(verb, b"")
+    c.receive(b"250 ok\r\n550 no such user\r\n250 ok\r\n354 go\r\n")
+    assert c.state is State.DATA
+    c.send("DATA_END", b".\r\n")
+    c.receive(b"250 queued\r\n")
+    assert c.state is State.READY
+    c.send("QUIT", b"QUIT\r\n")
+    c.receive(b"221 bye\r\n")
+    assert c.state is State.CLOSED
+
+
+def test_421_closes_and_unsolicited() -> None:
+    c = ready()
+    c.send("MAIL", b"")
+    c.receive(b"421 4.3.2 shutting down\r\n")
+    assert c.state is State.CLOSED
+    c2 = ready()
+    out = c2.receive(b"421 bye\r\n")
+    assert out[0][0] == "UNSOLICITED" and c2.state is State.CLOSED
+    with pytest.raises(SMTPProtocolError):
+        ready().receive(b"250 surprise\r\n")
+
+
+def test_starttls_restarts_session() -> None:
+    c = ready()
+    c.send("STARTTLS", b"")
+    c.receive(b"220 go ahead\r\n")
+    assert c.state is State.TLS
+    c.tls_established()
+    assert c.state is State.GREETED and c.extensions == {}
+    assert not c.can_send("MAIL")
+
+
+def test_every_transition_names_known_states() -> None:
+    for (state, verb), (ok, bad) in TRANSITIONS.items():
+        assert isinstance(state, State) and isinstance(ok, State) and isinstance(bad, State)
+        assert verb.isupper()
+
+
+def test_tables_single_source() -> None:
+    assert tables.is_expected("RCPT", 250) and tables.is_expected("RCPT", 452)
+    assert not tables.is_expected("HELP", 250)  # aiosmtpd's deviation is unexpected
+    assert tables.is_expected("MAIL", 421)  # any-command code
+    assert 354 in tables.allowed_codes("DATA", strict=True)
+    assert tables.LIMITS["command_line_octets"] == 512
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"220 a\r\n", b"250 b\r\n", b"354 c\r\n", b"421 d\r\n", b"550 e\r\n", b"x\r\n"])))
+def test_random_server_bytes_never_crash(chunks: list[bytes]) -> None:
+    """Whatever a server sends, the state machine returns replies or raises a protocol error."""
+    c = ClientProtocol()
+    try:
+        for chunk in chunks:
+            for _verb, reply in c.receive(chunk):
+                assert 200 <= reply.code < 600
+            if c.can_send("NOOP"):
+                c.send("NOOP", b"NOOP\r\n")
+    except SMTPProtocolError:
+        pass
