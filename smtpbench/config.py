@@ -89,11 +89,15 @@ def parse_toml_text(text: str, file: str | None) -> dict[str, Any]:
         message = _single_line(str(exc))
         position = re.search(r"\(at line (\d+), column (\d+)\)", message)
         if position:
-            message = message[: position.start()].strip()
-            where = f"{file}:{position.group(1)}:{position.group(2)}" if file else None
-            loc = None if file else f"line {position.group(1)}, column {position.group(2)}"
-            raise ConfigError(f"TOML syntax error: {message}", file=where, key=loc) from None
-        raise ConfigError(f"TOML syntax error: {message}", file=file) from None
+            line, column = int(position.group(1)), int(position.group(2))
+        else:
+            # "(at end of document)": point just past the last character.
+            lines = text.split("\n")
+            line, column = len(lines), len(lines[-1]) + 1
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message).strip()
+        where = f"{file}:{line}:{column}" if file else None
+        loc = None if file else f"line {line}, column {column}"
+        raise ConfigError(f"TOML syntax error: {message}", file=where, key=loc) from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

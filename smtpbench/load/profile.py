@@ -154,6 +154,7 @@ MAX_MESSAGE_SIZE = 1024**3
 MAX_RECIPIENTS = 1000
 MAX_SEED = 2**63 - 1
 MAX_COUNT = 10**12
+MAX_SINK_DELAY = 3600.0  # the sink's own limit
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
@@ -669,6 +670,9 @@ def _sink(sec: Section, workload_seed: int) -> SinkOptions:
         for name in SINK_DELAY_KEYS
         if delay_sec.has(name)
     }
+    for name, seconds in delays.items():
+        if seconds > MAX_SINK_DELAY:
+            delay_sec.fail(name, f"{format_duration(seconds)} is too long", expected="a delay of at most 1h")
     ratios = {
         name: parse_ratio(sec.raw(name), sec.key(name), file=sec.file) if sec.has(name) else 0.0
         for name in SINK_RATIO_KEYS
