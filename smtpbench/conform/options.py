@@ -55,7 +55,11 @@ class ConformOptions:
 
     @property
     def domain(self) -> str:
-        """The server's local mail domain: the part after ``@`` of ``--rcpt``, else the target host."""
+        """The server's local mail domain: the part after ``@`` of ``--rcpt``, else the target host (IPs as literals)."""
         if self.rcpt and "@" in self.rcpt:
             return self.rcpt.rsplit("@", 1)[1]
+        if ":" in self.host:
+            return f"[IPv6:{self.host}]"
+        if self.host.replace(".", "").isdigit():
+            return f"[{self.host}]"
         return self.host

@@ -236,11 +236,11 @@ class Session:
             await self.read(ex, replies, timeout)
         return ex
 
-    async def extra(self, ex: Exchange, wait: float = QUIET_WAIT) -> list[Reply]:
+    async def extra(self, ex: Exchange, wait: float | None = None) -> list[Reply]:
         """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
         before = len(ex.replies)
         wanted = ex.wanted
-        await self.read(ex, 1, timeout=wait)
+        await self.read(ex, 1, timeout=min(QUIET_WAIT, self.timeout) if wait is None else wait)
         while self.pending:
             ex.replies.append(self.pending.popleft())
         ex.wanted = wanted
@@ -338,7 +338,7 @@ class Probe:
         """Replace ``{rcpt}``, ``{helo}``, ``{domain}``, ``{foreign}``, ``{sender}``, ``{host}`` in ``line``."""
         o = self.options
         for key, value in (
-            ("{rcpt}", o.rcpt or f"postmaster@{o.domain}"),
+            ("{rcpt}", o.rcpt or "postmaster"),
             ("{helo}", o.helo),
             ("{domain}", o.domain),
             ("{foreign}", o.foreign_rcpt),
@@ -404,6 +404,17 @@ class Probe:
             out.append(f"--- session {i}")
             out.extend(s.transcript())
         return out
+
+    def peer_ip(self) -> str:
+        """The server's IP address as seen on the first session (the target host before that)."""
+        for s in self.sessions:
+            sock = getattr(s.conn.stream, "socket", None)
+            if sock is not None:
+                try:
+                    return str(sock.getpeername()[0])
+                except OSError:
+                    break
+        return self.options.host
 
     def delivered(self) -> list[bytes] | None:
         """Messages the oracle has seen so far, or ``None`` without a delivery oracle."""

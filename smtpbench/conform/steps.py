@@ -46,6 +46,10 @@ async def run_steps(probe: Probe, steps: tuple[Step, ...]) -> Finding:
                     raise CheckAborted(f"setup step {ex.command} got {ex.outcome}")
             else:
                 findings.append(judge(step.expect, ex, default))
+            if ex.code == 354 and step.expect is not None and 354 not in step.expect.codes:
+                # An unwanted 354: drop the connection rather than send anything that could be delivered.
+                await session.close(polite=False)
+                return worst(findings)
             if session.closed:
                 break
         elif isinstance(step, Send):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from smtpbench.conform.model import Expect, Finding, Verdict, worst
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
@@ -48,3 +49,38 @@ def passed(reason: str, *exchanges: Exchange) -> Finding:
 
 
 __all__ = ["worst", "Finding", "Verdict"]
+
+
+def test_message(probe: Probe, tag: str, body: str = "smtpbench conformance probe\r\n") -> str:
+    """A minimal RFC 5322 message (unstuffed, CRLF) whose Subject carries ``tag`` for the oracle to find."""
+    o = probe.options
+    rcpt = o.rcpt or "postmaster"
+    return (
+        f"From: <{o.mail_from}>\r\nTo: <{rcpt}>\r\nSubject: smtpbench {tag}\r\n"
+        f"Message-ID: <{tag}.{secrets.token_hex(6)}@{o.helo}>\r\n\r\n{body}"
+    )
+
+
+async def start_data(session: Session) -> Exchange:
+    """MAIL, RCPT to ``--rcpt`` and DATA, all required to succeed (354)."""
+    await open_transaction(session)
+    return await setup(session, "DATA", 354)
+
+
+async def send_body(session: Session, wire: bytes) -> Exchange:
+    """Send message data exactly as given (already stuffed and terminated) and read the final reply."""
+    return await session.send(wire, verb="DATA_END", replies=1)
+
+
+def find_delivered(probe: Probe, needle: bytes, before: int) -> list[bytes] | None:
+    """Messages delivered since the oracle held ``before`` messages that contain ``needle`` (``None``: no oracle)."""
+    msgs = probe.delivered()
+    if msgs is None:
+        return None
+    return [m for m in msgs[before:] if needle in m]
+
+
+def delivered_count(probe: Probe) -> int:
+    """How many messages the oracle holds now (0 without one)."""
+    msgs = probe.delivered()
+    return 0 if msgs is None else len(msgs)
