@@ -16,7 +16,7 @@ import ssl
 
 import trio
 
-from smtpbench.net.errors import ConnectionClosed, SessionTimeout
+from smtpbench.net.errors import ConnectionClosed, SessionTimeout, TLSHandshakeError
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol
 
@@ -138,6 +138,10 @@ class SMTPConnection:
                 await tls.do_handshake()
         except trio.TooSlowError:
             raise SessionTimeout(f"TLS handshake not done within {timeout:g}s", "tls") from None
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            # A reset or EOF in the handshake is a TLS failure (a plaintext or broken TLS server), not a "reset".
+            reason = exc.__cause__ or exc
+            raise TLSHandshakeError(f"TLS handshake failed: {type(reason).__name__}: {reason}", "tls") from exc
         self.stream = tls
         if self.protocol.state.value == "tls":
             self.protocol.tls_established()

@@ -37,6 +37,12 @@ class ConnectionClosed(SessionError):
     kind = "closed"
 
 
+class TLSHandshakeError(SessionError):
+    """The TLS handshake failed: refused, not TLS at all, or the peer hung up mid-handshake."""
+
+    kind = "tls"
+
+
 class ReplyError(SessionError):
     """The server refused something (4yz or 5yz) that the session needed."""
 

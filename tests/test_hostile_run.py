@@ -1,0 +1,100 @@
+"""``smtpbench run`` against broken and hostile servers.
+
+Each case runs the real CLI (in-process) for 1.5 s with 0.5 s timeouts and a
+1 s grace, and checks that the run ends in bounded time, that ``summary.json``
+names the failure by kind (never the catch-all ``error``), and that nothing
+the server sends can make the client buffer without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.hostile import (
+    HostileServer,
+    MiniSMTP,
+    Peer,
+    close_during_handshake,
+    endless_reply,
+    greeting_then_silence,
+    http_banner,
+    http_server,
+    huge_line,
+    make_app,
+    no_greeting,
+    only_run_dir,
+    refused_port,
+    reset_in_data,
+    shutdown_421,
+    slow_drip,
+    write_profile,
+)
+
+DURATION_S = 1.5
+GRACE_S = 1.0
+TIMEOUT_S = 0.5
+#: duration + grace + one timeout, plus start-up, teardown and a loaded CI box.
+WALL_BOUND_S = DURATION_S + GRACE_S + TIMEOUT_S + 2.5
+
+
+def run_cli(tmp_path: Any, target: str, **kw: Any) -> tuple[int, str, dict[str, Any], float]:
+    """Run ``smtpbench run`` on a fresh profile; returns (exit code, stderr, summary, seconds)."""
+    kw.setdefault("duration", f"{DURATION_S}s")
+    kw.setdefault("grace", f"{GRACE_S}s")
+    kw.setdefault("timeout", f"{TIMEOUT_S}s")
+    profile = write_profile(str(tmp_path), target, **kw)
+    runner = CliRunner()
+    t0 = time.monotonic()
+    result = runner.invoke(make_app(), ["run", profile, "--quiet"])
+    elapsed = time.monotonic() - t0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    with open(os.path.join(only_run_dir(str(tmp_path)), "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    return result.exit_code, result.output, summary, elapsed
+
+
+def errors_of(summary: dict[str, Any]) -> dict[str, int]:
+    """``summary.json``'s error counts by kind."""
+    errors: dict[str, int] = summary["errors"]
+    return errors
+
+
+CASES: list[tuple[str, Callable[[Peer], None], str, str]] = [
+    ("no greeting", no_greeting, "none", "timeout"),
+    ("greeting then silence", greeting_then_silence, "none", "timeout"),
+    ("reply that never ends", endless_reply, "none", "protocol"),
+    ("10 MB line without line end", huge_line, "none", "protocol"),
+    ("HTTP server (waits for a request)", http_server, "none", "timeout"),
+    ("HTTP answer as greeting", http_banner, "none", "protocol"),
+    ("reset in the middle of DATA", reset_in_data, "none", "reset"),
+    ("421 in the middle of a session", shutdown_421, "none", "server_shutdown"),
+    ("one byte per second", slow_drip, "none", "timeout"),
+    ("plaintext server, tls=implicit", MiniSMTP(), "implicit", "tls"),
+    ("closes during the TLS handshake", close_during_handshake, "implicit", "tls"),
+]
+
+
+@pytest.mark.parametrize(("handler", "tls", "kind"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_server_is_classified_and_bounded(
+    tmp_path: Any, handler: Callable[[Peer], None], tls: str, kind: str
+) -> None:
+    # Certificate checks off for the TLS cases: the failure under test must be the handshake itself.
+    target_extra = "insecure = true" if tls != "none" else ""
+    with HostileServer(handler) as srv:
+        code, output, summary, elapsed = run_cli(tmp_path, srv.target, tls=tls, target_extra=target_extra)
+    assert elapsed < WALL_BOUND_S, f"run took {elapsed:.1f}s"
+    errors = errors_of(summary)
+    assert errors.get(kind, 0) > 0, errors
+    assert "error" not in errors, f"unclassified errors: {errors}"
+    assert summary["status"] == "completed"
+    assert code == 0, output
+    assert summary["counts"]["sessions_started"] >= 1
