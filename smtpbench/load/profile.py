@@ -58,8 +58,8 @@ Key                               Default                         Meaning
 ``rate``                          required (open)                 New sessions per second, > 0 (open only).  With ``stages``:
                                                                   the starting rate (default 0).
 ``arrival``                       ``"uniform"``                   Open only: ``"uniform"`` (evenly spaced) or ``"poisson"``.
-``max_in_flight``                 10000                           Open only: cap on concurrent sessions; arrivals beyond it
-                                                                  are counted as dropped, not queued.
+``max_in_flight``                 10000                           Open only: cap on concurrent sessions; an arrival beyond
+                                                                  it waits for a slot, the wait counting in its lag.
 ``duration``                      none                            How long to generate load (> 0).
 ``messages``                      none                            Stop after this many messages (>= 1).  At least one of
                                                                   ``duration``, ``messages``, ``stages``; ``duration`` and
