@@ -1,0 +1,110 @@
+"""Configuration of the embedded sink, and the parsers for its command-line values."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smtpbench.errors import ConfigError
+
+#: Phases a latency can be injected before (the reply of that phase is delayed).
+PHASES = ("banner", "ehlo", "mail", "rcpt", "data", "data_end", "quit")
+
+DEFAULT_HOSTNAME = "sink.smtpbench.test"
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_MAX_RECIPIENTS = 100
+DEFAULT_MAX_BAD_COMMANDS = 10
+
+
+@dataclass
+class SinkConfig:
+    """Everything one sink needs; every field has a compliant default.
+
+    ``delays`` maps a phase of :data:`PHASES` to seconds slept before that
+    reply.  Ratios are probabilities in [0, 1] drawn from a generator seeded
+    with ``seed`` (per connection), so a run is reproducible for a given
+    connection order.  ``local_domains`` adds to the built-in local domains
+    (``hostname``, ``localhost``, ``example.test`` and the listen address).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    hostname: str = DEFAULT_HOSTNAME
+    local_domains: frozenset[str] = frozenset()
+    max_size: int = DEFAULT_MAX_SIZE
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    max_bad_commands: int = DEFAULT_MAX_BAD_COMMANDS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    tls_handshake_timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
+    auth_users: dict[str, str] = field(default_factory=dict)
+    allow_plain_auth_without_tls: bool = False
+    store_messages: bool = False
+    store_dir: Path | None = None
+    delays: dict[str, float] = field(default_factory=dict)
+    reject_rcpt_temp: float = 0.0
+    reject_rcpt_perm: float = 0.0
+    reject_data_temp: float = 0.0
+    reject_data_perm: float = 0.0
+    disconnect: float = 0.0
+    seed: int | None = None
+    faults: frozenset[str] = frozenset()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values no sink can run with."""
+        from smtpbench.sink.faults import validate_faults
+
+        validate_faults(self.faults)
+        for phase, seconds in self.delays.items():
+            if phase not in PHASES:
+                raise ConfigError(f"unknown delay phase {phase!r}", expected="one of " + ", ".join(PHASES))
+            if not 0 <= seconds <= 3600:
+                raise ConfigError(f"delay for {phase} out of range: {seconds}", expected="0..3600 seconds")
+        for name in ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} out of range: {value}", expected="a ratio between 0 and 1")
+        if self.reject_rcpt_temp + self.reject_rcpt_perm > 1.0:
+            raise ConfigError("reject_rcpt_temp + reject_rcpt_perm exceeds 1")
+        if self.reject_data_temp + self.reject_data_perm > 1.0:
+            raise ConfigError("reject_data_temp + reject_data_perm exceeds 1")
+        if self.max_size < 0:
+            raise ConfigError(f"max_size must not be negative: {self.max_size}")
+        if self.max_recipients < 1:
+            raise ConfigError(f"max_recipients must be at least 1: {self.max_recipients}")
+        if self.idle_timeout <= 0:
+            raise ConfigError(f"idle_timeout must be positive: {self.idle_timeout}")
+        if self.implicit_tls and self.ssl_context is None:
+            raise ConfigError("implicit TLS needs a certificate and key", hint="pass --tls-cert and --tls-key")
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
+            raise ConfigError(f"hostname {self.hostname!r} is not a domain name", key="--hostname")
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*\Z")
+_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, key: str) -> float:
+    """Parse ``20ms``, ``1.5s``, ``2m`` or a bare number of seconds; ConfigError otherwise."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ConfigError(
+            f"{text!r} is not a duration", key=key, expected='a number with a unit, like "20ms" or "1.5s"'
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_ratio(text: str, key: str) -> float:
+    """Parse ``0.05`` or ``5%`` into a probability in [0, 1]; ConfigError otherwise."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a ratio", key=key, expected='a number between 0 and 1, or "5%"') from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{text!r} is out of range", key=key, expected="between 0 and 1 (0% to 100%)")
+    return value

@@ -1,0 +1,68 @@
+"""What the sink counts and what it keeps: :class:`SinkStats` and :class:`StoredMessage`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SinkStats:
+    """Counters of one sink process; plain ints, updated on the event loop only."""
+
+    connections: int = 0
+    active: int = 0
+    sessions_completed: int = 0
+    commands: int = 0
+    messages_accepted: int = 0
+    messages_rejected_temp: int = 0
+    messages_rejected_perm: int = 0
+    recipients_accepted: int = 0
+    recipients_rejected: int = 0
+    bytes_received: int = 0
+    bad_commands: int = 0
+    idle_timeouts: int = 0
+    disconnects_injected: int = 0
+    aborted_sessions: int = 0
+    tls_handshakes: int = 0
+    tls_failures: int = 0
+    auth_successes: int = 0
+    auth_failures: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """A JSON-ready copy of every counter."""
+        return asdict(self)
+
+
+@dataclass
+class StoredMessage:
+    """One accepted message: envelope plus content as delivered.
+
+    ``content`` is the message with dot-stuffing undone and the sink's
+    ``Received:`` trace line prepended (exactly what a mailbox would hold).
+    """
+
+    id: str
+    mail_from: str
+    rcpt_to: list[str]
+    content: bytes
+    helo: str
+    peer: str
+    tls: bool
+    auth_user: str | None
+    via: str  # "DATA" or "BDAT"
+    mail_params: dict[str, str | None] = field(default_factory=dict)
+
+    def envelope(self) -> dict[str, object]:
+        """The envelope as a JSON-ready dict (what ``--store`` writes next to the .eml)."""
+        return {
+            "id": self.id,
+            "mail_from": self.mail_from,
+            "rcpt_to": list(self.rcpt_to),
+            "helo": self.helo,
+            "peer": self.peer,
+            "tls": self.tls,
+            "auth_user": self.auth_user,
+            "via": self.via,
+            "mail_params": dict(self.mail_params),
+            "size": len(self.content),
+        }
