@@ -82,6 +82,8 @@ class Exchange:
         """The first line sent, for reasons (``MAIL FROM:<a@x>``)."""
         if self.secret:
             return redact_command(self.sent)
+        if self.verb == "DATA_END":
+            return f"message data ({len(self.sent)} octets)"
         first = self.sent.split(b"\n", 1)[0].rstrip(b"\r")
         return render(": ", first)[0][2:] if first else "(empty line)"
 
