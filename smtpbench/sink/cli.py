@@ -1,0 +1,180 @@
+"""``smtpbench sink``: run the sink as a process of its own.
+
+The first line on stdout is always ``smtpbench-sink listening on HOST:PORT``
+(flushed), which is what :class:`~smtpbench.sink.embedded.EmbeddedSink`
+waits for.  SIGINT or SIGTERM stops it: sessions get a 421, the stats are
+printed as one ``smtpbench-sink stats {json}`` line and written to
+``--stats-file``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import trio
+import typer
+
+from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
+from smtpbench.sink.config import PHASES, SinkConfig, parse_duration, parse_ratio
+from smtpbench.sink.faults import validate_faults
+from smtpbench.sink.server import SinkServer, serve
+
+PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
+LISTENING_PREFIX = "smtpbench-sink listening on "
+STATS_PREFIX = "smtpbench-sink stats "
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sink`` sub-command to ``app``."""
+    app.command("sink", help="Run the embedded SMTP sink (a fast, compliant test server with load knobs and faults).")(
+        sink_command
+    )
+
+
+def sink_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(2525, "--port", help="Port to listen on; 0 picks a free one."),
+    hostname: str = typer.Option("sink.smtpbench.test", "--hostname", help="Name in the greeting and EHLO reply."),
+    local_domain: list[str] = typer.Option([], "--local-domain", help="Extra local domain (repeatable)."),
+    delay_banner: str = typer.Option("0", "--delay-banner", help="Delay before the greeting, e.g. 20ms."),
+    delay_ehlo: str = typer.Option("0", "--delay-ehlo", help="Delay before the EHLO/HELO reply."),
+    delay_mail: str = typer.Option("0", "--delay-mail", help="Delay before the MAIL reply."),
+    delay_rcpt: str = typer.Option("0", "--delay-rcpt", help="Delay before each RCPT reply."),
+    delay_data: str = typer.Option("0", "--delay-data", help="Delay before the 354."),
+    delay_data_end: str = typer.Option("0", "--delay-data-end", help="Delay before the reply to the final dot."),
+    delay_quit: str = typer.Option("0", "--delay-quit", help="Delay before the 221."),
+    reject_rcpt_temp: str = typer.Option("0", "--reject-rcpt-temp", help="Ratio of RCPT answered 450."),
+    reject_rcpt_perm: str = typer.Option("0", "--reject-rcpt-perm", help="Ratio of RCPT answered 550."),
+    reject_data_temp: str = typer.Option("0", "--reject-data-temp", help="Ratio of messages answered 451."),
+    reject_data_perm: str = typer.Option("0", "--reject-data-perm", help="Ratio of messages answered 554."),
+    disconnect: str = typer.Option("0", "--disconnect", help="Ratio of commands after which the connection drops."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the random choices."),
+    fault: list[str] = typer.Option([], "--fault", help="Conformance check id to break (repeatable)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate chain (enables STARTTLS)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key."),
+    implicit_tls: bool = typer.Option(False, "--implicit-tls", help="TLS from the first octet (no STARTTLS)."),
+    auth_user: str | None = typer.Option(
+        None, "--auth-user", help=f"Enable AUTH for USER (password: ${PASSWORD_ENV})."
+    ),
+    auth_password_file: Path | None = typer.Option(None, "--auth-password-file", help="File holding the password."),
+    allow_plain_auth: bool = typer.Option(False, "--allow-plain-auth", help="Offer AUTH without TLS (testing only)."),
+    max_size: int = typer.Option(10 * 1024 * 1024, "--max-size", help="Largest message in octets (0: no limit)."),
+    idle_timeout: str = typer.Option("300s", "--idle-timeout", help="Idle time before 421 and close."),
+    store: Path | None = typer.Option(None, "--store", help="Write each accepted message as ID.eml + ID.json here."),
+    stats_file: Path | None = typer.Option(None, "--stats-file", help="Write the stats as JSON here on exit."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the listening line."),
+) -> None:
+    """Run the sink until SIGINT or SIGTERM."""
+    try:
+        delays = {
+            phase: parse_duration(text, f"--delay-{phase.replace('_', '-')}")
+            for phase, text in zip(
+                PHASES,
+                (delay_banner, delay_ehlo, delay_mail, delay_rcpt, delay_data, delay_data_end, delay_quit),
+                strict=True,
+            )
+        }
+        config = SinkConfig(
+            host=host,
+            port=port,
+            hostname=hostname,
+            local_domains=frozenset(local_domain),
+            max_size=max_size,
+            idle_timeout=parse_duration(idle_timeout, "--idle-timeout"),
+            ssl_context=_server_context(tls_cert, tls_key),
+            implicit_tls=implicit_tls,
+            auth_users=_auth_users(auth_user, auth_password_file),
+            allow_plain_auth_without_tls=allow_plain_auth,
+            store_dir=store,
+            delays={k: v for k, v in delays.items() if v > 0},
+            reject_rcpt_temp=parse_ratio(reject_rcpt_temp, "--reject-rcpt-temp"),
+            reject_rcpt_perm=parse_ratio(reject_rcpt_perm, "--reject-rcpt-perm"),
+            reject_data_temp=parse_ratio(reject_data_temp, "--reject-data-temp"),
+            reject_data_perm=parse_ratio(reject_data_perm, "--reject-data-perm"),
+            disconnect=parse_ratio(disconnect, "--disconnect"),
+            seed=seed,
+            faults=validate_faults(fault),
+        )
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} out of range", key="--port", expected="0..65535")
+        config.validate()
+    except ConfigError as exc:
+        print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        stats = trio.run(_run, config, quiet)
+    except OSError as exc:
+        print(f"smtpbench: run failed: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR) from None
+    print(STATS_PREFIX + json.dumps(stats, sort_keys=True), flush=True)
+    if stats_file is not None:
+        try:
+            stats_file.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            print(f"smtpbench: run failed: cannot write {stats_file}: {exc.strerror or exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_RUN_ERROR) from None
+
+
+def _server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("--tls-cert and --tls-key go together", key="--tls-cert/--tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(f"cannot load certificate {cert} / key {key}: {reason}", key="--tls-cert") from None
+    return ctx
+
+
+def _auth_users(user: str | None, password_file: Path | None) -> dict[str, str]:
+    if user is None:
+        if password_file is not None:
+            raise ConfigError("--auth-password-file needs --auth-user", key="--auth-password-file")
+        return {}
+    if password_file is not None:
+        try:
+            password = password_file.read_text("utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {password_file}: {exc.strerror or exc}", key="--auth-password-file"
+            ) from None
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise ConfigError(
+            f"no password for --auth-user {user}",
+            key="--auth-user",
+            hint=f"set ${PASSWORD_ENV} or pass --auth-password-file",
+        )
+    return {user: password}
+
+
+def _address(server: SinkServer) -> str:
+    return f"[{server.host}]:{server.port}" if ":" in server.host else f"{server.host}:{server.port}"
+
+
+async def _run(config: SinkConfig, quiet: bool) -> dict[str, int]:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server: SinkServer = await nursery.start(serve, config)
+            print(LISTENING_PREFIX + _address(server), flush=True)
+            if not quiet:
+                print(
+                    f"smtpbench-sink: hostname {config.hostname}, faults: {', '.join(sorted(config.faults)) or 'none'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            async for signum in signals:
+                if not quiet:
+                    print(f"smtpbench-sink: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
+                nursery.cancel_scope.cancel()
+                break
+    return server.stats.as_dict()
