@@ -447,7 +447,9 @@ def make_app() -> typer.Typer:
     return app
 
 
-_STOPGAP = "import sys; sys.path.insert(0, {root!r}); from tests.hostile import make_app; make_app()(prog_name='smtpbench')"
+_STOPGAP = (
+    "import sys; sys.path.insert(0, {root!r}); from tests.hostile import make_app; make_app()(prog_name='smtpbench')"
+)
 
 
 def cli_argv() -> list[str]:

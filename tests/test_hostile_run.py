@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -98,3 +99,54 @@ def test_broken_server_is_classified_and_bounded(
     assert summary["status"] == "completed"
     assert code == 0, output
     assert summary["counts"]["sessions_started"] >= 1
+
+
+def test_connection_refused(tmp_path: Any) -> None:
+    code, _, summary, elapsed = run_cli(tmp_path, f"127.0.0.1:{refused_port()}")
+    assert elapsed < WALL_BOUND_S
+    errors = errors_of(summary)
+    assert errors.get("refused", 0) > 0 and set(errors) == {"refused"}, errors
+    assert code == 0
+
+
+def test_name_that_does_not_resolve(tmp_path: Any) -> None:
+    code, _, summary, elapsed = run_cli(tmp_path, "nonexistent.invalid:2525")
+    assert elapsed < WALL_BOUND_S
+    errors = errors_of(summary)
+    # A resolver slower than the connect timeout (0.5 s here) is counted as a connect "timeout".
+    assert errors.get("resolve", 0) > 0 and set(errors) <= {"resolve", "timeout"}, errors
+    assert summary["counts"]["sessions_completed"] == 0
+    assert code == 0
+
+
+def test_ipv6_loopback_no_greeting(tmp_path: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        srv = HostileServer(no_greeting, host="::1")
+    except OSError:
+        pytest.skip("no ::1 here")
+    with srv:
+        _, _, summary, elapsed = run_cli(tmp_path, srv.target)
+    assert elapsed < WALL_BOUND_S
+    assert errors_of(summary).get("timeout", 0) > 0
+
+
+@pytest.mark.parametrize("handler", [huge_line, endless_reply], ids=["10MB line", "endless reply"])
+def test_reply_caps_bound_memory(tmp_path: Any, handler: Callable[[Peer], None]) -> None:
+    """Many sessions each meet megabytes of reply: the client's Python heap must stay small.
+
+    Each session stops reading at the parser's caps (4 KiB line, 64 KiB reply), so the
+    peak traced allocation is a few MB of histograms and buffers, not the server's output.
+    """
+    with HostileServer(handler) as srv:
+        tracemalloc.start()
+        try:
+            _, _, summary, _ = run_cli(tmp_path, srv.target, sessions=8)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    started = summary["counts"]["sessions_started"]
+    assert errors_of(summary).get("protocol", 0) >= started - 8 > 0
+    # Buffering even one 10 MB line (or the stream of continuation lines) would exceed this.
+    assert peak < 8 * 1024 * 1024, f"peak traced memory {peak / 1e6:.1f} MB"
