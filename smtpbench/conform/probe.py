@@ -134,6 +134,7 @@ class Session:
         self.greeting: Reply | None = None
         self.extensions: dict[str, str] = {}
         self.closed = False
+        self.quit_sent = False
         self.error: str | None = None
         #: Replies that arrived when none was due (judged by G-01).
         self.unsolicited: list[tuple[Exchange | None, Reply]] = []
@@ -291,6 +292,7 @@ class Session:
     async def quit(self) -> Exchange:
         """Send QUIT, read the reply, then anything else until the server closes (bounded)."""
         ex = await self.cmd("QUIT")
+        self.quit_sent = True
         if not self.closed:
             with trio.move_on_after(min(self.timeout, 5.0)):
                 await self._fill(len(self.pending) + 1, self.timeout)
@@ -306,7 +308,7 @@ class Session:
 
     async def close(self, polite: bool = True) -> None:
         """End the session: QUIT first when ``polite`` and still open; always closes the socket."""
-        if polite and not self.closed:
+        if polite and not self.closed and not self.quit_sent:
             with trio.move_on_after(min(self.timeout, 5.0)):
                 await self.quit()
         self.closed = True

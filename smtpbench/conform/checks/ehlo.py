@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from smtpbench.conform.checks._util import check_code, is_domain_or_literal, passed, send_body, setup, test_message
+from smtpbench.conform.checks._util import check_code, is_domain_or_literal, passed, send_body, test_message
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
-from smtpbench.conform.probe import Probe
+from smtpbench.conform.probe import CheckAborted, Probe
 from smtpbench.protocol.commands import encode_data
 
 AREA = "ehlo"
@@ -99,7 +99,8 @@ UNADVERTISED = ("EXPN", "HELP", "ETRN", "TURN", "SEND", "SOML", "SAML", "ATRN")
 async def advertisement(probe: Probe) -> Finding:
     findings: list[Finding] = []
     session = await probe.connect("greeting")
-    await setup(session, "EHLO {helo}", 250)
+    if (await session.ehlo()).code != 250:
+        raise CheckAborted("EHLO was refused")
     advertised = set(session.extensions)
     verb_of_keyword = {"CHUNKING": "BDAT"}
     for keyword, line in ADVERTISED_PROBES.items():

@@ -34,8 +34,9 @@ async def basic_bdat(probe: Probe) -> Finding:
     data = await session.cmd("DATA")
     shown = [first, last, data]
     if data.code == 354:
-        end = await session.send(b"Subject: smtpbench K-01\r\n\r\nDATA still works\r\n.\r\n", verb="DATA_END",
-                                 replies=1)
+        end = await session.send(
+            b"Subject: smtpbench K-01\r\n\r\nDATA still works\r\n.\r\n", verb="DATA_END", replies=1
+        )
         shown.append(end)
         findings.append(check_code(probe, end, 250, reason="plain DATA must still work next to BDAT"))
     else:
@@ -107,25 +108,45 @@ async def rejected_chunk(probe: Probe) -> Finding:
     await session.close()
     codes = ex.codes
     if extra:
-        return Finding(Verdict.FAIL, f"the refused BDAT's chunk was executed as commands: replies {ex.outcome}",
-                       ex.lines())
+        return Finding(
+            Verdict.FAIL, f"the refused BDAT's chunk was executed as commands: replies {ex.outcome}", ex.lines()
+        )
     if not codes:
         return Finding(Verdict.FAIL, f"BDAT without RCPT: {ex.outcome}", ex.lines())
     if codes[0] < 400:
         return Finding(Verdict.FAIL, f"BDAT without any recipient got {codes[0]}", ex.lines())
     if probe_noop is None or probe_noop.code != 250:
-        return Finding(Verdict.FAIL, "after the refused BDAT the session is out of sync: NOOP got "
-                       f"{probe_noop.outcome if probe_noop else 'connection closed'}", ex.lines())
+        return Finding(
+            Verdict.FAIL,
+            "after the refused BDAT the session is out of sync: NOOP got "
+            f"{probe_noop.outcome if probe_noop else 'connection closed'}",
+            ex.lines(),
+        )
     if codes[0] != 503:
-        return Finding(Verdict.PASS, f"one refusal ({codes[0]}; 503 is usual), chunk discarded",
-                       evidence(ex, probe_noop))
+        return Finding(
+            Verdict.PASS, f"one refusal ({codes[0]}; 503 is usual), chunk discarded", evidence(ex, probe_noop)
+        )
     return Finding(Verdict.PASS, "one 503, the chunk was discarded; NOOP then 250", evidence(ex, probe_noop))
 
 
 CHECKS = (
     Check("K-01", "CHUNKING: basic BDAT", AREA, Level.MUST, "RFC 3030 2", needs=NEEDS | {"rcpt"}, script=basic_bdat),
-    Check("K-02", "CHUNKING: BDAT sequencing", AREA, Level.MUST, "RFC 3030 2, 3", needs=NEEDS | {"rcpt"},
-          script=bdat_sequencing),
-    Check("K-03", "CHUNKING: a refused BDAT consumes its chunk", AREA, Level.MUST, "RFC 3030 2", needs=NEEDS,
-          script=rejected_chunk),
+    Check(
+        "K-02",
+        "CHUNKING: BDAT sequencing",
+        AREA,
+        Level.MUST,
+        "RFC 3030 2, 3",
+        needs=NEEDS | {"rcpt"},
+        script=bdat_sequencing,
+    ),
+    Check(
+        "K-03",
+        "CHUNKING: a refused BDAT consumes its chunk",
+        AREA,
+        Level.MUST,
+        "RFC 3030 2",
+        needs=NEEDS,
+        script=rejected_chunk,
+    ),
 )

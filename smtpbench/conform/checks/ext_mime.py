@@ -34,16 +34,20 @@ async def eight_bit(probe: Probe) -> Finding:
     findings.append(check_code(probe, ok7, 250, reason="BODY=7BIT", verdict=Verdict.WARN))
     findings.append(check_code(probe, bogus, 501, 555, reason="unknown BODY value", verdict=Verdict.WARN))
     if twice.code is not None and twice.code < 400:
-        findings.append(Finding(Verdict.FAIL, f"two BODY parameters got {twice.code} (only one is allowed)",
-                                twice.lines()))
+        findings.append(
+            Finding(Verdict.FAIL, f"two BODY parameters got {twice.code} (only one is allowed)", twice.lines())
+        )
     else:
         findings.append(check_code(probe, twice, 501, reason="two BODY parameters", verdict=Verdict.WARN))
     findings.append(await _eight_bit_delivery(probe, session))
     await session.close()
     result = worst(findings)
     if result.verdict is Verdict.PASS:
-        return Finding(Verdict.PASS, f"BODY: 250, 250, {bogus.code}, {twice.code}; {findings[-1].reason}",
-                       evidence(ok8, ok7, bogus, twice))
+        return Finding(
+            Verdict.PASS,
+            f"BODY: 250, 250, {bogus.code}, {twice.code}; {findings[-1].reason}",
+            evidence(ok8, ok7, bogus, twice),
+        )
     return result
 
 
@@ -70,8 +74,9 @@ async def _eight_bit_delivery(probe: Probe, session: Session) -> Finding:
     if not mine:
         return Finding(Verdict.ERROR, "the accepted 8-bit message is not among the delivered messages", end.lines())
     if HIGH_OCTETS not in mine[-1]:
-        return Finding(Verdict.FAIL, "octets 0x80-0xFF were not stored byte-identical (bits lost or recoded)",
-                       end.lines())
+        return Finding(
+            Verdict.FAIL, "octets 0x80-0xFF were not stored byte-identical (bits lost or recoded)", end.lines()
+        )
     return Finding(Verdict.PASS, "octets 0x80-0xFF stored byte-identical")
 
 
@@ -88,14 +93,16 @@ async def utf8_syntax(probe: Probe) -> Finding:
     ex = await _mail(session, "SMTPUTF8=YES")
     await session.close()
     if ex.code is not None and ex.code < 400:
-        findings.append(Finding(Verdict.FAIL, f"SMTPUTF8=YES (a value on a value-less parameter) got {ex.code}",
-                                ex.lines()))
+        findings.append(
+            Finding(Verdict.FAIL, f"SMTPUTF8=YES (a value on a value-less parameter) got {ex.code}", ex.lines())
+        )
     else:
         findings.append(check_code(probe, ex, 501, reason="SMTPUTF8 takes no value", c555=Verdict.WARN))
     result = worst(findings)
     if result.verdict is Verdict.PASS:
-        return Finding(Verdict.PASS, "SMTPUTF8 without parameters, 8BITMIME advertised, SMTPUTF8=YES got 501",
-                       ex.lines())
+        return Finding(
+            Verdict.PASS, "SMTPUTF8 without parameters, 8BITMIME advertised, SMTPUTF8=YES got 501", ex.lines()
+        )
     return result
 
 
@@ -119,15 +126,20 @@ async def utf8_envelopes(probe: Probe) -> Finding:
     shown += [rcpt8, mail8]
     for ex, code, what in ((rcpt8, 553, "RCPT"), (mail8, 550, "MAIL")):
         if ex.code is not None and ex.code < 400:
-            findings.append(Finding(Verdict.FAIL, f"non-ASCII {what} without the SMTPUTF8 parameter got {ex.code}",
-                                    ex.lines()))
+            findings.append(
+                Finding(Verdict.FAIL, f"non-ASCII {what} without the SMTPUTF8 parameter got {ex.code}", ex.lines())
+            )
         else:
-            findings.append(check_code(probe, ex, code, reason=f"non-ASCII {what} without SMTPUTF8 (X.6.7)",
-                                       verdict=Verdict.WARN))
+            findings.append(
+                check_code(probe, ex, code, reason=f"non-ASCII {what} without SMTPUTF8 (X.6.7)", verdict=Verdict.WARN)
+            )
     result = worst(findings)
     if result.verdict is Verdict.PASS:
-        return Finding(Verdict.PASS, "UTF-8 envelope accepted with SMTPUTF8; refused without it (553 RCPT, 550 MAIL)",
-                       evidence(*shown))
+        return Finding(
+            Verdict.PASS,
+            "UTF-8 envelope accepted with SMTPUTF8; refused without it (553 RCPT, 550 MAIL)",
+            evidence(*shown),
+        )
     return result
 
 
@@ -144,8 +156,11 @@ async def unknown_parameters(probe: Probe) -> Finding:
     findings: list[Finding] = []
     for ex in tried:
         if ex.code is not None and ex.code < 400:
-            findings.append(Finding(Verdict.FAIL, f"{ex.command} got {ex.code}: the unknown parameter was silently "
-                                    "ignored", ex.lines()))
+            findings.append(
+                Finding(
+                    Verdict.FAIL, f"{ex.command} got {ex.code}: the unknown parameter was silently ignored", ex.lines()
+                )
+            )
         else:
             findings.append(check_code(probe, ex, 555, reason="unrecognised parameter", verdict=Verdict.WARN))
     result = worst(findings)
@@ -155,11 +170,26 @@ async def unknown_parameters(probe: Probe) -> Finding:
 
 
 CHECKS = (
-    Check("B-01", "8BITMIME", AREA, Level.MUST, "RFC 6152 2, 3", needs=frozenset({"ext:8BITMIME"}),
-          script=eight_bit),
-    Check("B-02", "SMTPUTF8 syntax", AREA, Level.MUST, "RFC 6531 3.1, 3.4", needs=frozenset({"ext:SMTPUTF8"}),
-          script=utf8_syntax),
-    Check("B-03", "UTF-8 envelopes", AREA, Level.MUST, "RFC 6531 3.2, 3.5", needs=frozenset({"ext:SMTPUTF8", "rcpt"}),
-          script=utf8_envelopes),
-    Check("B-04", "Unknown MAIL and RCPT parameters", AREA, Level.SHOULD, "4.1.1.11, 4.1.1.3", script=unknown_parameters),
+    Check("B-01", "8BITMIME", AREA, Level.MUST, "RFC 6152 2, 3", needs=frozenset({"ext:8BITMIME"}), script=eight_bit),
+    Check(
+        "B-02",
+        "SMTPUTF8 syntax",
+        AREA,
+        Level.MUST,
+        "RFC 6531 3.1, 3.4",
+        needs=frozenset({"ext:SMTPUTF8"}),
+        script=utf8_syntax,
+    ),
+    Check(
+        "B-03",
+        "UTF-8 envelopes",
+        AREA,
+        Level.MUST,
+        "RFC 6531 3.2, 3.5",
+        needs=frozenset({"ext:SMTPUTF8", "rcpt"}),
+        script=utf8_envelopes,
+    ),
+    Check(
+        "B-04", "Unknown MAIL and RCPT parameters", AREA, Level.SHOULD, "4.1.1.11, 4.1.1.3", script=unknown_parameters
+    ),
 )

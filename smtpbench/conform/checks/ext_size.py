@@ -40,29 +40,41 @@ async def declared_size(probe: Probe) -> Finding:
     ehlo = next((ex for ex in session.exchanges if ex.verb == "EHLO"), None)
     if keyword and not re.fullmatch(r"\d+", keyword.strip()):
         await session.close()
-        return Finding(Verdict.FAIL, f"SIZE keyword parameter {keyword!r} is not a decimal number",
-                       ehlo.lines() if ehlo else [])
+        return Finding(
+            Verdict.FAIL, f"SIZE keyword parameter {keyword!r} is not a decimal number", ehlo.lines() if ehlo else []
+        )
     limit = advertised_limit(session.extensions or probe.extensions)
     if limit is None:
         await session.close()
-        return Finding(Verdict.PASS, "SIZE advertised without a fixed maximum: nothing to exceed",
-                       ehlo.lines() if ehlo else [])
+        return Finding(
+            Verdict.PASS, "SIZE advertised without a fixed maximum: nothing to exceed", ehlo.lines() if ehlo else []
+        )
     at = await _mail_size(session, str(limit))
     over = await _mail_size(session, str(limit + 1))
     await session.close()
     findings = [check_code(probe, at, 250, reason=f"SIZE={limit} is within the advertised limit")]
     if over.code == 452:
-        findings.append(Finding(Verdict.INFO, f"SIZE={limit + 1} got 452: a temporary storage condition, not the "
-                                "permanent refusal the limit calls for", over.lines()))
+        findings.append(
+            Finding(
+                Verdict.INFO,
+                f"SIZE={limit + 1} got 452: a temporary storage condition, not the "
+                "permanent refusal the limit calls for",
+                over.lines(),
+            )
+        )
     elif over.code is not None and over.code < 400:
-        findings.append(Finding(Verdict.FAIL, f"SIZE={limit + 1} (over the advertised {limit}) got {over.code}",
-                                over.lines()))
+        findings.append(
+            Finding(Verdict.FAIL, f"SIZE={limit + 1} (over the advertised {limit}) got {over.code}", over.lines())
+        )
     else:
         findings.append(check_code(probe, over, 552, reason="over the fixed maximum", verdict=Verdict.WARN))
     result = worst(findings)
     if result.verdict is Verdict.PASS:
-        return Finding(Verdict.PASS, f"SIZE {limit}: SIZE={limit} got {at.code}, SIZE={limit + 1} got {over.code}",
-                       evidence(at, over))
+        return Finding(
+            Verdict.PASS,
+            f"SIZE {limit}: SIZE={limit} got {at.code}, SIZE={limit + 1} got {over.code}",
+            evidence(at, over),
+        )
     return result
 
 
@@ -121,8 +133,11 @@ async def oversize_data(probe: Probe) -> Finding:
     if early or session.closed:
         await abandon_data(session)
         what = "replied before the end of data" if early else "closed the connection during the data"
-        return Finding(Verdict.WARN, f"over-size data ({limit + 1} octets, limit {limit}): the server {what}",
-                       evidence(*early) or session.transcript()[-6:])
+        return Finding(
+            Verdict.WARN,
+            f"over-size data ({limit + 1} octets, limit {limit}): the server {what}",
+            evidence(*early) or session.transcript()[-6:],
+        )
     last = session.exchanges[-1]
     extra = await session.extra(last)
     if extra:
@@ -133,20 +148,41 @@ async def oversize_data(probe: Probe) -> Finding:
     await session.close()
     findings = [check_code(probe, end, 552, reason=f"{limit + 1} octets exceed the limit of {limit}")]
     if after is None or after.code != 250:
-        findings.append(Finding(Verdict.WARN, "the session is not usable after the refusal: NOOP got "
-                                f"{after.outcome if after else 'connection closed'}", evidence(end)))
+        findings.append(
+            Finding(
+                Verdict.WARN,
+                "the session is not usable after the refusal: NOOP got "
+                f"{after.outcome if after else 'connection closed'}",
+                evidence(end),
+            )
+        )
     result = worst(findings)
     if result.verdict is Verdict.PASS:
         assert after is not None
-        return Finding(Verdict.PASS, f"{limit + 1} octets: 552 after the end of data, then NOOP 250",
-                       evidence(end, after))
+        return Finding(
+            Verdict.PASS, f"{limit + 1} octets: 552 after the end of data, then NOOP 250", evidence(end, after)
+        )
     return result
 
 
 CHECKS = (
-    Check("Z-01", "SIZE: advertisement and declared size", AREA, Level.MUST, "RFC 1870 3, 4", needs=NEEDS,
-          script=declared_size),
+    Check(
+        "Z-01",
+        "SIZE: advertisement and declared size",
+        AREA,
+        Level.MUST,
+        "RFC 1870 3, 4",
+        needs=NEEDS,
+        script=declared_size,
+    ),
     Check("Z-02", "SIZE: malformed values", AREA, Level.SHOULD, "RFC 1870 3", needs=NEEDS, script=malformed_size),
-    Check("Z-03", "SIZE: data larger than the limit", AREA, Level.SHOULD, "4.5.3.1.9; RFC 1870",
-          needs=NEEDS | {"rcpt"}, script=oversize_data),
+    Check(
+        "Z-03",
+        "SIZE: data larger than the limit",
+        AREA,
+        Level.SHOULD,
+        "4.5.3.1.9; RFC 1870",
+        needs=NEEDS | {"rcpt"},
+        script=oversize_data,
+    ),
 )
