@@ -27,6 +27,8 @@ from smtpbench.net.errors import classify
 
 #: The id of the check that grades every other check's replies.
 HYGIENE_ID = "G-01"
+#: The per-check cap for checks that need ``slow`` (TO-01 idles up to 30 minutes).
+SLOW_CHECK_TIMEOUT = 2400.0
 
 
 class Discovery:
@@ -104,13 +106,17 @@ class Runner:
         probe = Probe(self.options, check, self.extensions, self.oracle)
         probe.history = self.history
         try:
-            with trio.move_on_after(self.options.check_timeout) as scope:
+            # Slow checks (TO-01) wait minutes by design: the per-check cap must not cut them short.
+            cap = self.options.check_timeout
+            if "slow" in check.needs:
+                cap = max(cap, SLOW_CHECK_TIMEOUT)
+            with trio.move_on_after(cap) as scope:
                 if check.script is not None:
                     finding = await check.script(probe)
                 else:
                     finding = await run_steps(probe, check.steps)
             if scope.cancelled_caught:
-                finding = Finding(Verdict.ERROR, f"check did not finish within {self.options.check_timeout:g}s")
+                finding = Finding(Verdict.ERROR, f"check did not finish within {cap:g}s")
         except CheckAborted as exc:
             finding = Finding(Verdict.ERROR, str(exc))
         except Exception as exc:  # a server may break a check in ways we did not foresee: record, go on
