@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +23,7 @@ from typing import Any
 import trio
 import trustme
 
+from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.sink.config import SinkConfig
 from smtpbench.sink.server import SinkServer, serve
 
@@ -127,3 +130,85 @@ def tls_pair(directory: str | Path | None = None) -> TLSPair:
         extra.write_to_path(str(cert_file), append=True)
     cert.private_key_pem.write_to_path(str(key_file))
     return TLSPair(server_ctx, client_ctx, str(ca_file), str(cert_file), str(key_file))
+
+
+class RawClient:
+    """A blocking loopback SMTP client that sends exact bytes and parses replies.
+
+    Every read is bounded by ``timeout``; :meth:`replies` returns what arrived
+    (possibly fewer than asked) so tests can assert "no reply" too.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0, greet: bool = True) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.parser = ReplyParser()
+        self.pending: list[Reply] = []
+        self.closed = False
+        self.greeting = self.replies(1)[0] if greet else None
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` as one send."""
+        self.sock.sendall(data)
+
+    def replies(self, count: int, timeout: float | None = None) -> list[Reply]:
+        """Read until ``count`` replies arrived, the peer closed, or the timeout passed."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while len(self.pending) < count and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            except OSError:
+                self.closed = True
+                break
+            if not data:
+                self.closed = True
+                break
+            self.pending.extend(self.parser.feed(data))
+        out, self.pending = self.pending[:count], self.pending[count:]
+        return out
+
+    def cmd(self, line: str | bytes) -> Reply:
+        """Send one command line (CRLF added) and return its reply."""
+        data = line if isinstance(line, bytes) else line.encode()
+        self.send(data + b"\r\n")
+        got = self.replies(1)
+        if not got:
+            raise AssertionError(f"no reply to {data[:60]!r}")
+        return got[0]
+
+    def codes(self, data: bytes, count: int, timeout: float | None = None) -> list[int]:
+        """Send ``data`` in one write and return the codes of up to ``count`` replies."""
+        self.send(data)
+        return [r.code for r in self.replies(count, timeout)]
+
+    def ehlo(self, name: str = "client.example") -> Reply:
+        """EHLO and return the reply."""
+        return self.cmd(f"EHLO {name}")
+
+    def wait_closed(self, timeout: float = 3.0) -> bool:
+        """True when the server closes the connection within ``timeout``."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.pending.extend(self.parser.feed(data))
+        except (TimeoutError, OSError) as exc:
+            return not isinstance(exc, TimeoutError)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
