@@ -1,0 +1,83 @@
+"""``smtpbench sink`` as a process: argument errors, listening line, SIGTERM, stats; EmbeddedSink."""
+
+from __future__ import annotations
+
+import json
+import signal
+import smtplib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
+from smtpbench.sink.embedded import EmbeddedSink
+
+SINK = [sys.executable, "-m", "smtpbench", "sink"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--fault", "BOGUS"], "SEC-01"),
+        (["--delay-rcpt", "20 parsecs"], "--delay-rcpt"),
+        (["--reject-rcpt-temp", "1.5"], "--reject-rcpt-temp"),
+        (["--auth-user", "bob"], "SMTPBENCH_SINK_PASSWORD"),
+        (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
+        (["--implicit-tls"], "certificate"),
+        (["--port", "70000"], "--port"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(SINK + args, capture_output=True, text=True, timeout=20, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert needle in lines[0]
+
+
+def test_sink_process_prints_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    stats_file = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        SINK + ["--port", "0", "--stats-file", str(stats_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(LISTENING_PREFIX + "127.0.0.1:")
+        port = int(first.strip().rsplit(":", 1)[1])
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.sendmail("a@x.example", ["u@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    stats_line = [line for line in out.splitlines() if line.startswith(STATS_PREFIX)]
+    assert len(stats_line) == 1
+    printed = json.loads(stats_line[0][len(STATS_PREFIX) :])
+    assert printed["messages_accepted"] == 1
+    assert json.loads(stats_file.read_text()) == printed
+
+
+def test_embedded_sink_round_trip() -> None:
+    sink = EmbeddedSink(["--delay-rcpt", "1ms", "--seed", "4", "--fault", "V-03"])
+    with sink as (host, port):
+        assert host == "127.0.0.1" and port > 0
+        with smtplib.SMTP(host, port, timeout=5) as s:
+            assert s.docmd("HELP")[0] == 250  # the fault was passed through
+            s.sendmail("a@x.example", ["u@example.test"], b"hello\r\n")
+    assert sink.returncode == 0
+    assert sink.stats is not None and sink.stats["messages_accepted"] == 1
+
+
+def test_embedded_sink_reports_startup_failure() -> None:
+    with pytest.raises(RuntimeError, match="listening"), EmbeddedSink(["--fault", "BOGUS"]):
+        pass
