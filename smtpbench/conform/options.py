@@ -37,6 +37,8 @@ class ConformOptions:
     timeout: float = DEFAULT_REPLY_TIMEOUT
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
     concurrency: int = 1
+    #: How long to listen for replies that should not come (extra replies, early replies).
+    quiet_wait: float = 0.5
     json_path: str | None = None
     junit_path: str | None = None
     transcript_dir: str | None = None

@@ -33,8 +33,8 @@ from smtpbench.protocol.errors import SMTPProtocolError
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import parse_ehlo
 
-#: How long to wait for replies that should *not* come (extra or early replies).
-QUIET_WAIT = 0.5
+#: How long QUIT waits for the server to close the connection (4.1.1.10: at once).
+CLOSE_WAIT = 5.0
 
 #: Returns every message the server has delivered so far (content after DATA, unstuffed).
 DeliveryOracle = Callable[[], Sequence[bytes]]
@@ -243,7 +243,7 @@ class Session:
         """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
         before = len(ex.replies)
         wanted = ex.wanted
-        await self.read(ex, 1, timeout=min(QUIET_WAIT, self.timeout) if wait is None else wait)
+        await self.read(ex, 1, timeout=min(self.probe.options.quiet_wait, self.timeout) if wait is None else wait)
         while self.pending:
             ex.replies.append(self.pending.popleft())
         ex.wanted = wanted
@@ -294,8 +294,7 @@ class Session:
         ex = await self.cmd("QUIT")
         self.quit_sent = True
         if not self.closed:
-            with trio.move_on_after(min(self.timeout, 5.0)):
-                await self._fill(len(self.pending) + 1, self.timeout)
+            await self.wait_closed(min(self.timeout, CLOSE_WAIT))
         self._take_stray()
         return ex
 

@@ -174,7 +174,8 @@ async def bad_credentials(probe: Probe) -> Finding:
                 findings.append(
                     Finding(
                         Verdict.WARN,
-                        f"the server disconnected after {n} failed AUTH (SHOULD allow at least {MIN_FAILURES})",
+                        f"the server disconnected after {sum(a.code == 535 for a in attempts)} failed AUTH "
+                        f"(SHOULD allow at least {MIN_FAILURES})",
                         evidence(*attempts),
                     )
                 )
