@@ -600,6 +600,9 @@ class Session:
             self.stats.recipients_accepted += 1
             out.append(R_RCPT_OK)
             return
+        if faults and "A-02" in faults and local.lower() == "postmaster":
+            out.append(b"550 5.1.1 Error: user unknown\r\n")
+            return
         if domain and not syntax.valid_domain(domain, utf8=self.utf8):
             out.append(b"501 5.1.3 Error: bad recipient address syntax\r\n")
             return
