@@ -434,8 +434,22 @@ def full_cli_available() -> bool:
     return len(_register_modules()) == 3
 
 
+_APP: list[typer.Typer] = []
+
+
 def make_app() -> typer.Typer:
-    """A Typer app with every sub-command that imports (all three: the real CLI's layout)."""
+    """The CLI app: the real ``smtpbench.cli.app`` once every sub-command imports.
+
+    Until then, a stand-in with the same layout and whichever sub-commands exist.
+    """
+    if _APP:
+        return _APP[0]
+    if full_cli_available():
+        from smtpbench import cli
+
+        cli._register_all()  # main() does this at start-up; once per process
+        _APP.append(cli.app)
+        return cli.app
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
     @app.callback()

@@ -10,6 +10,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from smtpbench.metrics.hgrm import mean_and_stddev
+
 SCHEMA_VERSION = 1
 
 #: Service phases in the order a session goes through them (others follow, sorted).
@@ -42,7 +44,7 @@ def phase_stats(h: HdrHistogram) -> dict[str, Any]:
     return {
         "count": n,
         "min_us": int(h.get_min_value()),
-        "mean_us": round(h.get_mean_value(), 1),
+        "mean_us": round(mean_and_stddev(h)[0], 1),
         "p50_us": int(pct[50.0]),
         "p90_us": int(pct[90.0]),
         "p99_us": int(pct[99.0]),
