@@ -61,6 +61,22 @@ def implicit_tls(probe: Probe) -> Finding | None:
     return None
 
 
+async def starttls_session(probe: Probe) -> Session | Finding:
+    """A plaintext session after EHLO that offers STARTTLS, or the ``skip`` finding saying why there is none.
+
+    The STARTTLS checks judge the plaintext EHLO themselves rather than the
+    run's discovery: with ``--starttls`` discovery reports the keywords seen
+    inside TLS, where STARTTLS is (rightly) no longer offered.
+    """
+    if (why := implicit_tls(probe)) is not None:
+        return why
+    session = await plaintext_session(probe)
+    if "STARTTLS" not in session.extensions:
+        await session.close()
+        return skip("STARTTLS is not advertised")
+    return session
+
+
 def tls_context(probe: Probe, verify: bool = True) -> ssl.SSLContext:
     """The client TLS context of this run (``--ca-file``, ``--insecure``); unverified when ``verify`` is false."""
     o = probe.options

@@ -14,10 +14,10 @@ from smtpbench.conform.checks.ext_common import (
     abandon_data,
     evidence,
     handshake,
-    implicit_tls,
     plain_response,
     plaintext_session,
     rset,
+    starttls_session,
     tls_context,
     tls_version,
 )
@@ -26,7 +26,8 @@ from smtpbench.conform.probe import Exchange, Probe, Session
 from smtpbench.protocol.state import parse_ehlo
 
 AREA = "starttls"
-NEEDS = frozenset({"ext:STARTTLS", "tls"})
+#: No ``ext:STARTTLS`` need: each check looks at the plaintext EHLO itself (see ``starttls_session``).
+NEEDS: frozenset[str] = frozenset()
 
 #: Injected after STARTTLS in the same write (CVE-2011-0411 probe variants).
 INJECTED = ("NOOP", "RSET", "MAIL FROM:<x@y>")
@@ -42,9 +43,9 @@ async def _start(session: Session, probe: Probe) -> tuple[Exchange, str | None]:
 
 
 async def handshake_check(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
-    session = await plaintext_session(probe)
+    session = await starttls_session(probe)
+    if isinstance(session, Finding):
+        return session
     ex, failure = await _start(session, probe)
     if failure is not None:
         if ex.code == 220 and not probe.options.insecure:
@@ -78,9 +79,9 @@ async def _unverified(probe: Probe, failure: str, first: Exchange) -> Finding:
 
 
 async def parameters_refused(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
-    session = await plaintext_session(probe)
+    session = await starttls_session(probe)
+    if isinstance(session, Finding):
+        return session
     ex = await session.cmd("STARTTLS now")
     if ex.code == 220:
         # The server now expects a ClientHello: nothing more can be said on this connection.
@@ -93,9 +94,9 @@ async def parameters_refused(probe: Probe) -> Finding:
 
 
 async def state_after_tls(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
-    session = await plaintext_session(probe)
+    session = await starttls_session(probe)
+    if isinstance(session, Finding):
+        return session
     ex, failure = await _start(session, probe)
     if failure is not None:
         return Finding(Verdict.ERROR, failure, ex.lines())
@@ -131,8 +132,10 @@ async def state_after_tls(probe: Probe) -> Finding:
 
 
 async def injection(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
+    first = await starttls_session(probe)
+    if isinstance(first, Finding):
+        return first
+    await first.close()
     findings: list[Finding] = []
     for injected in INJECTED:
         findings.append(await _inject(probe, injected))
@@ -173,9 +176,9 @@ async def _inject(probe: Probe, injected: str) -> Finding:
 
 
 async def no_tls_required(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
-    session = await plaintext_session(probe)
+    session = await starttls_session(probe)
+    if isinstance(session, Finding):
+        return session
     mail = await session.cmd("MAIL FROM:<{sender}>")
     exchanges = [mail]
     if mail.code == 250:
@@ -206,9 +209,9 @@ STILL_ALLOWED = ("NOOP", "EHLO {helo}")
 
 
 async def tls_required_policy(probe: Probe) -> Finding:
-    if (why := implicit_tls(probe)) is not None:
-        return why
-    session = await plaintext_session(probe)
+    session = await starttls_session(probe)
+    if isinstance(session, Finding):
+        return session
     mail = await session.cmd("MAIL FROM:<{sender}>")
     if mail.code == 454:
         await session.close()
