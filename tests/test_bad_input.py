@@ -198,6 +198,7 @@ def mini_server() -> Any:
 
 def test_mutated_profiles_run_or_fail_cleanly(tmp_path: Path, mini_server: HostileServer) -> None:
     counter = iter(range(10**6))
+    seen: list[int] = []
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(text=mutated_profiles(mini_server.port))
@@ -209,6 +210,7 @@ def test_mutated_profiles_run_or_fail_cleanly(tmp_path: Path, mini_server: Hosti
         # The message budget ends every valid run quickly; --results-dir keeps results in tmp_path.
         args = ["run", str(path), "--quiet", "--results-dir", str(results), "--set", "workload.messages=3"]
         code, out, err = invoke(args)
+        seen.append(code)
         assert "Traceback" not in out + err
         if code == EXIT_OK:
             (run,) = list(results.iterdir())
@@ -218,3 +220,6 @@ def test_mutated_profiles_run_or_fail_cleanly(tmp_path: Path, mini_server: Hosti
             assert_one_line_usage_error(code, out, err)
 
     prop()
+    # Both outcomes were exercised: real runs against the server, and refusals.
+    assert EXIT_OK in seen and EXIT_USAGE in seen, seen
+    print(f"exit codes: {sorted(set(seen))}, runs: {seen.count(EXIT_OK)}/{len(seen)}")
