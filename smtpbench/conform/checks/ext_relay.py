@@ -70,6 +70,11 @@ async def open_relay(probe: Probe) -> Finding:
         if session.closed:
             session = await probe.connect()
         mail = await session.cmd(f"MAIL FROM:<{expand(mail_t, values)}>")
+        if mail.code == 530:
+            # Authentication required before any transaction: nothing can be relayed unauthenticated.
+            refused += 1
+            await rset(session)
+            continue
         if mail.code != 250:
             untested.append(mail)
             await rset(session)

@@ -1,0 +1,199 @@
+"""``smtpbench conform`` end to end: exit codes, JSON shape, JUnit, transcripts, selection, redaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from smtpbench.conform import cli as conform_cli
+from smtpbench.conform.checks import all_checks
+from smtpbench.conform.evidence import render, render_log
+from smtpbench.conform.options import ConformOptions
+from smtpbench.conform.report import Scrubber
+from tests.sinkutil import SinkThread
+
+RCPT = "user@example.test"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Root."""
+
+    conform_cli.register(app)
+    return app
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(_app(), ["conform", *args], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.output
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_json_junit_transcripts_and_exit_0(tmp_path: Path) -> None:
+    out_json, out_xml, tdir = tmp_path / "r.json", tmp_path / "r.xml", tmp_path / "t"
+    with SinkThread() as server:
+        code, output = invoke(
+            f"127.0.0.1:{server.port}",
+            "--rcpt",
+            RCPT,
+            "--only",
+            "C-01,S",
+            "--only",
+            "A-01",
+            "--timeout",
+            "2",
+            "--json",
+            str(out_json),
+            "--junit",
+            str(out_xml),
+            "--transcript",
+            str(tdir),
+        )
+    assert code == 0, output
+    doc = json.loads(out_json.read_text())
+    assert doc["target"] == f"127.0.0.1:{server.port}"
+    assert "T" in doc["started_at"] and doc["started_at"].endswith("+00:00")
+    ids = [c["id"] for c in doc["checks"]]
+    assert ids == ["C-01", "S-01", "S-02", "S-03", "S-04", "A-01"]
+    for c in doc["checks"]:
+        assert {"id", "title", "level", "verdict", "reason", "rfc", "evidence"} <= set(c)
+        assert isinstance(c["evidence"], list)
+    assert set(doc["summary"]) == {"pass", "fail", "warn", "info", "skip", "error"}
+    assert sum(doc["summary"].values()) == len(ids)
+    suite = ET.parse(out_xml).getroot().find("testsuite")
+    assert suite is not None and len(suite.findall("testcase")) == len(ids)
+    assert {tc.get("classname") for tc in suite.findall("testcase")} == {"greeting", "sequencing", "addresses"}
+    assert sorted(p.name for p in tdir.iterdir()) == sorted(f"{i}.txt" for i in ids)
+    assert "S: 220 " in (tdir / "C-01.txt").read_text()
+    assert "C-01" in output and "pass:" in output
+
+
+def test_failing_check_exit_1_with_failure_in_junit(tmp_path: Path) -> None:
+    out_xml = tmp_path / "r.xml"
+    with SinkThread(faults={"V-03"}) as server:
+        code, output = invoke(f"127.0.0.1:{server.port}", "--only", "V-03", "--timeout", "2", "--junit", str(out_xml))
+    assert code == 1
+    assert "V-03 FAIL" in output and "C: HELP" in output
+    case = ET.parse(out_xml).getroot().find("testsuite/testcase")
+    assert case is not None and case.find("failure") is not None
+
+
+def test_skip_option_and_skipped_needs(tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    with SinkThread() as server:
+        code, _ = invoke(f"127.0.0.1:{server.port}", "--only", "data", "--skip", "D-06,D-03", "--json", str(out_json))
+    assert code == 0
+    checks = {c["id"]: c for c in json.loads(out_json.read_text())["checks"]}
+    assert "D-06" not in checks and "D-03" not in checks
+    assert checks["D-04"]["verdict"] == "skip" and "--rcpt" in checks["D-04"]["reason"]
+    assert checks["D-07"]["verdict"] == "pass"
+
+
+def test_connection_refused_exit_1_no_traceback(tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    code, output = invoke(f"127.0.0.1:{_refused_port()}", "--only", "greeting", "--json", str(out_json))
+    assert code == 1
+    assert "Traceback" not in output
+    verdicts = {c["verdict"] for c in json.loads(out_json.read_text())["checks"]}
+    assert verdicts == {"error"}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["127.0.0.1:1", "--only", "Z-99"], "unknown check or group 'Z-99'"),
+        (["127.0.0.1:1", "--skip", "nonsense"], "G-01"),
+        (["127.0.0.1:99999"], "out of range"),
+        (["127.0.0.1:1", "--tls", "--starttls"], "exclude each other"),
+        (["127.0.0.1:1", "--rcpt", "no-at-sign"], "not a mailbox"),
+        (["127.0.0.1:1", "--timeout", "0"], "out of range"),
+        (["missing-profile.toml"], "cannot read profile"),
+    ],
+)
+def test_usage_errors_exit_2_one_line(args: list[str], needle: str) -> None:
+    code, output = invoke(*args)
+    assert code == 2
+    assert needle in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_profile_supplies_target_and_options(tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    with SinkThread() as server:
+        profile = tmp_path / "p.toml"
+        profile.write_text(
+            f'[target]\nhost = "127.0.0.1"\nport = {server.port}\n\n'
+            f'[conform]\nrcpt = "{RCPT}"\nonly = ["A-01", "A-02"]\ntimeout = 2\njson = "{out_json}"\n'
+        )
+        code, output = invoke(str(profile))
+    assert code == 0, output
+    assert [c["id"] for c in json.loads(out_json.read_text())["checks"]] == ["A-01", "A-02"]
+
+
+def test_profile_errors_are_pinned_to_keys(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text('[target]\nhost = "127.0.0.1"\n[conform]\npassword = "hunter2"\n')
+    code, output = invoke(str(profile))
+    assert code == 2 and "conform.password" in output and "hunter2" not in output
+    profile.write_text('[target]\nhost = "127.0.0.1"\n[conform]\ntimeout = "soon"\n')
+    code, output = invoke(str(profile))
+    assert code == 2 and "conform.timeout" in output
+
+
+def test_password_never_in_reports() -> None:
+    opts = ConformOptions(user="alice", password="s3cret-pw")
+    scrub = Scrubber(opts)
+    import base64
+
+    plain = base64.b64encode(b"\0alice\0s3cret-pw").decode()
+    assert "s3cret-pw" not in scrub("password s3cret-pw here")
+    assert plain not in scrub(f"C: AUTH PLAIN {plain}")
+    log = [(">", f"AUTH PLAIN {plain}\r\n".encode()), ("<", b"235 ok\r\n")]
+    assert render_log(log, {log[0][1]}) == ["C: AUTH PLAIN <redacted>", "S: 235 ok"]
+
+
+def test_evidence_escapes_bare_line_ends() -> None:
+    assert render("C: ", b"NOOP\r\n") == ["C: NOOP"]
+    # An irregular line is shown octet for octet, its CRLF included.
+    assert render("C: ", b"NOOP\rNOOP\r\n") == ["C: NOOP\\rNOOP\\r\\n"]
+    assert render("S: ", b"250 ok\n") == ["S: 250 ok\\n"]
+    assert render("C: ", b"x" * 5000 + b"\r\n")[0].endswith("[5000 octets]")
+
+
+def test_catalogue_ids_are_unique_and_ordered() -> None:
+    ids = [c.id for c in all_checks()]
+    assert len(ids) == len(set(ids))
+    assert ids[:4] == ["G-01", "C-01", "C-02", "C-03"]
+
+
+def test_real_entry_point_refused_no_traceback() -> None:
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "smtpbench", "conform", f"127.0.0.1:{_refused_port()}", "--only", "C-01", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "refused" in proc.stdout
