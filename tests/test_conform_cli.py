@@ -197,3 +197,30 @@ def test_real_entry_point_refused_no_traceback() -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "refused" in proc.stdout
+
+
+@pytest.mark.parametrize(("faults", "verdict", "exit_code"), [(set(), "pass", 0), ({"D-02"}, "fail", 1)])
+def test_store_dir_oracle_judges_delivered_content(
+    tmp_path: Path, faults: set[str], verdict: str, exit_code: int
+) -> None:
+    from smtpbench.sink.config import SinkConfig
+
+    store, out_json = tmp_path / "store", tmp_path / "r.json"
+    with SinkThread(SinkConfig(faults=frozenset(faults), store_dir=store)) as server:
+        code, output = invoke(
+            f"127.0.0.1:{server.port}",
+            "--rcpt",
+            RCPT,
+            "--only",
+            "D-01,D-02",
+            "--timeout",
+            "2",
+            "--store-dir",
+            str(store),
+            "--json",
+            str(out_json),
+        )
+    assert code == exit_code, output
+    checks = {c["id"]: c for c in json.loads(out_json.read_text())["checks"]}
+    assert checks["D-02"]["verdict"] == verdict
+    assert checks["D-01"]["verdict"] == "pass" and "Received" in checks["D-01"]["reason"]

@@ -15,6 +15,7 @@ from smtpbench.conform import report
 from smtpbench.conform.checks import select
 from smtpbench.conform.config import build_options
 from smtpbench.conform.model import Verdict
+from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import run_suite
 from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
 
@@ -39,6 +40,9 @@ def conform(
     json_path: Annotated[str | None, typer.Option("--json", help="Write the JSON report here")] = None,
     junit_path: Annotated[str | None, typer.Option("--junit", help="Write a JUnit XML report here")] = None,
     transcript: Annotated[str | None, typer.Option("--transcript", help="Directory for per-check transcripts")] = None,
+    store_dir: Annotated[
+        str | None, typer.Option("--store-dir", help="Directory of delivered *.eml files (delivery oracle)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only failures and the summary")] = False,
 ) -> None:
     """Check an SMTP server against RFC 5321 and its extensions."""
@@ -65,6 +69,7 @@ def conform(
                 "json": json_path,
                 "junit": junit_path,
                 "transcript": transcript,
+                "store_dir": store_dir,
                 "quiet": quiet,
             },
         )
@@ -75,7 +80,8 @@ def conform(
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     started = report.now()
-    results = run_suite(options, checks)
+    oracle = store_dir_oracle(options.store_dir) if options.store_dir else None
+    results = run_suite(options, checks, oracle)
     try:
         if options.json_path:
             report.write_json(options.json_path, report.to_json(results, options, started))

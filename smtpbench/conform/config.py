@@ -41,6 +41,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "json": str,
     "junit": str,
     "transcript": str,
+    "store_dir": str,
     "quiet": bool,
 }
 
@@ -174,6 +175,9 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
         value = merged.get(key)
         if value is not None and ("@" not in value or any(c in value for c in "<>\r\n ")):
             raise ConfigError(f"{value!r} is not a mailbox", key=f"--{key.replace('_', '-')}", expected="local@domain")
+    store_dir = merged.get("store_dir")
+    if store_dir and not Path(store_dir).is_dir():
+        raise ConfigError(f"store directory {store_dir!r} does not exist", key="--store-dir")
     helo = merged.get("helo")
     if helo is not None and (not helo or any(c in helo for c in " \r\n")):
         raise ConfigError(f"{helo!r} is not a domain", key="--helo")
@@ -197,6 +201,7 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
         json_path=merged.get("json"),
         junit_path=merged.get("junit"),
         transcript_dir=merged.get("transcript"),
+        store_dir=store_dir,
         quiet=bool(merged.get("quiet", False)),
     )
     if merged.get("foreign_rcpt"):

@@ -42,6 +42,8 @@ class ConformOptions:
     json_path: str | None = None
     junit_path: str | None = None
     transcript_dir: str | None = None
+    #: A directory of delivered ``*.eml`` files (the delivery oracle), e.g. ``smtpbench sink --store``.
+    store_dir: str | None = None
     quiet: bool = False
 
     @property
