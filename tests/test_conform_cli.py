@@ -224,3 +224,30 @@ def test_store_dir_oracle_judges_delivered_content(
     checks = {c["id"]: c for c in json.loads(out_json.read_text())["checks"]}
     assert checks["D-02"]["verdict"] == verdict
     assert checks["D-01"]["verdict"] == "pass" and "Received" in checks["D-01"]["reason"]
+
+
+@pytest.mark.parametrize("mode", ["--starttls", "--tls"])
+def test_tls_modes_with_ca_file(tmp_path: Path, mode: str) -> None:
+    from smtpbench.sink.config import SinkConfig
+    from tests.sinkutil import tls_pair
+
+    pair = tls_pair(tmp_path)
+    cfg = SinkConfig(ssl_context=pair.server_context, implicit_tls=mode == "--tls")
+    out_json = tmp_path / "r.json"
+    with SinkThread(cfg) as server:
+        code, output = invoke(
+            f"localhost:{server.port}",
+            mode,
+            "--ca-file",
+            pair.ca_file,
+            "--only",
+            "C-01,R-02,S-02,D-07",
+            "--timeout",
+            "2",
+            "--json",
+            str(out_json),
+            "--concurrency",
+            "2",
+        )
+    assert code == 0, output
+    assert {c["verdict"] for c in json.loads(out_json.read_text())["checks"]} == {"pass"}

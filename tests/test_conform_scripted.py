@@ -148,3 +148,50 @@ def test_hostile_bytes_always_end_in_verdicts(greeting: bytes, answer: bytes) ->
     for r in results.values():
         assert isinstance(r.verdict, Verdict)
         assert r.reason
+
+
+def test_r03_detects_delivery_of_an_abandoned_message() -> None:
+    """A server that 'delivers' whatever it had when the client vanished mid-DATA fails R-03."""
+    delivered: list[bytes] = []
+
+    async def leaky(stream: trio.SocketStream) -> None:
+        data = b""
+        in_data = False
+        try:
+            await stream.send_all(b"220 leaky.example ESMTP\r\n")
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                if in_data:
+                    data += chunk
+                    continue
+                for line in chunk.split(b"\r\n")[:-1]:
+                    verb = line.split(b" ", 1)[0].upper()
+                    if verb == b"DATA":
+                        in_data = True
+                        await stream.send_all(b"354 go\r\n")
+                    elif verb == b"QUIT":
+                        await stream.send_all(b"221 bye\r\n")
+                        return
+                    else:
+                        await stream.send_all(b"250-leaky.example\r\n250 OK\r\n" if verb == b"EHLO" else b"250 ok\r\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            if data:
+                delivered.append(data)  # the bug: an unfinished message is delivered
+            await trio.aclose_forcefully(stream)
+
+    async def main() -> list[CheckResult]:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, leaky, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            opts = ConformOptions(port=port, rcpt="user@leaky.example", timeout=1.0, quiet_wait=0.1)
+            results = await Runner(opts, oracle=lambda: list(delivered)).run(select(("R-03",)))
+            nursery.cancel_scope.cancel()
+        return results
+
+    r = trio.run(main)[0]
+    assert r.verdict is Verdict.FAIL
+    assert "abandoned" in r.reason
