@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,6 +208,186 @@ def probe_to01(s: SinkServer) -> bool:
         return not (got and got[0].code == 421)
 
 
+def probe_c01(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        assert c.greeting is not None
+        return not re.match(r"[A-Za-z0-9\[]", c.greeting.lines[0])
+
+
+def probe_c03(s: SinkServer) -> bool:
+    c = RawClient(s.port, greet=False)
+    with c:
+        c.send(b"EHLO early.example\r\n")
+        return [r.code for r in c.replies(2, timeout=1.0)] != [220, 250]
+
+
+def probe_e02(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        return c.cmd("EHLO").code == 250
+
+
+def probe_e04(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        advertised = {line.split()[0].upper() for line in c.ehlo().lines[1:]}
+        return "EXPN" in advertised and c.cmd("EXPN postmaster").code in (500, 502)
+
+
+def probe_e05(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        return c.cmd("ehlo x.example").code != 250
+
+
+def probe_x02(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        c.cmd("MAIL FROM:bad")
+        return c.cmd("RCPT TO:<u@example.test>").code != 250
+
+
+def probe_x03(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("RSET x").code == 250
+
+
+def probe_x05(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        return c.cmd("EHLO bad_name.example").code == 250
+
+
+def probe_s01(s: SinkServer) -> bool:
+    with RawClient(s.port) as c:
+        return c.cmd("NOOP").code == 503
+
+
+def probe_s03(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        return c.cmd("DATA").code == 354
+
+
+def probe_s04(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        return c.cmd("MAIL FROM:<b@x.example>").code == 250
+
+
+def probe_r02(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("NOOP hello world").code != 250
+
+
+def probe_r03(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("QUIT")
+        return not c.wait_closed(1.0)
+
+
+def probe_v02(s: SinkServer) -> bool:
+    with session(s) as c:
+        r = c.cmd("EXPN postmaster")
+        return r.code == 250 and not all(re.search(r"<[^<>@]+@[^<>]+>", line) for line in r.lines)
+
+
+def probe_a01(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<>").code != 250
+
+
+def probe_a03(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        return c.cmd("RCPT TO:<@relay.example,@b.example:u@example.test>").code in (500, 501)
+
+
+def probe_a04(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        return c.cmd("RCPT TO:<" + "l" * 64 + "@example.test>").code in (500, 501)
+
+
+def probe_d03(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(GROUP, 3)
+        c.send(b"a" * 2000 + b"\r\n")
+        early = c.replies(1, timeout=0.5)
+        c.codes(b".\r\n", 1)
+        return bool(early)
+
+
+def probe_d04(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(GROUP, 3)
+        return c.codes((b"x" * 1022 + b"\r\n") * 64 + b".\r\n", 1) != [250]
+
+
+def probe_d08(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(GROUP, 3)
+        codes = c.codes(bytes(range(0x80, 0x100)) + b"\r\nNOOP\r\n.\r\n", 3, timeout=0.7)
+        return codes != [250]
+
+
+def probe_l02(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.cmd("MAIL FROM:<a@x.example>")
+        c.codes(b"".join(b"RCPT TO:<u%d@example.test>\r\n" % i for i in range(101)), 101)
+        return c.cmd("DATA").code != 354
+
+
+def probe_z02(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<a@x.example> SIZE=abc").code == 250
+
+
+def probe_z03(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(b"MAIL FROM:<a@x.example> SIZE=10\r\nRCPT TO:<u@example.test>\r\nDATA\r\n", 3)
+        c.send((b"x" * 98 + b"\r\n") * 11)
+        early = c.replies(1, timeout=0.5)
+        c.codes(b".\r\n", 1, timeout=0.5)
+        return bool(early)
+
+
+def probe_b01(s: SinkServer) -> bool:
+    high = bytes(range(0x80, 0x100))
+    with session(s) as c:
+        c.codes(b"MAIL FROM:<a@x.example> BODY=8BITMIME\r\nRCPT TO:<u@example.test>\r\nDATA\r\n", 3)
+        c.codes(high + b"\r\n.\r\n", 1)
+    return high not in s.messages[-1].content
+
+
+def probe_b02(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<a@x.example> SMTPUTF8=YES").code == 250
+
+
+def probe_b03(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<jörg@example.org> SMTPUTF8").code != 250
+
+
+def probe_k01(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(b"MAIL FROM:<a@x.example>\r\nRCPT TO:<u@example.test>\r\n", 2)
+        return c.codes(b"BDAT 5\r\nhelloBDAT 0 LAST\r\n", 2) != [250, 250]
+
+
+def probe_k02(s: SinkServer) -> bool:
+    with session(s) as c:
+        c.codes(b"MAIL FROM:<a@x.example>\r\nRCPT TO:<u@example.test>\r\nBDAT 3\r\nabc", 3)
+        return c.cmd("DATA").code != 503
+
+
+def probe_n01(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<a@x.example> RET=ALL").code == 250
+
+
+def probe_t05(s: SinkServer) -> bool:
+    with session(s) as c:
+        return c.cmd("MAIL FROM:<a@x.example>").code == 530
+
+
 PROBES: dict[str, Callable[[SinkServer], bool]] = {
     "X-01": probe_x01,
     "X-04": probe_x04,
@@ -237,23 +418,61 @@ PROBES: dict[str, Callable[[SinkServer], bool]] = {
     "U-05": probe_u05,
     "C-02": probe_c02,
     "TO-01": probe_to01,
+    "C-01": probe_c01,
+    "C-03": probe_c03,
+    "E-02": probe_e02,
+    "E-04": probe_e04,
+    "E-05": probe_e05,
+    "X-02": probe_x02,
+    "X-03": probe_x03,
+    "X-05": probe_x05,
+    "S-01": probe_s01,
+    "S-03": probe_s03,
+    "S-04": probe_s04,
+    "R-02": probe_r02,
+    "R-03": probe_r03,
+    "V-02": probe_v02,
+    "A-01": probe_a01,
+    "A-03": probe_a03,
+    "A-04": probe_a04,
+    "D-03": probe_d03,
+    "D-04": probe_d04,
+    "D-08": probe_d08,
+    "L-02": probe_l02,
+    "Z-02": probe_z02,
+    "Z-03": probe_z03,
+    "B-01": probe_b01,
+    "B-02": probe_b02,
+    "B-03": probe_b03,
+    "K-01": probe_k01,
+    "K-02": probe_k02,
+    "N-01": probe_n01,
+    "T-05": probe_t05,
 }
 
 
-def config(faults: frozenset[str]) -> SinkConfig:
+#: Probes that need a small size limit (the default one is 10 MiB).
+SMALL_LIMIT = {"Z-03"}
+
+
+def config(faults: frozenset[str], fid: str) -> SinkConfig:
     # A 1 s idle timeout keeps TO-01 fast: its fault drops idle sessions after 0.1 s without 421.
-    return SinkConfig(faults=faults, store_messages=True, idle_timeout=1.0)
+    kwargs: dict[str, Any] = {"max_size": 1000} if fid in SMALL_LIMIT else {}
+    return SinkConfig(faults=faults, store_messages=True, idle_timeout=1.0, **kwargs)
 
 
 def test_compliant_sink_shows_no_probed_violation() -> None:
-    with SinkThread(config(frozenset())) as server:
-        seen = {fid for fid, probe in PROBES.items() if probe(server)}
+    seen = set()
+    with SinkThread(config(frozenset(), "")) as server:
+        seen |= {fid for fid, probe in PROBES.items() if fid not in SMALL_LIMIT and probe(server)}
+    with SinkThread(config(frozenset(), "Z-03")) as server:
+        seen |= {fid for fid in SMALL_LIMIT if PROBES[fid](server)}
     assert seen == set()
 
 
 @pytest.mark.parametrize("fid", sorted(PROBES))
 def test_fault_shows_its_violation(fid: str) -> None:
-    with SinkThread(config(frozenset({fid}))) as server:
+    with SinkThread(config(frozenset({fid}), fid)) as server:
         assert PROBES[fid](server), f"{fid}: {FAULTS[fid]}"
 
 
@@ -276,3 +495,22 @@ def test_starttls_injection_fault_executes_plaintext() -> None:
             results[faults] = c.replies(1)[0]
     assert len(results[frozenset()].lines) > 1  # the EHLO reply comes first
     assert results[frozenset({"T-04"})].code == 250 and len(results[frozenset({"T-04"})].lines) == 1  # the NOOP's
+
+
+def test_shutdown_sends_421_and_fault_to02_delivers_partial_message() -> None:
+    for faults in (frozenset(), frozenset({"TO-02"})):
+        thread = SinkThread(SinkConfig(faults=faults, store_messages=True))
+        server = thread.__enter__()
+        idle = session(server)
+        busy = session(server)
+        busy.codes(GROUP, 3)
+        busy.send(b"Subject: half\r\n\r\nnot finished")
+        idle.cmd("NOOP")
+        thread.__exit__(None, None, None)
+        got = [c.replies(1, timeout=1.0) for c in (idle, busy)]
+        idle.close()
+        busy.close()
+        if faults:
+            assert got == [[], []] and len(server.messages) == 1
+        else:
+            assert [r[0].code for r in got] == [421, 421] and server.messages == []
