@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from smtpbench.conform.model import Expect, Finding, Verdict, worst
+from smtpbench.conform.model import Expect, Finding, Verdict
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 from smtpbench.conform.steps import judge
 
@@ -46,9 +46,6 @@ async def open_transaction(session: Session, rcpt: bool = True) -> None:
 def passed(reason: str, *exchanges: Exchange) -> Finding:
     """A PASS whose evidence is the given exchanges."""
     return Finding(Verdict.PASS, reason, [line for ex in exchanges for line in ex.lines()])
-
-
-__all__ = ["worst", "Finding", "Verdict"]
 
 
 def test_message(probe: Probe, tag: str, body: str = "smtpbench conformance probe\r\n") -> str:
