@@ -116,6 +116,12 @@ async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] 
     """
     config.validate()
     listeners = await trio.open_tcp_listeners(config.port, host=config.host, backlog=4096)
+    if config.port == 0 and len(listeners) > 1:
+        # A name with several addresses would get a different free port on
+        # each; serve the first only, so that one (host, port) describes us.
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
     sockname = listeners[0].socket.getsockname()
     host, port = str(sockname[0]), int(sockname[1])
     try:

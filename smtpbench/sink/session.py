@@ -430,6 +430,12 @@ class Session:
         if faults and "T-05" in faults and not self.tls:
             out.append(R_NEED_TLS)
             return
+        if not faults and self.mail_from is None:
+            simple = syntax.SIMPLE_MAIL.match(arg)
+            if simple is not None:
+                self.mail_from = arg[6:-1]
+                out.append(R_MAIL_OK)
+                return
         if self.mail_from is not None:
             if faults and "X-02" in faults:
                 self._reset_transaction()
@@ -555,6 +561,17 @@ class Session:
                 out.append(R_NEED_MAIL)
                 return
             self.mail_from = ""
+        if not faults and self.rng is None:
+            simple = syntax.SIMPLE_RCPT.match(arg)
+            if (
+                simple is not None
+                and simple.group(2).lower() in self.srv.local_domains
+                and len(self.rcpts) < self.cfg.max_recipients
+            ):
+                self.rcpts.append(arg[4:-1])
+                self.stats.recipients_accepted += 1
+                out.append(R_RCPT_OK)
+                return
         parsed = syntax.path_and_tail(arg, "TO")
         if parsed is None:
             out.append(b"501 5.5.4 Syntax: RCPT TO:<address>\r\n")
