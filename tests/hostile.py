@@ -395,6 +395,17 @@ class MiniSMTP:
             p.send(b"535 5.7.8 bad credentials\r\n")
 
 
+def hangs_up_after_greeting(p: Peer) -> None:
+    """Greets, reads EHLO, and closes (FIN) instead of answering."""
+    p.send(b"220 rude.test ESMTP\r\n")
+    p.recv_line()
+
+
+def refuses_mail_temporarily(p: Peer) -> None:
+    """Answers every MAIL with 451 (the session carries on)."""
+    MiniSMTP(mail_reply=b"451 4.3.0 try again later\r\n")(p)
+
+
 def shutdown_421(p: Peer) -> None:
     """Greets and answers EHLO, then 421 to MAIL and hangs up."""
     MiniSMTP(mail_reply=b"421 4.3.2 shutting down, try later\r\n")(p)
