@@ -93,8 +93,12 @@ class SinkThread:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-        if self._error is not None and exc is None:
+        if exc is not None:
+            return
+        if self._error is not None:
             raise self._error
+        if self.server is not None and self.server.stats.internal_errors:
+            raise AssertionError(f"the sink hit {self.server.stats.internal_errors} internal error(s); see stderr")
 
 
 @dataclass

@@ -20,7 +20,7 @@ import trio
 import typer
 
 from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
-from smtpbench.sink.config import PHASES, SinkConfig, parse_duration, parse_ratio
+from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig, parse_duration, parse_ratio
 from smtpbench.sink.faults import validate_faults
 from smtpbench.sink.server import SinkServer, serve
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 def sink_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(2525, "--port", help="Port to listen on; 0 picks a free one."),
-    hostname: str = typer.Option("sink.smtpbench.test", "--hostname", help="Name in the greeting and EHLO reply."),
+    hostname: str = typer.Option(DEFAULT_HOSTNAME, "--hostname", help="Name in the greeting and EHLO reply."),
     local_domain: list[str] = typer.Option([], "--local-domain", help="Extra local domain (repeatable)."),
     delay_banner: str = typer.Option("0", "--delay-banner", help="Delay before the greeting, e.g. 20ms."),
     delay_ehlo: str = typer.Option("0", "--delay-ehlo", help="Delay before the EHLO/HELO reply."),
@@ -63,11 +63,11 @@ def sink_command(
     ),
     auth_password_file: Path | None = typer.Option(None, "--auth-password-file", help="File holding the password."),
     allow_plain_auth: bool = typer.Option(False, "--allow-plain-auth", help="Offer AUTH without TLS (testing only)."),
-    max_size: int = typer.Option(10 * 1024 * 1024, "--max-size", help="Largest message in octets (0: no limit)."),
+    max_size: int = typer.Option(DEFAULT_MAX_SIZE, "--max-size", help="Largest message in octets (0: no limit)."),
     idle_timeout: str = typer.Option("300s", "--idle-timeout", help="Idle time before 421 and close."),
     store: Path | None = typer.Option(None, "--store", help="Write each accepted message as ID.eml + ID.json here."),
     stats_file: Path | None = typer.Option(None, "--stats-file", help="Write the stats as JSON here on exit."),
-    quiet: bool = typer.Option(False, "--quiet", help="Print only the listening line."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the listening and the final stats line."),
 ) -> None:
     """Run the sink until SIGINT or SIGTERM."""
     try:

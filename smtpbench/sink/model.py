@@ -27,6 +27,7 @@ class SinkStats:
     tls_failures: int = 0
     auth_successes: int = 0
     auth_failures: int = 0
+    internal_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """A JSON-ready copy of every counter."""

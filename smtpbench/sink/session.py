@@ -21,6 +21,8 @@ import binascii
 import contextlib
 import random
 import ssl
+import sys
+import traceback
 from base64 import b64decode
 from email.utils import formatdate
 from typing import TYPE_CHECKING
@@ -166,6 +168,11 @@ class Session:
             raise
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError, trio.TooSlowError):
             stats.aborted_sessions += 1
+        except Exception:
+            # A bug must cost one session, not the whole sink; tests assert
+            # that internal_errors stays 0 (tests/sinkutil.SinkThread).
+            stats.internal_errors += 1
+            traceback.print_exc(file=sys.stderr)
         finally:
             stats.active -= 1
             with trio.CancelScope(shield=True):
