@@ -10,6 +10,18 @@ Every reply is counted by command and code, and checked against the shared
 reply-code tables (:func:`smtpbench.protocol.tables.is_expected`) to count
 unexpected replies.  Every wait has a deadline from the profile's timeouts.
 
+Deadlines: every wait of a session (a reply, sending message data) is bounded
+by that phase's timeout from the profile.  Entering a Trio cancel scope per
+wait costs several µs, a large share of a message's CPU, so a session runs
+inside *one* cancel scope whose deadline :meth:`Session.arm` moves before
+each wait: it keeps the deadline within ``[now + timeout, now + timeout +
+slack]``, where ``slack = min(1 % of timeout, 0.25 s)``, and only touches the
+scope when the deadline falls outside that window (rarely: once per ``slack``
+of a busy session).  A timeout therefore fires at most ``slack`` late, never
+early, and is recorded as a ``timeout`` error of the phase that was waiting.
+Steps that bound themselves (connect, TLS handshake) run with the session
+deadline lifted.
+
 Timing (µs): each command phase runs from the moment its reply became the
 next thing awaited to the moment it was parsed, so in lockstep mode a phase
 is send -> reply, and in a pipelined group it is the gap since the previous
@@ -37,6 +49,11 @@ from smtpbench.protocol.state import ClientProtocol, State
 from smtpbench.protocol.tables import is_expected
 
 perf = time.perf_counter
+current_time = trio.current_time
+INF = float("inf")
+#: How late (at most) a session's deadline may fire: a share of the timeout, capped.
+DEADLINE_SLACK_RATIO = 0.01
+DEADLINE_SLACK_MAX_S = 0.25
 
 
 @dataclass
@@ -93,7 +110,7 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined")
+    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "waiting")
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -103,25 +120,48 @@ class Session:
         self.conn: SMTPConnection | None = None
         self.mark = 0.0
         self.pipelined = False
+        #: The session-wide cancel scope that carries the deadline of the current wait.
+        self.scope = trio.CancelScope()
+        #: (phase, timeout) of the wait the deadline belongs to, for the timeout error.
+        self.waiting: tuple[str, float] = ("", INF)
+
+    def arm(self, phase: str, timeout: float) -> None:
+        """Bound the next wait: the session is cancelled in ``[timeout, timeout + slack]`` from now."""
+        self.waiting = (phase, timeout)
+        need = current_time() + timeout
+        slack = min(timeout * DEADLINE_SLACK_RATIO, DEADLINE_SLACK_MAX_S)
+        deadline = self.scope.deadline
+        if deadline < need or deadline > need + slack:
+            self.scope.deadline = need + slack
+
+    def disarm(self) -> None:
+        """Lift the session deadline (before a step that bounds itself)."""
+        self.waiting = ("", INF)
+        if self.scope.deadline != INF:
+            self.scope.deadline = INF
 
     async def reply(self, phase: str, timeout_key: str) -> tuple[str, Reply]:
         """Await the next reply, record ``phase`` since the last mark, count the reply."""
         assert self.conn is not None
-        verb, reply = (await self.conn.read_replies(1, self.settings.timeouts[timeout_key], phase))[0]
+        self.arm(phase, self.settings.timeouts[timeout_key])
+        verb, reply = await self.conn.next_reply(None, phase)
         now = perf()
-        self.recorder.record(phase, int((now - self.mark) * 1_000_000))
+        recorder = self.recorder
+        recorder.record(phase, int((now - self.mark) * 1_000_000))
         self.mark = now
-        counters = self.recorder.counters
-        counters.replies[verb][reply.code] += 1
-        if not is_expected(verb, reply.code):
-            counters.unexpected[verb][reply.code] += 1
-        if reply.code == 421:
+        code = reply.code
+        counters = recorder.counters
+        counters.replies[verb][code] += 1
+        if not is_expected(verb, code):
+            counters.unexpected[verb][code] += 1
+        if code == 421:
             raise ReplyError(f"server closing: {reply.code} {reply.text[:80]}", phase, 421)
         return verb, reply
 
     async def command(self, verb: str, line: bytes, phase: str, timeout_key: str) -> Reply:
         """Send one command and await its reply (lockstep)."""
         assert self.conn is not None
+        self.arm(phase, self.settings.timeouts[timeout_key])
         self.mark = perf()
         await self.conn.send(verb, line)
         return (await self.reply(phase, timeout_key))[1]
@@ -133,6 +173,7 @@ Step = Callable[[Session], Awaitable[None]]
 async def step_connect(s: Session) -> None:
     """TCP connect to the resolved address (resolving again if that failed at start)."""
     st = s.settings
+    s.disarm()
     s.mark = perf()
     try:
         with trio.fail_after(st.timeouts["connect"]):
@@ -150,6 +191,7 @@ async def step_connect(s: Session) -> None:
 async def step_implicit_tls(s: Session) -> None:
     """TLS handshake right after connect (SMTPS, port 465 style)."""
     assert s.conn is not None and s.settings.ssl_context is not None
+    s.disarm()
     await s.conn.start_tls(s.settings.ssl_context, s.settings.host, s.settings.timeouts["tls"])
     now = perf()
     s.recorder.record("tls", int((now - s.mark) * 1_000_000))
@@ -243,6 +285,7 @@ async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: in
     start = s.mark = perf()
     refusal = 0  # the first refusal's code: it classifies a message that is not sent
     if s.pipelined:
+        s.arm("mail", st.timeouts["mail"])
         await conn.send_group(cmds)
         replies = [(verb, (await s.reply(verb.lower(), verb.lower()))[1]) for verb, _ in cmds]
     else:
@@ -266,12 +309,9 @@ async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: in
             await s.command("RSET", commands.RSET, "rset", "other")
         return
     msg = pool.pick(rng)
+    s.arm("data_block", st.timeouts["data_block"])
     s.mark = perf()
-    try:
-        with trio.fail_after(st.timeouts["data_block"]):
-            await conn.send("DATA_END", msg.wire)
-    except trio.TooSlowError:
-        raise SessionTimeout("message data not sent in time", "data_end") from None
+    await conn.send("DATA_END", msg.wire)
     counts["messages_sent"] += 1
     counts["bytes_sent"] += msg.size
     _, reply = await s.reply("data_end", "data_end")
@@ -304,21 +344,26 @@ async def run_session(
     start = perf()
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     try:
-        for step in steps:
-            await step(s)
-        for i in range(s.settings.messages_per_session):
-            n = control.claim_message(first=i == 0)
-            if n < 0:
-                break
-            await transaction(s, pool, n, lag_us)
-        await s.command("QUIT", commands.QUIT, "quit", "other")
-        end = perf()
-        rec.record("session", int((end - start) * 1_000_000))
-        if intended is not None:
-            rec.record("corrected.session", int((end - intended) * 1_000_000))
-        counts["sessions_completed"] += 1
-    except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
-        rec.counters.errors[classify(exc)] += 1
+        with s.scope:
+            try:
+                for step in steps:
+                    await step(s)
+                for i in range(s.settings.messages_per_session):
+                    n = control.claim_message(first=i == 0)
+                    if n < 0:
+                        break
+                    await transaction(s, pool, n, lag_us)
+                await s.command("QUIT", commands.QUIT, "quit", "other")
+                end = perf()
+                rec.record("session", int((end - start) * 1_000_000))
+                if intended is not None:
+                    rec.record("corrected.session", int((end - intended) * 1_000_000))
+                counts["sessions_completed"] += 1
+            except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
+                rec.counters.errors[classify(exc)] += 1
+        if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
+            phase, timeout = s.waiting
+            rec.counters.errors[classify(SessionTimeout(f"no reply within {timeout:g}s", phase))] += 1
     finally:
         if s.conn is not None:
             await s.conn.aclose()

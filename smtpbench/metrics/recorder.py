@@ -11,8 +11,16 @@ AUTH, BDAT ...) need no change here.
 Values are integer microseconds recorded into the *current interval*
 histogram of their tag.  :meth:`Recorder.rotate` closes the interval: it
 returns the interval histograms (for the interval log) and adds them into the
-run totals.  Recording is a dictionary hit plus ``record_value``; everything
-costly (encoding, percentiles, means) happens once per interval or at the end.
+run totals.  Everything costly (encoding, percentiles, means) happens once per
+interval or at the end.
+
+Recording is on the load engine's hot path (five values per message), and
+``HdrHistogram.record_value`` costs ~1 µs in pure Python.  So :meth:`record`
+only appends the value to a per-tag list; the list is folded into the
+histogram (``collections.Counter`` in C, then one ``record_value(v, count)``
+per *distinct* value) when it reaches :data:`PENDING_MAX` values, and always
+before anything reads the histograms (rotate, peek).  The histograms end up
+holding exactly the values recorded, as if each had been recorded at once.
 
 All state is plain data plus HdrHistograms, so results stay mergeable: two
 recorders' encoded totals and counters add up losslessly (:func:`merge_snapshots`),
@@ -30,6 +38,8 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
+#: Values held per tag before they are folded into the histogram (bounds memory).
+PENDING_MAX = 4096
 
 
 def new_histogram() -> HdrHistogram:
@@ -75,18 +85,41 @@ class Recorder:
         self.start_epoch = start_epoch
         self._interval_start = start_epoch
         self._current: dict[str, HdrHistogram] = {}
+        self._pending: dict[str, list[int]] = {}
         self.totals: dict[str, HdrHistogram] = {}
         self.counters = Counters()
         self.clamped = 0
 
     def record(self, tag: str, value_us: int) -> None:
-        """Record one latency; values beyond one hour are clamped (and counted)."""
-        h = self._current.get(tag)
-        if h is None:
-            h = self._current[tag] = new_histogram()
-        if not h.record_value(value_us):
-            self.clamped += 1
-            h.record_value(HIGHEST_US if value_us > 0 else 0)
+        """Record one latency; values beyond one hour are clamped (and counted).
+
+        The value is in the current interval's histogram by the next
+        :meth:`rotate` or :meth:`peek` (see the module notes on batching).
+        """
+        pending = self._pending.get(tag)
+        if pending is None:
+            pending = self._pending[tag] = []
+            if tag not in self._current:
+                self._current[tag] = new_histogram()
+        pending.append(value_us)
+        if len(pending) >= PENDING_MAX:
+            self._fold(tag)
+
+    def _fold(self, tag: str) -> None:
+        pending = self._pending.pop(tag, None)
+        if not pending:
+            return
+        h = self._current[tag]
+        record = h.record_value
+        for value, count in Counter(pending).items():
+            if not record(value, count):
+                self.clamped += count
+                record(HIGHEST_US if value > 0 else 0, count)
+
+    def flush(self) -> None:
+        """Fold every pending value into the current interval's histograms."""
+        for tag in list(self._pending):
+            self._fold(tag)
 
     def rotate(self, now_epoch: float) -> list[Interval]:
         """Close the current interval at ``now_epoch``; return its non-empty histograms.
@@ -94,6 +127,7 @@ class Recorder:
         The returned histograms are also added into :attr:`totals`, so after a
         final ``rotate`` the totals hold every value ever recorded.
         """
+        self.flush()
         start, self._interval_start = self._interval_start, now_epoch
         out = []
         for tag, h in self._current.items():
@@ -117,6 +151,7 @@ class Recorder:
 
     def peek(self, tag: str, percentile: float) -> int:
         """Percentile of ``tag`` over totals and the open interval (for live progress)."""
+        self._fold(tag)
         h = new_histogram()
         for src in (self.totals.get(tag), self._current.get(tag)):
             if src is not None and src.get_total_count():

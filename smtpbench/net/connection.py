@@ -7,12 +7,25 @@ with a deadline (raising :class:`SessionTimeout`, never hanging).  It is used
 by the load engine (through :meth:`send` / :meth:`read_replies`) and by the
 conformance suite (through :meth:`send_raw` / :meth:`read_raw_replies`,
 which bypass the state machine so that out-of-order probes can be sent).
+
+Speed: on a plain TCP stream, bytes are written and read straight on the
+socket's file descriptor while that does not block, and only a write that
+would block, or a read with nothing to read, goes through Trio (which
+waits).  A Trio ``send_all``/``receive_some`` costs a trip through the
+scheduler even when the socket is ready; skipping it roughly halves the
+client CPU per message.  A read that found data at once still passes a Trio
+checkpoint, so cancellation and fairness between sessions are as before.
+Errors are translated as Trio's ``SocketStream`` does (``BrokenResourceError``
+from the ``OSError``), so callers see the same exceptions.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import ssl
+from typing import NoReturn
 
 import trio
 
@@ -21,6 +34,22 @@ from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol
 
 RECEIVE_SIZE = 65536
+_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+
+def _raise_stream_error(exc: OSError) -> NoReturn:
+    # The same translation as trio.SocketStream, so classify() sees the same chain.
+    if exc.errno in _CLOSED_ERRNOS:
+        raise trio.ClosedResourceError("this socket was already closed") from None
+    raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
+def _plain_fd(stream: trio.abc.Stream) -> int:
+    """The fd to use directly for ``stream``, or -1 (TLS, closed, half-closed, other streams)."""
+    if type(stream) is not trio.SocketStream:
+        return -1
+    sock = stream.socket
+    return -1 if sock.did_shutdown_SHUT_WR else sock.fileno()
 
 
 async def resolve(host: str, port: int) -> tuple[int, tuple[str, int] | tuple[str, int, int, int]]:
@@ -49,6 +78,33 @@ async def connect_tcp(family: int, sockaddr: tuple[str, int] | tuple[str, int, i
     return trio.SocketStream(sock)
 
 
+async def _read_fd(fd: int) -> bytes:
+    """Read what is there on a non-blocking socket fd, waiting (through Trio) when nothing is.
+
+    Always passes a Trio checkpoint, as ``receive_some`` does; b"" at EOF.
+    """
+    try:
+        data = os.read(fd, RECEIVE_SIZE)
+    except BlockingIOError:
+        pass
+    except OSError as exc:
+        _raise_stream_error(exc)
+    else:
+        await trio.lowlevel.checkpoint()
+        return data
+    while True:
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except OSError as exc:
+            _raise_stream_error(exc)
+        try:
+            return os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            continue  # a spurious wake-up: wait again
+        except OSError as exc:
+            _raise_stream_error(exc)
+
+
 class SMTPConnection:
     """A client session's stream, protocol state and reply reader."""
 
@@ -63,9 +119,23 @@ class SMTPConnection:
         self.raw_log: list[tuple[str, bytes]] | None = None
 
     async def send_raw(self, data: bytes) -> None:
-        """Write bytes as one send, outside the state machine."""
+        """Write bytes as one send, outside the state machine.
+
+        Returns once every byte is handed to the kernel (as ``send_all``).
+        """
         if self.raw_log is not None:
             self.raw_log.append((">", data))
+        fd = _plain_fd(self.stream)
+        if fd >= 0 and data:
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                _raise_stream_error(exc)
+            if sent == len(data):
+                return
+            data = data[sent:]
         await self.stream.send_all(data)
 
     async def send(self, verb: str, line: bytes) -> None:
@@ -78,12 +148,29 @@ class SMTPConnection:
         await self.send_raw(b"".join([send(v, line) for v, line in commands]))
 
     async def _receive(self) -> bytes:
-        data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        fd = _plain_fd(self.stream)
+        if fd < 0:
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        else:
+            data = await _read_fd(fd)
         if not data:
             raise ConnectionClosed("server closed the connection")
         if self.raw_log is not None:
             self.raw_log.append(("<", data))
         return data
+
+    async def _fill(self, count: int, timeout: float | None, phase: str) -> None:
+        ready = self._ready
+        if timeout is None:
+            while len(ready) < count:
+                ready.extend(self.protocol.receive(await self._receive()))
+            return
+        # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            while len(ready) < count:
+                ready.extend(self.protocol.receive(await self._receive()))
+        if scope.cancelled_caught:
+            raise SessionTimeout(f"no reply within {timeout:g}s", phase)
 
     async def read_replies(self, count: int, timeout: float, phase: str = "") -> list[tuple[str, Reply]]:
         """Read until ``count`` replies (paired with their commands) are in.
@@ -94,15 +181,22 @@ class SMTPConnection:
         """
         ready = self._ready
         if len(ready) < count:
-            try:
-                with trio.fail_after(timeout):
-                    while len(ready) < count:
-                        ready.extend(self.protocol.receive(await self._receive()))
-            except trio.TooSlowError:
-                raise SessionTimeout(f"no reply within {timeout:g}s", phase) from None
+            await self._fill(count, timeout, phase)
         out = ready[:count]
         del ready[:count]
         return out
+
+    async def next_reply(self, timeout: float | None, phase: str = "") -> tuple[str, Reply]:
+        """The next ``(verb, reply)``, as ``read_replies(1, ...)[0]`` but cheaper.
+
+        A reply already parsed is returned without waiting.  ``timeout=None``
+        sets no deadline here: the caller's cancel scope must bound the wait
+        (the load engine's sessions do, see ``smtpbench.load.session``).
+        """
+        ready = self._ready
+        if not ready:
+            await self._fill(1, timeout, phase)
+        return ready.pop(0)
 
     async def read_reply(self, timeout: float, phase: str = "") -> Reply:
         """Read the next reply (see :meth:`read_replies`)."""
