@@ -116,11 +116,6 @@ def test_password_in_profile_is_refused_without_echo(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load.profile echoes the whole --set assignment (value included) in the error: "
-    "'(--set target.auth.password=<secret>)'; the origin should redact secret-named keys",
-)
 def test_password_given_with_set_is_refused_without_echo(tmp_path: Path) -> None:
     profile = write_profile(str(tmp_path), "127.0.0.1:2525", extra=f'\n[target.auth]\nusername = "{USER}"\n')
     proc = refused_run(profile, "--set", f"target.auth.password={SECRET}")

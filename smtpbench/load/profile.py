@@ -117,6 +117,7 @@ from smtpbench.config import (
     check_int,
     check_number,
     dump_toml,
+    is_secret_key,
     load_toml,
     plain,
     redact,
@@ -491,7 +492,10 @@ def load_profile(
             parts = apply_override(data, assignment)
         except ConfigError as exc:
             raise _with_file(exc, path) from None
-        origins[".".join(parts)] = f"--set {assignment.strip()}"
+        key = ".".join(parts)
+        # Never echo a secret back in an error message.
+        shown_value = "***" if is_secret_key(parts[-1]) else assignment.partition("=")[2].strip()
+        origins[key] = f"--set {key}={shown_value}"
     if target is not None:
         host, port = parse_target(target)
         table = _ensure_table(data, "target", path)
