@@ -1,0 +1,149 @@
+"""The load engine's hot-path shortcuts give exactly the results of the plain paths.
+
+* the reply parser's clean-line fast path vs the general path (property test
+  over server bytes, cut into arbitrary chunks);
+* batched histogram recording vs one ``record_value`` per value;
+* direct socket I/O: EOF, reset and timeouts surface as the same errors.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtpbench.metrics import recorder as recorder_mod
+from smtpbench.metrics.recorder import HIGHEST_US, Recorder, new_histogram
+from smtpbench.net.connection import SMTPConnection, connect_tcp
+from smtpbench.net.errors import ConnectionClosed, SessionTimeout, classify
+from smtpbench.protocol import replies as replies_mod
+from smtpbench.protocol.errors import SMTPProtocolError
+from smtpbench.protocol.replies import ReplyParser
+
+# Lines a server might send: clean ones (fast path), and every kind of oddity.
+_line = st.one_of(
+    st.builds(
+        lambda c, sep, t, term: c + sep + t + term,
+        st.sampled_from([b"220", b"250", b"354", b"421", b"451", b"550", b"299", b"260", b"199", b"2x0"]),
+        st.sampled_from([b" ", b"-", b"", b"\t"]),
+        st.one_of(
+            st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(str.encode),
+            st.binary(max_size=12),
+            st.sampled_from([b"x" * 504, b"x" * 505, b"2.1.0 Ok"]),
+        ),
+        st.sampled_from([b"\r\n", b"\n", b"\r\r\n"]),
+    ),
+    st.binary(max_size=8),
+)
+
+
+def _parse_all(chunks: list[bytes], fast: bool) -> list[object]:
+    """Replies (as comparable tuples) or the error type, with the fast path on or off."""
+    saved = replies_mod._CLEAN_LINE_MAX
+    if not fast:
+        replies_mod._CLEAN_LINE_MAX = 10**9  # no cap is that large: the fast path never applies
+    try:
+        parser = ReplyParser()
+        out: list[object] = []
+        try:
+            for chunk in chunks:
+                out += [(r.code, r.lines, r.raw, r.defects) for r in parser.feed(chunk)]
+        except SMTPProtocolError as exc:
+            out.append(type(exc).__name__)
+        out.append(parser.buffered)
+        return out
+    finally:
+        replies_mod._CLEAN_LINE_MAX = saved
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=8), st.lists(st.integers(min_value=1, max_value=40), max_size=6))
+def test_fast_path_parses_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(lines)
+    chunks, pos = [], 0
+    for cut in cuts:
+        chunks.append(data[pos : pos + cut])
+        pos += cut
+    chunks.append(data[pos:])
+    assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
+
+
+def test_fast_path_pipelined_group_in_one_segment() -> None:
+    replies = ReplyParser().feed(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+    assert [r.code for r in replies] == [250, 250, 354]
+    assert replies[0].lines == ("2.1.0 Ok",) and replies[0].enhanced == "2.1.0" and replies[2].defects == ()
+
+
+@pytest.mark.parametrize("pending_max", [1, 7, 4096])
+def test_batched_recording_is_exact(monkeypatch: pytest.MonkeyPatch, pending_max: int) -> None:
+    monkeypatch.setattr(recorder_mod, "PENDING_MAX", pending_max)
+    rng = random.Random(7)
+    values = [rng.choice([0, 1, 5, 999, 123_456, HIGHEST_US, HIGHEST_US + 5, -3]) for _ in range(2000)]
+    values += [int(rng.lognormvariate(7, 2)) for _ in range(3000)]
+    rec = Recorder(0.0)
+    ref = new_histogram()
+    clamped = 0
+    for v in values:
+        rec.record("mail", v)
+        if not ref.record_value(v):
+            clamped += 1
+            ref.record_value(HIGHEST_US if v > 0 else 0)
+    assert rec.peek("mail", 99.0) == int(ref.get_value_at_percentile(99.0))
+    (interval,) = rec.rotate(1.0)
+    assert interval.histogram.encode() == ref.encode()
+    assert rec.totals["mail"].get_total_count() == len(values) and rec.clamped == clamped
+    assert rec.rotate(2.0) == []
+
+
+def _serve_once(behaviour: str) -> tuple[int, threading.Thread]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"220 hi\r\n")
+                if behaviour == "reset":
+                    conn.recv(100)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                elif behaviour == "close":
+                    conn.recv(100)
+                elif behaviour == "silent":
+                    time.sleep(1.5)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return listener.getsockname()[1], t
+
+
+@pytest.mark.parametrize(("behaviour", "kind"), [("close", "closed"), ("reset", "reset"), ("silent", "timeout")])
+def test_direct_io_errors_keep_their_kind(behaviour: str, kind: str) -> None:
+    port, server = _serve_once(behaviour)
+
+    async def main() -> str:
+        conn = SMTPConnection(await connect_tcp(socket.AF_INET, ("127.0.0.1", port)))
+        try:
+            assert (await conn.next_reply(2.0))[1].code == 220
+            await conn.send("EHLO", b"EHLO x\r\n")
+            await trio.sleep(0.1)  # let the peer act first, so the read finds EOF/RST at once
+            start = time.monotonic()
+            await conn.next_reply(0.3, "ehlo")
+        except (SessionTimeout, ConnectionClosed, trio.BrokenResourceError) as exc:
+            if kind == "timeout":
+                assert 0.25 < time.monotonic() - start < 1.0
+            return classify(exc)
+        finally:
+            await conn.aclose()
+        return "no error"
+
+    assert trio.run(main) == kind
+    server.join(5)
