@@ -341,3 +341,12 @@ def test_abrupt_close_mid_data_delivers_nothing(sink) -> None:  # type: ignore[n
     with client(sink) as probe:  # the sink still serves, and stored nothing
         assert probe.cmd("NOOP").code == 250
     assert len(sink.messages) == before
+
+
+def test_echoed_client_text_keeps_replies_clean(sink) -> None:  # type: ignore[no-untyped-def]
+    with client(sink) as c:
+        c.ehlo()
+        for line in (b"MAIL FROM:<a@x.example> F\x01\x7f\xc3\xb6=1", b"MAIL FROM:<a@x.example> B\x02=1 B\x02=2"):
+            c.send(line + b"\r\n")
+            r = c.replies(1)[0]
+            assert r.code in (501, 555) and not r.defects

@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import random
+import re
 import ssl
 import sys
 import traceback
@@ -81,6 +82,14 @@ R_AUTH_CANCEL = b"501 5.0.0 Authentication cancelled\r\n"
 R_AUTH_B64 = b"501 5.5.2 Error: invalid base64 data\r\n"
 R_NON_ASCII_MAIL = b"550 5.6.7 Error: non-ASCII sender needs the SMTPUTF8 parameter\r\n"
 R_NON_ASCII_RCPT = b"553 5.6.7 Error: non-ASCII recipient needs the SMTPUTF8 parameter\r\n"
+
+
+_UNSHOWN = re.compile(r"[^\x21-\x7e]")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """Client text made safe to echo in a reply: printable ASCII only, bounded."""
+    return _UNSHOWN.sub("?", text[:limit])
 
 
 def _literal(ip: str) -> str:
@@ -463,7 +472,7 @@ class Session:
         if tail:
             for name, value in syntax.split_params(tail):
                 if name in params and not (faults and "N-01" in faults and name in ("RET", "ENVID")):
-                    out.append(f"501 5.5.4 Error: duplicate {name} parameter\r\n".encode())
+                    out.append(f"501 5.5.4 Error: duplicate {_shown(name)} parameter\r\n".encode())
                     return
                 params[name] = value
                 bad = self._mail_param(name, value)
@@ -521,7 +530,7 @@ class Session:
             if not (faults and "N-01" in faults) and (not value or len(value) > 100 or not syntax.valid_xtext(value)):
                 return b"501 5.5.4 Error: ENVID must be xtext of at most 100 characters\r\n"
         elif not (faults and "B-04" in faults):
-            return f"555 5.5.4 Error: unsupported parameter {name[:40]}\r\n".encode("ascii", "replace")
+            return f"555 5.5.4 Error: unsupported parameter {_shown(name)}\r\n".encode()
         return None
 
     def _check_address(self, path: str, utf8: bool, *, sender: bool) -> bytes | None:
@@ -589,7 +598,7 @@ class Session:
             lax = bool(faults and "N-01" in faults)
             for name, value in syntax.split_params(tail):
                 if name in seen and not lax:
-                    out.append(f"501 5.5.4 Error: duplicate {name} parameter\r\n".encode())
+                    out.append(f"501 5.5.4 Error: duplicate {_shown(name)} parameter\r\n".encode())
                     return
                 seen.add(name)
                 if name == "NOTIFY":
@@ -601,7 +610,7 @@ class Session:
                         out.append(b"501 5.5.4 Error: ORCPT must be addr-type;xtext\r\n")
                         return
                 elif not (faults and "B-04" in faults):
-                    out.append(f"555 5.5.4 Error: unsupported parameter {name[:40]}\r\n".encode("ascii", "replace"))
+                    out.append(f"555 5.5.4 Error: unsupported parameter {_shown(name)}\r\n".encode())
                     return
         if not path:
             out.append(b"501 5.1.3 Error: empty recipient\r\n")
@@ -860,7 +869,7 @@ class Session:
         if not arg.strip():
             self.out.append(b"501 5.5.4 Syntax: VRFY address\r\n")
         elif self.faults and "V-01" in self.faults:
-            self.out.append(f"250 2.1.5 <{arg.strip()[:200]}>\r\n".encode("utf-8", "replace"))
+            self.out.append(f"250 2.1.5 <{_shown(arg.strip(), 200)}>\r\n".encode())
         else:
             self.out.append(R_VRFY)
 
