@@ -155,10 +155,20 @@ class RawClient:
         """Write ``data`` as one send."""
         self.sock.sendall(data)
 
-    def replies(self, count: int, timeout: float | None = None) -> list[Reply]:
-        """Read until ``count`` replies arrived, the peer closed, or the timeout passed."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+    def replies(self, count: int, timeout: float | None = None, first_timeout: float | None = None) -> list[Reply]:
+        """Read until ``count`` replies arrived, the peer closed, or the timeout passed.
+
+        ``first_timeout`` (when given) bounds the wait for the first reply and
+        ``timeout`` the wait for the rest, so "exactly one reply" checks stay
+        quick without being fragile on a loaded machine.
+        """
+        span = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + (span if first_timeout is None or self.pending else max(first_timeout, span))
+        first_seen = bool(self.pending)
         while len(self.pending) < count and not self.closed:
+            if not first_seen and self.pending:
+                first_seen = True
+                deadline = min(deadline, time.monotonic() + span)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -187,9 +197,13 @@ class RawClient:
         return got[0]
 
     def codes(self, data: bytes, count: int, timeout: float | None = None) -> list[int]:
-        """Send ``data`` in one write and return the codes of up to ``count`` replies."""
+        """Send ``data`` in one write and return the codes of up to ``count`` replies.
+
+        The first reply is awaited for the full client timeout; ``timeout``
+        bounds the wait for further ones.
+        """
         self.send(data)
-        return [r.code for r in self.replies(count, timeout)]
+        return [r.code for r in self.replies(count, timeout, first_timeout=self.timeout)]
 
     def ehlo(self, name: str = "client.example") -> Reply:
         """EHLO and return the reply."""

@@ -43,7 +43,7 @@ def session(server: SinkServer) -> RawClient:
 
 def probe_x01(s: SinkServer) -> bool:
     with session(s) as c:
-        return c.codes(b"\r\n \r\nNOOP\r\n", 3, timeout=0.5) != [500, 500, 250]
+        return c.codes(b"\r\n \r\nNOOP\r\n", 3, timeout=0.3) != [500, 500, 250]
 
 
 def probe_x04(s: SinkServer) -> bool:
@@ -95,7 +95,7 @@ def smuggle(s: SinkServer, end: bytes) -> bool:
     with session(s) as c:
         c.codes(GROUP, 3)
         body = b"hello" + end + GROUP + b"Subject: SMUGGLED\r\n\r\nx\r\n.\r\n"
-        codes = c.codes(body, 5, timeout=0.7)
+        codes = c.codes(body, 5, timeout=0.3)
     return codes != [250] or s.stats.messages_accepted != before + 1
 
 
@@ -123,7 +123,7 @@ def probe_d01(s: SinkServer) -> bool:
 
 def probe_d07(s: SinkServer) -> bool:
     with session(s) as c:
-        return len(c.codes(b"NOOP\nNOOP\r\n", 2, timeout=0.5)) != 1
+        return len(c.codes(b"NOOP\nNOOP\r\n", 2, timeout=0.3)) != 1
 
 
 def probe_p02(s: SinkServer) -> bool:
@@ -134,7 +134,7 @@ def probe_p02(s: SinkServer) -> bool:
 def probe_p03(s: SinkServer) -> bool:
     with session(s) as c:
         c.codes(GROUP, 3)
-        return c.codes(b"x\r\n.\r\n" + GROUP, 4, timeout=0.5) != [250, 250, 250, 354]
+        return c.codes(b"x\r\n.\r\n" + GROUP, 4, timeout=0.3) != [250, 250, 250, 354]
 
 
 def probe_p01(s: SinkServer) -> bool:
@@ -151,7 +151,7 @@ def probe_l01(s: SinkServer) -> bool:
 
 def probe_k03(s: SinkServer) -> bool:
     with session(s) as c:
-        return c.codes(b"BDAT 12 LAST\r\nNOOP\r\nNOOP\r\n", 3, timeout=0.5) != [503]
+        return c.codes(b"BDAT 12 LAST\r\nNOOP\r\nNOOP\r\n", 3, timeout=0.3) != [503]
 
 
 def probe_b04(s: SinkServer) -> bool:
@@ -309,7 +309,7 @@ def probe_d03(s: SinkServer) -> bool:
     with session(s) as c:
         c.codes(GROUP, 3)
         c.send(b"a" * 2000 + b"\r\n")
-        early = c.replies(1, timeout=0.5)
+        early = c.replies(1, timeout=0.3)
         c.codes(b".\r\n", 1)
         return bool(early)
 
@@ -323,7 +323,7 @@ def probe_d04(s: SinkServer) -> bool:
 def probe_d08(s: SinkServer) -> bool:
     with session(s) as c:
         c.codes(GROUP, 3)
-        codes = c.codes(bytes(range(0x80, 0x100)) + b"\r\nNOOP\r\n.\r\n", 3, timeout=0.7)
+        codes = c.codes(bytes(range(0x80, 0x100)) + b"\r\nNOOP\r\n.\r\n", 3, timeout=0.3)
         return codes != [250]
 
 
@@ -343,8 +343,8 @@ def probe_z03(s: SinkServer) -> bool:
     with session(s) as c:
         c.codes(b"MAIL FROM:<a@x.example> SIZE=10\r\nRCPT TO:<u@example.test>\r\nDATA\r\n", 3)
         c.send((b"x" * 98 + b"\r\n") * 11)
-        early = c.replies(1, timeout=0.5)
-        c.codes(b".\r\n", 1, timeout=0.5)
+        early = c.replies(1, timeout=0.3)
+        c.codes(b".\r\n", 1, timeout=0.3)
         return bool(early)
 
 

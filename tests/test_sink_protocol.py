@@ -190,14 +190,14 @@ def test_command_line_length(sink) -> None:  # type: ignore[no-untyped-def]
         assert c.codes(b"NOOP " + b"x" * (512 - 6) + b"\r\n", 1) == [500]
         assert c.codes(b"NOOP " + b"x" * 4096 + b"\r\n", 1) == [500]
         assert c.codes(b"NOOP " + b"x" * 65536 + b"\r\n", 1) == [500]
-        assert c.codes(b"NOOP\r\n", 2, timeout=0.5) == [250]  # exactly one: still in sync
+        assert c.codes(b"NOOP\r\n", 2, timeout=0.3) == [250]  # exactly one: still in sync
 
 
 def test_bare_cr_lf_do_not_end_commands(sink) -> None:  # type: ignore[no-untyped-def]
     with client(sink) as c:
         c.ehlo()
-        assert len(c.codes(b"NOOP\nNOOP\r\n", 2, timeout=0.5)) == 1
-        assert len(c.codes(b"NOOP\rNOOP\r\n", 2, timeout=0.5)) == 1
+        assert len(c.codes(b"NOOP\nNOOP\r\n", 2, timeout=0.3)) == 1
+        assert len(c.codes(b"NOOP\rNOOP\r\n", 2, timeout=0.3)) == 1
 
 
 SMUGGLING_ENDS = [
@@ -225,7 +225,7 @@ def test_smuggling_variants_do_not_end_data(sink, end: bytes) -> None:  # type: 
             + b"MAIL FROM:<smuggled@victim.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n"
             + b"Subject: SMUGGLED\r\n\r\nx\r\n.\r\n"
         )
-        assert c.codes(body, 5, timeout=0.7) == [250]
+        assert c.codes(body, 5, timeout=0.3) == [250]
     assert len(sink.messages) == before + 1
     assert b"SMUGGLED" in sink.messages[-1].content
 
@@ -299,7 +299,7 @@ def test_bdat(sink) -> None:  # type: ignore[no-untyped-def]
 def test_rejected_bdat_consumes_its_chunk(sink) -> None:  # type: ignore[no-untyped-def]
     with client(sink) as c:
         c.ehlo()
-        assert c.codes(b"BDAT 12 LAST\r\nNOOP\r\nNOOP\r\n", 3, timeout=0.5) == [503]
+        assert c.codes(b"BDAT 12 LAST\r\nNOOP\r\nNOOP\r\n", 3, timeout=0.3) == [503]
 
 
 def test_repeated_ehlo_resets_transaction(sink) -> None:  # type: ignore[no-untyped-def]
