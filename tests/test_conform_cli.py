@@ -125,7 +125,7 @@ def test_connection_refused_exit_1_no_traceback(tmp_path: Path) -> None:
         (["127.0.0.1:1", "--tls", "--starttls"], "exclude each other"),
         (["127.0.0.1:1", "--rcpt", "no-at-sign"], "not a mailbox"),
         (["127.0.0.1:1", "--timeout", "0"], "out of range"),
-        (["missing-profile.toml"], "cannot read profile"),
+        (["missing-profile.toml"], "file not found"),
     ],
 )
 def test_usage_errors_exit_2_one_line(args: list[str], needle: str) -> None:

@@ -11,10 +11,10 @@ password file: never from the command line or the profile itself.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from smtpbench.config import load_toml
 from smtpbench.conform.options import DEFAULT_PORT, ConformOptions
 from smtpbench.errors import ConfigError
 
@@ -80,12 +80,8 @@ def parse_port(value: object, source: str) -> int:
 
 def load_profile(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read ``[target]`` and ``[conform]`` from a TOML profile (other sections belong to other commands)."""
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read profile: {exc.strerror}", file=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    # The one profile reader of the project: syntax errors come with line and column.
+    data = load_toml(path)
     target = data.get("target", {})
     conform = data.get("conform", {})
     for name, section in (("target", target), ("conform", conform)):
