@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from smtpbench.config import apply_override, dump_toml, redact
 from smtpbench.errors import ConfigError
 from smtpbench.load.profile import Profile, load_profile, profile_from_dict, profile_to_dict, resolved_toml
-from smtpbench.load.units import format_duration
+from smtpbench.units import format_duration
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 SHIPPED = {p.name: tomllib.loads(p.read_text("utf-8")) for p in sorted(PROFILES.glob("*.toml"))}

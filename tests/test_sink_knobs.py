@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from smtpbench.errors import ConfigError
-from smtpbench.sink.config import SinkConfig, parse_duration, parse_ratio
+from smtpbench.sink.config import SinkConfig
+from smtpbench.units import parse_duration, parse_ratio
 from tests.sinkutil import RawClient, SinkThread
 
 GROUP = b"MAIL FROM:<a@x.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtpbench.errors import ConfigError
-from smtpbench.load.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
+from smtpbench.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
 
 
 @pytest.mark.parametrize(

@@ -125,8 +125,8 @@ from smtpbench.config import (
     type_name,
 )
 from smtpbench.errors import ConfigError
-from smtpbench.load.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
 from smtpbench.protocol.tables import TIMEOUTS
+from smtpbench.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
 
 SECTIONS = ("target", "smtp", "workload", "message", "output", "conform")
 TIMEOUT_KEYS = (

@@ -20,9 +20,10 @@ import trio
 import typer
 
 from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
-from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig, parse_duration, parse_ratio
+from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
 from smtpbench.sink.faults import validate_faults
 from smtpbench.sink.server import SinkServer, serve
+from smtpbench.units import parse_duration, parse_ratio
 
 PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
 LISTENING_PREFIX = "smtpbench-sink listening on "

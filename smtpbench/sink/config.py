@@ -82,29 +82,3 @@ class SinkConfig:
             raise ConfigError("implicit TLS needs a certificate and key", hint="pass --tls-cert and --tls-key")
         if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
             raise ConfigError(f"hostname {self.hostname!r} is not a domain name", key="--hostname")
-
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*\Z")
-_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(text: str, key: str) -> float:
-    """Parse ``20ms``, ``1.5s``, ``2m`` or a bare number of seconds; ConfigError otherwise."""
-    m = _DURATION.match(text)
-    if m is None:
-        raise ConfigError(
-            f"{text!r} is not a duration", key=key, expected='a number with a unit, like "20ms" or "1.5s"'
-        )
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_ratio(text: str, key: str) -> float:
-    """Parse ``0.05`` or ``5%`` into a probability in [0, 1]; ConfigError otherwise."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a ratio", key=key, expected='a number between 0 and 1, or "5%"') from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{text!r} is out of range", key=key, expected="between 0 and 1 (0% to 100%)")
-    return value
