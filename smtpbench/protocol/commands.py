@@ -95,30 +95,43 @@ def parse_command(line: bytes) -> tuple[str, str]:
     return verb.upper(), arg
 
 
-_PATH = re.compile(r"\s*<([^<>]*)>(.*)\Z", re.S)
+def split_path(arg: str, keyword: str) -> tuple[str, str] | None:
+    """Split ``FROM:<path> params`` into ``(path, params text)``; ``None`` when not of that form.
 
-
-def parse_path(arg: str, keyword: str) -> tuple[str, dict[str, str | None]] | None:
-    """Parse ``FROM:<path> K=V ...`` (``keyword`` is ``FROM`` or ``TO``).
-
-    Returns ``(path, params)`` with param names upper-cased, or ``None`` when
-    the argument is not of that form.  Spaces after the colon are tolerated,
-    as most servers do.
+    ``keyword`` is ``FROM`` or ``TO``.  Spaces after the colon are tolerated,
+    as most servers do; the parameter text is kept raw so that a server can
+    judge order and duplicates.
     """
     head, colon, rest = arg.partition(":")
     if not colon or head.strip().upper() != keyword:
         return None
-    m = _PATH.match(rest)
-    if m is None:
+    rest = rest.lstrip(" ")
+    if not rest.startswith("<"):
         return None
-    path, tail = m.group(1), m.group(2)
+    end = rest.find(">")
+    if end < 0 or "<" in rest[1:end]:
+        return None
+    tail = rest[end + 1 :]
     if tail and not tail.startswith(" "):
         return None
-    params: dict[str, str | None] = {}
+    return rest[1:end], tail
+
+
+def split_params(tail: str) -> list[tuple[str, str | None]]:
+    """MAIL/RCPT parameters in order, names upper-cased, duplicates kept."""
+    out: list[tuple[str, str | None]] = []
     for word in tail.split():
         k, eq, v = word.partition("=")
-        params[k.upper()] = v if eq else None
-    return path, params
+        out.append((k.upper(), v if eq else None))
+    return out
+
+
+def parse_path(arg: str, keyword: str) -> tuple[str, dict[str, str | None]] | None:
+    """:func:`split_path` with the parameters as a dict (a repeated name keeps its last value)."""
+    parsed = split_path(arg, keyword)
+    if parsed is None:
+        return None
+    return parsed[0], dict(split_params(parsed[1]))
 
 
 class DataReceiver:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from smtpbench.protocol.commands import DataReceiver
+from smtpbench.protocol.commands import DataReceiver, split_params, split_path
 from smtpbench.sink import syntax
 from smtpbench.sink.model import StoredMessage
 
@@ -461,7 +461,7 @@ class Session:
                 out.append(R_NESTED)
                 return
             self._reset_transaction()
-        parsed = syntax.path_and_tail(arg, "FROM")
+        parsed = split_path(arg, "FROM")
         if parsed is None:
             out.append(b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n")
             return
@@ -470,7 +470,7 @@ class Session:
         size = -1
         body8 = binary = utf8 = False
         if tail:
-            for name, value in syntax.split_params(tail):
+            for name, value in split_params(tail):
                 if name in params and not (faults and "N-01" in faults and name in ("RET", "ENVID")):
                     out.append(f"501 5.5.4 Error: duplicate {_shown(name)} parameter\r\n".encode())
                     return
@@ -588,7 +588,7 @@ class Session:
                 self.stats.recipients_accepted += 1
                 out.append(R_RCPT_OK)
                 return
-        parsed = syntax.path_and_tail(arg, "TO")
+        parsed = split_path(arg, "TO")
         if parsed is None:
             out.append(b"501 5.5.4 Syntax: RCPT TO:<address>\r\n")
             return
@@ -596,7 +596,7 @@ class Session:
         if tail:
             seen: set[str] = set()
             lax = bool(faults and "N-01" in faults)
-            for name, value in syntax.split_params(tail):
+            for name, value in split_params(tail):
                 if name in seen and not lax:
                     out.append(f"501 5.5.4 Error: duplicate {_shown(name)} parameter\r\n".encode())
                     return

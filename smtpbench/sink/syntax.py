@@ -126,34 +126,3 @@ def valid_orcpt(value: str) -> bool:
     """``addr-type ";" xtext`` with an atom addr-type, at most 500 characters."""
     kind, semi, addr = value.partition(";")
     return bool(semi) and bool(re.fullmatch(r"[A-Za-z0-9-]+", kind)) and bool(addr) and valid_xtext(addr)
-
-
-def split_params(tail: str) -> list[tuple[str, str | None]]:
-    """Parameters after the path, in order, names upper-cased, duplicates kept."""
-    out: list[tuple[str, str | None]] = []
-    for word in tail.split():
-        k, eq, v = word.partition("=")
-        out.append((k.upper(), v if eq else None))
-    return out
-
-
-def path_and_tail(arg: str, keyword: str) -> tuple[str, str] | None:
-    """Split ``FROM:<path> params`` into ``(path, tail)``; None when not of that form.
-
-    Mirrors :func:`smtpbench.protocol.commands.parse_path` (spaces after the
-    colon tolerated) but keeps the raw parameter text, so duplicates and
-    order can be judged.
-    """
-    head, colon, rest = arg.partition(":")
-    if not colon or head.strip().upper() != keyword:
-        return None
-    rest = rest.lstrip(" ")
-    if not rest.startswith("<"):
-        return None
-    end = rest.find(">")
-    if end < 0 or "<" in rest[1:end]:
-        return None
-    tail = rest[end + 1 :]
-    if tail and not tail.startswith(" "):
-        return None
-    return rest[1:end], tail
