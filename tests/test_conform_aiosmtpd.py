@@ -10,7 +10,6 @@ without a 421 (X-06 info).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +20,7 @@ from smtpbench.conform.checks import select
 from smtpbench.conform.model import CheckResult, Verdict
 from smtpbench.conform.options import ConformOptions
 from smtpbench.conform.runner import run_suite
+from tests.peers import free_port
 
 SECTIONS = ("G", "C", "E", "X", "S", "R", "V", "A", "D", "L")
 
@@ -41,15 +41,9 @@ PINNED = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def aiosmtpd_results() -> Iterator[dict[str, CheckResult]]:
-    controller = Controller(Sink(), hostname="127.0.0.1", port=_free_port())
+    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         opts = ConformOptions(port=controller.port, rcpt="user@example.org", timeout=2.0, quiet_wait=0.25)

@@ -15,7 +15,6 @@ with the reason checked too (each is a real aiosmtpd 1.4 behaviour):
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from smtpbench.conform.checks import select
 from smtpbench.conform.model import CheckResult, Verdict
 from smtpbench.conform.options import ConformOptions
 from smtpbench.conform.runner import run_suite
+from tests.peers import free_port
 from tests.sinkutil import TLSPair, tls_pair
 
 USER, PASSWORD = "carol", "aio-Pa55"
@@ -85,17 +85,11 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, aut
     return AuthResult(success=ok, handled=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def aiosmtpd_results() -> Iterator[dict[str, CheckResult]]:
     tls: TLSPair = tls_pair()
     handler = Handler()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         handler,
         hostname="127.0.0.1",
