@@ -33,8 +33,9 @@ def run(tmp_path: Path, port: int, body: str, *overrides: str) -> dict[str, Any]
     return summary
 
 
-def read_hlog(path: str) -> dict[str, int]:
-    reader = HistogramLogReader(path, HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS))
+def read_hlog(path: str | Path) -> dict[str, int]:
+    """Sum of counts per tag over every interval the hdrhistogram package's reader can read."""
+    reader = HistogramLogReader(str(path), HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS))
     totals: dict[str, int] = {}
     while True:
         h = reader.get_next_interval_histogram()

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hdrh.histogram import HdrHistogram
-from hdrh.log import HistogramLogReader
 
 from smtpbench.errors import EXIT_RUN_ERROR
-from smtpbench.metrics.recorder import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from tests.hostile import HostileServer, MiniSMTP, cli_argv, write_profile
+from tests.test_engine import read_hlog
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -72,17 +70,6 @@ def run_dir(tmp_path: Path) -> Path:
     return d
 
 
-def hlog_counts(path: Path) -> dict[str, int]:
-    """Sum of counts per tag over every interval the package's reader can read."""
-    reader = HistogramLogReader(str(path), HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS))
-    totals: dict[str, int] = {}
-    while True:
-        h = reader.get_next_interval_histogram()
-        if h is None:
-            return totals
-        totals[h.get_tag()] = totals.get(h.get_tag(), 0) + h.get_total_count()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_promptly_and_keeps_results(tmp_path: Path, sig: signal.Signals) -> None:
     server = MiniSMTP()
@@ -101,7 +88,7 @@ def test_signal_stops_promptly_and_keeps_results(tmp_path: Path, sig: signal.Sig
     assert summary["counts"]["messages_accepted"] > 0
     assert summary["counts"]["messages_accepted"] <= server.messages
     assert summary["elapsed_s"] < 10
-    counts = hlog_counts(d / "histograms.hlog")
+    counts = read_hlog(d / "histograms.hlog")
     # Every message accepted was timed (data_end); the log holds them all, the last partial interval included.
     assert counts.get("data_end", 0) == summary["counts"]["messages_accepted"]
 
@@ -125,7 +112,7 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     assert summary["counts"]["sessions_started"] > 0
     assert summary["counts"]["messages_sent"] > 0
     assert summary["counts"]["messages_accepted"] == 0
-    hlog_counts(d / "histograms.hlog")
+    read_hlog(d / "histograms.hlog")
 
 
 def test_sigkill_leaves_readable_hlog(tmp_path: Path) -> None:
@@ -137,7 +124,7 @@ def test_sigkill_leaves_readable_hlog(tmp_path: Path) -> None:
         proc.communicate(timeout=10)
     d = run_dir(tmp_path)
     assert not (d / "summary.json").exists()
-    counts = hlog_counts(d / "histograms.hlog")
+    counts = read_hlog(d / "histograms.hlog")
     # 0.25 s intervals over ~2 s of traffic: several complete intervals reached the disk.
     assert counts.get("data_end", 0) > 0
     assert counts["data_end"] <= server.messages
