@@ -4,7 +4,7 @@
 :class:`~smtpbench.protocol.state.ClientProtocol`: it writes command bytes,
 reads until the wanted number of replies has arrived, and bounds every wait
 with a deadline (raising :class:`SessionTimeout`, never hanging).  It is used
-by the load engine (through :meth:`send` / :meth:`read_replies`) and by the
+by the load engine (through :meth:`send` / :meth:`next_reply`) and by the
 conformance suite (through :meth:`send_raw` / :meth:`read_raw_replies`,
 which bypass the state machine so that out-of-order probes can be sent).
 
@@ -159,48 +159,26 @@ class SMTPConnection:
             self.raw_log.append(("<", data))
         return data
 
-    async def _fill(self, count: int, timeout: float | None, phase: str) -> None:
-        ready = self._ready
-        if timeout is None:
-            while len(ready) < count:
-                ready.extend(self.protocol.receive(await self._receive()))
-            return
-        # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            while len(ready) < count:
-                ready.extend(self.protocol.receive(await self._receive()))
-        if scope.cancelled_caught:
-            raise SessionTimeout(f"no reply within {timeout:g}s", phase)
-
-    async def read_replies(self, count: int, timeout: float, phase: str = "") -> list[tuple[str, Reply]]:
-        """Read until ``count`` replies (paired with their commands) are in.
-
-        Raises :class:`SessionTimeout` after ``timeout`` seconds and
-        :class:`ConnectionClosed` on EOF; a 421 closes the protocol state and
-        is returned like any reply.
-        """
-        ready = self._ready
-        if len(ready) < count:
-            await self._fill(count, timeout, phase)
-        out = ready[:count]
-        del ready[:count]
-        return out
-
     async def next_reply(self, timeout: float | None, phase: str = "") -> tuple[str, Reply]:
-        """The next ``(verb, reply)``, as ``read_replies(1, ...)[0]`` but cheaper.
+        """The next ``(verb, reply)``, paired by the state machine.
 
-        A reply already parsed is returned without waiting.  ``timeout=None``
-        sets no deadline here: the caller's cancel scope must bound the wait
-        (the load engine's sessions do, see ``smtpbench.load.session``).
+        A reply already parsed is returned without waiting.  Raises
+        :class:`SessionTimeout` after ``timeout`` seconds and
+        :class:`ConnectionClosed` on EOF; a 421 closes the protocol state and
+        is returned like any reply.  ``timeout=None`` sets no deadline here:
+        the caller's cancel scope must bound the wait (the load engine's
+        sessions do, see ``smtpbench.load.session``).
         """
         ready = self._ready
         if not ready:
-            await self._fill(1, timeout, phase)
+            # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
+            deadline = float("inf") if timeout is None else trio.current_time() + timeout
+            with trio.CancelScope(deadline=deadline) as scope:
+                while not ready:
+                    ready.extend(self.protocol.receive(await self._receive()))
+            if scope.cancelled_caught:
+                raise SessionTimeout(f"no reply within {timeout:g}s", phase)
         return ready.pop(0)
-
-    async def read_reply(self, timeout: float, phase: str = "") -> Reply:
-        """Read the next reply (see :meth:`read_replies`)."""
-        return (await self.read_replies(1, timeout, phase))[0][1]
 
     async def read_raw_replies(self, parser: ReplyParser, count: int, timeout: float) -> list[Reply]:
         """Read ``count`` replies with a caller-owned parser, bypassing the state machine.
