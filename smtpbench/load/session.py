@@ -18,7 +18,7 @@ each wait: it keeps the deadline within ``[now + timeout, now + timeout +
 slack]``, where ``slack = min(1 % of timeout, 0.25 s)``, and only touches the
 scope when the deadline falls outside that window (rarely: once per ``slack``
 of a busy session).  A timeout therefore fires at most ``slack`` late, never
-early, and is recorded as a ``timeout`` error of the phase that was waiting.
+early, and is recorded as a ``timeout`` error.
 Steps that bound themselves (connect, TLS handshake) run with the session
 deadline lifted.
 
@@ -110,7 +110,7 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "waiting")
+    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope")
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -122,12 +122,9 @@ class Session:
         self.pipelined = False
         #: The session-wide cancel scope that carries the deadline of the current wait.
         self.scope = trio.CancelScope()
-        #: (phase, timeout) of the wait the deadline belongs to, for the timeout error.
-        self.waiting: tuple[str, float] = ("", INF)
 
-    def arm(self, phase: str, timeout: float) -> None:
+    def arm(self, timeout: float) -> None:
         """Bound the next wait: the session is cancelled in ``[timeout, timeout + slack]`` from now."""
-        self.waiting = (phase, timeout)
         need = current_time() + timeout
         slack = min(timeout * DEADLINE_SLACK_RATIO, DEADLINE_SLACK_MAX_S)
         deadline = self.scope.deadline
@@ -136,14 +133,13 @@ class Session:
 
     def disarm(self) -> None:
         """Lift the session deadline (before a step that bounds itself)."""
-        self.waiting = ("", INF)
         if self.scope.deadline != INF:
             self.scope.deadline = INF
 
     async def reply(self, phase: str, timeout_key: str) -> tuple[str, Reply]:
         """Await the next reply, record ``phase`` since the last mark, count the reply."""
         assert self.conn is not None
-        self.arm(phase, self.settings.timeouts[timeout_key])
+        self.arm(self.settings.timeouts[timeout_key])
         verb, reply = await self.conn.next_reply(None, phase)
         now = perf()
         recorder = self.recorder
@@ -161,7 +157,7 @@ class Session:
     async def command(self, verb: str, line: bytes, phase: str, timeout_key: str) -> Reply:
         """Send one command and await its reply (lockstep)."""
         assert self.conn is not None
-        self.arm(phase, self.settings.timeouts[timeout_key])
+        self.arm(self.settings.timeouts[timeout_key])
         self.mark = perf()
         await self.conn.send(verb, line)
         return (await self.reply(phase, timeout_key))[1]
@@ -285,7 +281,7 @@ async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: in
     start = s.mark = perf()
     refusal = 0  # the first refusal's code: it classifies a message that is not sent
     if s.pipelined:
-        s.arm("mail", st.timeouts["mail"])
+        s.arm(st.timeouts["mail"])
         await conn.send_group(cmds)
         replies = [(verb, (await s.reply(verb.lower(), verb.lower()))[1]) for verb, _ in cmds]
     else:
@@ -309,7 +305,7 @@ async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: in
             await s.command("RSET", commands.RSET, "rset", "other")
         return
     msg = pool.pick(rng)
-    s.arm("data_block", st.timeouts["data_block"])
+    s.arm(st.timeouts["data_block"])
     s.mark = perf()
     await conn.send("DATA_END", msg.wire)
     counts["messages_sent"] += 1
@@ -362,8 +358,7 @@ async def run_session(
             except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
                 rec.counters.errors[classify(exc)] += 1
         if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
-            phase, timeout = s.waiting
-            rec.counters.errors[classify(SessionTimeout(f"no reply within {timeout:g}s", phase))] += 1
+            rec.counters.errors[SessionTimeout.kind] += 1
     finally:
         if s.conn is not None:
             await s.conn.aclose()
