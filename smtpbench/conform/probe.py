@@ -27,7 +27,7 @@ from smtpbench.conform.evidence import redact_command, render, render_log
 from smtpbench.conform.model import Check
 from smtpbench.conform.options import ConformOptions
 from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
-from smtpbench.net.errors import classify
+from smtpbench.net.errors import ConnectionClosed, classify
 from smtpbench.net.tls import client_context
 from smtpbench.protocol.errors import SMTPProtocolError
 from smtpbench.protocol.replies import Reply, ReplyParser
@@ -150,15 +150,10 @@ class Session:
         with trio.move_on_after(timeout) as scope:
             while len(self.pending) < count and not self.closed:
                 try:
-                    data = bytes(await self.conn.stream.receive_some(65536))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = await self.conn.receive_raw()
+                except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     self.closed = True
                     break
-                if not data:
-                    self.closed = True
-                    break
-                if self.conn.raw_log is not None:
-                    self.conn.raw_log.append(("<", data))
                 try:
                     self.pending.extend(self.parser.feed(data))
                 except SMTPProtocolError as exc:

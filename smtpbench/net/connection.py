@@ -5,7 +5,7 @@
 reads until the wanted number of replies has arrived, and bounds every wait
 with a deadline (raising :class:`SessionTimeout`, never hanging).  It is used
 by the load engine (through :meth:`send` / :meth:`next_reply`) and by the
-conformance suite (through :meth:`send_raw` / :meth:`read_raw_replies`,
+conformance suite (through :meth:`send_raw` / :meth:`receive_raw`,
 which bypass the state machine so that out-of-order probes can be sent).
 
 Speed: on a plain TCP stream, bytes are written and read straight on the
@@ -147,7 +147,12 @@ class SMTPConnection:
         send = self.protocol.send
         await self.send_raw(b"".join([send(v, line) for v, line in commands]))
 
-    async def _receive(self) -> bytes:
+    async def receive_raw(self) -> bytes:
+        """The next bytes from the server, outside the state machine (logged in ``raw_log``).
+
+        Raises :class:`ConnectionClosed` at EOF and trio's Broken/ClosedResourceError
+        on a broken connection; never returns ``b""``.
+        """
         fd = _plain_fd(self.stream)
         if fd < 0:
             data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
@@ -175,26 +180,10 @@ class SMTPConnection:
             deadline = float("inf") if timeout is None else trio.current_time() + timeout
             with trio.CancelScope(deadline=deadline) as scope:
                 while not ready:
-                    ready.extend(self.protocol.receive(await self._receive()))
+                    ready.extend(self.protocol.receive(await self.receive_raw()))
             if scope.cancelled_caught:
                 raise SessionTimeout(f"no reply within {timeout:g}s", phase)
         return ready.pop(0)
-
-    async def read_raw_replies(self, parser: ReplyParser, count: int, timeout: float) -> list[Reply]:
-        """Read ``count`` replies with a caller-owned parser, bypassing the state machine.
-
-        Returns fewer than ``count`` when the deadline passes or the peer closes
-        (the conformance suite treats both as evidence, not as exceptions).
-        """
-        out: list[Reply] = []
-        with trio.move_on_after(timeout):
-            while len(out) < count:
-                try:
-                    data = await self._receive()
-                except (ConnectionClosed, trio.BrokenResourceError):
-                    break
-                out.extend(parser.feed(data))
-        return out
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
         """Upgrade to TLS after a 220 to STARTTLS (or at once, for implicit TLS).
