@@ -71,11 +71,6 @@ for _s in _SESSION:
         TRANSITIONS[(_s, _v)] = (_s, _s)
     if _s is not S.GREETED:
         TRANSITIONS[(_s, "RSET")] = (S.READY, _s)
-# A 235 ends AUTH successfully; a 334 keeps the exchange going (handled below).
-_AUTH_DONE = S.READY
-
-#: Commands that must end a pipelined group (RFC 2920 3.1, RFC 3207, RFC 4954).
-GROUP_ENDERS = frozenset({"EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "QUIT", "NOOP", "STARTTLS", "AUTH"})
 
 
 def parse_ehlo(reply: Reply) -> dict[str, str]:
@@ -150,7 +145,8 @@ class ClientProtocol:
         before = self.state
         positive, negative = TRANSITIONS.get((before, verb), (before, before))
         if verb == "AUTH" or verb == "AUTH_RESPONSE":
-            after = S.AUTH if reply.code == 334 else (_AUTH_DONE if reply.code < 400 else S.READY)
+            # 334 continues the SASL exchange; 235 or any refusal ends it in READY.
+            after = S.AUTH if reply.code == 334 else S.READY
         elif verb == "DATA":
             after = positive if reply.code == 354 else negative
         else:
