@@ -94,7 +94,7 @@ def test_batched_recording_is_exact(monkeypatch: pytest.MonkeyPatch, pending_max
         if not ref.record_value(v):
             clamped += 1
             ref.record_value(HIGHEST_US if v > 0 else 0)
-    assert rec.peek("mail", 99.0) == int(ref.get_value_at_percentile(99.0))
+    assert rec.peek("mail", 99.0) == [int(ref.get_value_at_percentile(99.0))]
     (interval,) = rec.rotate(1.0)
     assert interval.histogram.encode() == ref.encode()
     assert rec.totals["mail"].get_total_count() == len(values) and rec.clamped == clamped

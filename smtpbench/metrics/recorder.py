@@ -149,14 +149,19 @@ class Recorder:
             "counters": self.counters.to_dict(),
         }
 
-    def peek(self, tag: str, percentile: float) -> int:
-        """Percentile of ``tag`` over totals and the open interval (for live progress)."""
+    def peek(self, tag: str, *percentiles: float) -> list[int]:
+        """Percentiles of ``tag`` over totals and the open interval (for live progress).
+
+        One merge serves every percentile asked for; all are 0 before any value.
+        """
         self._fold(tag)
         h = new_histogram()
         for src in (self.totals.get(tag), self._current.get(tag)):
             if src is not None and src.get_total_count():
                 h.add(src)
-        return int(h.get_value_at_percentile(percentile)) if h.get_total_count() else 0
+        if not h.get_total_count():
+            return [0] * len(percentiles)
+        return [int(h.get_value_at_percentile(p)) for p in percentiles]
 
 
 def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHistogram], dict[str, Any]]:

@@ -47,8 +47,7 @@ def _line(st: ProgressState, last: dict[str, float]) -> tuple[str, dict[str, str
     accepted = counts.get("messages_accepted", 0)
     rate = (accepted - last.get("accepted", 0)) / max(now - last.get("t", st.started), 1e-6)
     last["accepted"], last["t"] = accepted, now
-    p50 = rec.peek("transaction", 50) / 1000
-    p99 = rec.peek("transaction", 99) / 1000
+    p50, p99 = (v / 1000 for v in rec.peek("transaction", 50, 99))
     errors = ", ".join(f"{k}={v}" for k, v in sorted(rec.counters.errors.items())) or "none"
     remaining = f"{max(st.total_duration - elapsed, 0):.0f}s" if st.total_duration else "-"
     fields = {
