@@ -89,7 +89,7 @@ class Engine:
         self.workload_scope = trio.CancelScope()
         self.stop_requested = trio.Event()
         self.t0 = 0.0
-        self.progress = ProgressState(self.recorder, 0.0, self.total_duration)
+        self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight)
 
     # --- top level --------------------------------------------------------
 
@@ -169,7 +169,6 @@ class Engine:
             try:
                 while not self.control.stopping:
                     self.in_flight += 1
-                    self.progress.in_flight = self.in_flight
                     try:
                         await run_session(self._new_session(), self.steps, self.pool, self.control)
                     finally:
@@ -207,7 +206,6 @@ class Engine:
                 await run_session(self._new_session(), self.steps, self.pool, self.control, intended)
             finally:
                 self.in_flight -= 1
-                self.progress.in_flight = self.in_flight
                 limiter.release_on_behalf_of(intended)
 
         while not self.control.stopping:
@@ -227,7 +225,6 @@ class Engine:
                 limiter.release_on_behalf_of(intended)
                 break
             self.in_flight += 1
-            self.progress.in_flight = self.in_flight
             work.start_soon(one, intended)
 
     # --- results ----------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -27,7 +28,7 @@ class ProgressState:
     recorder: Recorder
     started: float  # perf_counter at start
     total_duration: float | None
-    in_flight: int = 0
+    in_flight: Callable[[], int]  # sessions running now, read at each refresh
 
 
 def choose_mode(requested: str, quiet: bool) -> str:
@@ -55,7 +56,7 @@ def _line(st: ProgressState, last: dict[str, float]) -> tuple[str, dict[str, str
         "remaining": remaining,
         "messages/s": f"{rate:,.0f}",
         "accepted": f"{accepted:,}",
-        "in flight": str(st.in_flight),
+        "in flight": str(st.in_flight()),
         "txn p50": f"{p50:.2f} ms",
         "txn p99": f"{p99:.2f} ms",
         "errors": errors,
