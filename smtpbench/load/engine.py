@@ -87,7 +87,6 @@ class Engine:
         self.in_flight = 0
         self.session_no = 0
         self.workload_scope = trio.CancelScope()
-        self.stop_requested = trio.Event()
         self.t0 = 0.0
         self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight)
 
@@ -124,13 +123,12 @@ class Engine:
         self.control.stopping = True
         if self.workload_scope.deadline == float("inf"):
             self.workload_scope.deadline = trio.current_time() + self.profile.workload.grace
-        self.stop_requested.set()
 
     # --- tasks ------------------------------------------------------------
 
     async def _timer(self) -> None:
         end = None if self.total_duration is None else self.t0 + self.total_duration
-        while not self.control.stopping and not self.stop_requested.is_set():
+        while not self.control.stopping:
             now = time.perf_counter()
             if end is not None and now >= end:
                 break
