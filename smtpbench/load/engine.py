@@ -295,10 +295,10 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
         try:
             trio.run(engine.main)
         except BaseException:
-            engine.status = "failed" if engine.status == "completed" else engine.status
+            if engine.status == "completed":
+                engine.status = "failed"
+            raise
+        finally:  # what was measured is written however the run ended
             summary = engine.summary(time.perf_counter() - start)
             results.write_final(summary, engine.recorder.totals)
-            raise
-        summary = engine.summary(time.perf_counter() - start)
-        results.write_final(summary, engine.recorder.totals)
     return RunOutcome(engine.status, str(results.path), summary)
