@@ -160,6 +160,14 @@ async def rset(session: Session) -> None:
         await session.cmd("RSET")
 
 
+async def mail_then_rset(session: Session, params: str = "") -> Exchange:
+    """``MAIL FROM:<sender> [params]``, then RSET when it opened a transaction."""
+    ex = await session.cmd(f"MAIL FROM:<{{sender}}>{' ' + params if params else ''}")
+    if ex.code is not None and ex.code < 400:
+        await rset(session)
+    return ex
+
+
 async def abandon_data(session: Session) -> None:
     """After an unwanted 354: drop the connection rather than risk delivering a message."""
     await session.close(polite=False)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from smtpbench.conform.checks._util import setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence, rset
+from smtpbench.conform.checks.ext_common import abandon_data, evidence, mail_then_rset, rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
-from smtpbench.conform.probe import Exchange, Probe, Session
-from smtpbench.protocol.replies import Reply
+from smtpbench.conform.probe import Exchange, Probe
+from smtpbench.protocol.replies import Reply, enhanced_code
 from smtpbench.protocol.tables import RAW
 
 AREA = "dsn"
@@ -18,8 +16,6 @@ REGISTRY: dict[str, frozenset[int]] = {
     key.removeprefix("X."): frozenset(codes) for key, codes in RAW.get("enhanced_codes", {}).items()
 }
 
-_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?= |$)")
-
 #: Valid MAIL / RCPT DSN parameters (RFC 3461 4.3, 4.4, 4.1, 4.2).
 VALID_MAIL = "RET=HDRS ENVID=abc+2B1"
 VALID_RCPT = "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt+40d"
@@ -28,18 +24,11 @@ INVALID_MAIL = ("RET=ALL", "RET=FULL RET=HDRS")
 INVALID_RCPT = ("NOTIFY=NEVER,SUCCESS", "NOTIFY=SUCCESS NOTIFY=FAILURE", "ORCPT=rfc822-rcpt+40d")
 
 
-async def _mail(session: Session, params: str = "") -> Exchange:
-    ex = await session.cmd(f"MAIL FROM:<{{sender}}>{' ' + params if params else ''}")
-    if ex.code is not None and ex.code < 400:
-        await rset(session)
-    return ex
-
-
 async def dsn_parameters(probe: Probe) -> Finding:
     session = await probe.connect()
     findings: list[Finding] = []
-    base = await _mail(session)
-    valid = await _mail(session, VALID_MAIL)
+    base = await mail_then_rset(session)
+    valid = await mail_then_rset(session, VALID_MAIL)
     shown = [base, valid]
     if valid.code != base.code:
         findings.append(
@@ -50,7 +39,7 @@ async def dsn_parameters(probe: Probe) -> Finding:
             )
         )
     for params in INVALID_MAIL:
-        ex = await _mail(session, params)
+        ex = await mail_then_rset(session, params)
         shown.append(ex)
         if ex.code != 501:
             findings.append(Finding(Verdict.FAIL, f"MAIL with {params} got {ex.outcome}, expected 501", ex.lines()))
@@ -84,30 +73,30 @@ async def dsn_parameters(probe: Probe) -> Finding:
 def reply_problems(reply: Reply) -> list[tuple[Verdict, str]]:
     """What is wrong with one reply's enhanced status codes (RFC 2034 3, 4); empty when nothing is."""
     out: list[tuple[Verdict, str]] = []
-    matches = [_STATUS.match(line) for line in reply.lines]
+    codes = [enhanced_code(line) for line in reply.lines]
     if reply.code // 100 == 3:
-        if any(matches):
+        if any(codes):
             out.append((Verdict.WARN, f"{reply.code} carries an enhanced code (3xx replies must not)"))
         return out
-    first = matches[0]
+    first = codes[0]
     if first is None:
         out.append((Verdict.WARN, f"{reply.code} without an enhanced status code"))
         return out
-    if int(first.group(1)) != reply.code // 100:
-        out.append((Verdict.FAIL, f"{reply.code} with enhanced code {first.group(0)}: the class must match"))
-    if any(m is None or m.group(0) != first.group(0) for m in matches[1:]):
-        out.append((Verdict.FAIL, f"multi-line {reply.code}: not every line carries {first.group(0)}"))
+    if int(first[0]) != reply.code // 100:
+        out.append((Verdict.FAIL, f"{reply.code} with enhanced code {first}: the class must match"))
+    if any(c != first for c in codes[1:]):
+        out.append((Verdict.FAIL, f"multi-line {reply.code}: not every line carries {first}"))
     return out
 
 
 def registry_notes(reply: Reply) -> list[str]:
     """INFO notes: an enhanced code missing from the IANA registry snapshot."""
-    found = _STATUS.match(reply.lines[0]) if reply.lines else None
+    found = enhanced_code(reply.lines[0]) if reply.lines else None
     if found is None:
         return []
-    key = f"{int(found.group(2))}.{int(found.group(3))}"
-    if key not in REGISTRY:
-        return [f"{found.group(0)} (to {reply.code}) is not in the IANA registry snapshot"]
+    _, subject, detail = found.split(".")
+    if f"{int(subject)}.{int(detail)}" not in REGISTRY:
+        return [f"{found} (to {reply.code}) is not in the IANA registry snapshot"]
     return []
 
 

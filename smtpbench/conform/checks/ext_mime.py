@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from smtpbench.conform.checks._util import check_code, setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence, rset
+from smtpbench.conform.checks.ext_common import abandon_data, evidence, mail_then_rset, rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe, Session
 
@@ -15,21 +15,13 @@ AREA = "mime"
 HIGH_OCTETS = bytes(range(0x80, 0x100))
 
 
-async def _mail(session: Session, params: str) -> Exchange:
-    """``MAIL FROM:<sender> params``, then RSET when it opened a transaction."""
-    ex = await session.cmd(f"MAIL FROM:<{{sender}}> {params}")
-    if ex.code is not None and ex.code < 400:
-        await rset(session)
-    return ex
-
-
 async def eight_bit(probe: Probe) -> Finding:
     session = await probe.connect()
     findings: list[Finding] = []
-    ok8 = await _mail(session, "BODY=8BITMIME")
-    ok7 = await _mail(session, "BODY=7BIT")
-    bogus = await _mail(session, "BODY=BOGUS")
-    twice = await _mail(session, "BODY=7BIT BODY=8BITMIME")
+    ok8 = await mail_then_rset(session, "BODY=8BITMIME")
+    ok7 = await mail_then_rset(session, "BODY=7BIT")
+    bogus = await mail_then_rset(session, "BODY=BOGUS")
+    twice = await mail_then_rset(session, "BODY=7BIT BODY=8BITMIME")
     findings.append(check_code(probe, ok8, 250, reason="BODY=8BITMIME", verdict=Verdict.WARN))
     findings.append(check_code(probe, ok7, 250, reason="BODY=7BIT", verdict=Verdict.WARN))
     findings.append(check_code(probe, bogus, 501, 555, reason="unknown BODY value", verdict=Verdict.WARN))
@@ -90,7 +82,7 @@ async def utf8_syntax(probe: Probe) -> Finding:
         findings.append(Finding(Verdict.FAIL, f"SMTPUTF8 advertised with parameters: {ext['SMTPUTF8']!r}", shown))
     if "8BITMIME" not in ext:
         findings.append(Finding(Verdict.FAIL, "SMTPUTF8 advertised without 8BITMIME", shown))
-    ex = await _mail(session, "SMTPUTF8=YES")
+    ex = await mail_then_rset(session, "SMTPUTF8=YES")
     await session.close()
     if ex.code is not None and ex.code < 400:
         findings.append(
@@ -146,7 +138,7 @@ async def utf8_envelopes(probe: Probe) -> Finding:
 async def unknown_parameters(probe: Probe) -> Finding:
     session = await probe.connect()
     ext = session.extensions or probe.extensions
-    tried: list[Exchange] = [await _mail(session, "FOO=BAR")]
+    tried: list[Exchange] = [await mail_then_rset(session, "FOO=BAR")]
     await setup(session, "MAIL FROM:<{sender}>")
     tried.append(await session.cmd("RCPT TO:<{rcpt}> FOO=BAR"))
     if "DSN" not in ext:
