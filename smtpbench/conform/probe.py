@@ -308,6 +308,18 @@ class Session:
         self.closed = True
         await self.conn.aclose()
 
+    def peer_ip(self) -> str:
+        """The IP address this session is connected to (through TLS too); the target host if unknown."""
+        stream = self.conn.stream
+        inner = getattr(stream, "transport_stream", stream)
+        sock = getattr(inner, "socket", None)
+        if sock is not None:
+            try:
+                return str(sock.getpeername()[0])
+            except OSError:
+                pass
+        return self.probe.options.host
+
     def transcript(self) -> list[str]:
         """The full exchange of this session, from the connection's raw log."""
         return render_log(self.conn.raw_log or [], self.secrets)
@@ -405,14 +417,7 @@ class Probe:
 
     def peer_ip(self) -> str:
         """The server's IP address as seen on the first session (the target host before that)."""
-        for s in self.sessions:
-            sock = getattr(s.conn.stream, "socket", None)
-            if sock is not None:
-                try:
-                    return str(sock.getpeername()[0])
-                except OSError:
-                    break
-        return self.options.host
+        return self.sessions[0].peer_ip() if self.sessions else self.options.host
 
     def delivered(self) -> list[bytes] | None:
         """Messages the oracle has seen so far, or ``None`` without a delivery oracle."""

@@ -43,9 +43,14 @@ async def open_transaction(session: Session, rcpt: bool = True) -> None:
         await setup(session, "RCPT TO:<{rcpt}>")
 
 
+def evidence(*exchanges: Exchange) -> list[str]:
+    """The evidence lines of several exchanges, in order."""
+    return [line for ex in exchanges for line in ex.lines()]
+
+
 def passed(reason: str, *exchanges: Exchange) -> Finding:
     """A PASS whose evidence is the given exchanges."""
-    return Finding(Verdict.PASS, reason, [line for ex in exchanges for line in ex.lines()])
+    return Finding(Verdict.PASS, reason, evidence(*exchanges))
 
 
 def test_message(probe: Probe, tag: str, body: str = "smtpbench conformance probe\r\n") -> str:

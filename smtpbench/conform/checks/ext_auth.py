@@ -12,13 +12,12 @@ from __future__ import annotations
 import secrets
 import time
 
-from smtpbench.conform.checks._util import check_code, passed
+from smtpbench.conform.checks._util import check_code, evidence, passed
 from smtpbench.conform.checks.ext_common import (
     BASE64,
     SUBMISSION_PORTS,
     authenticate,
     cancel_auth,
-    evidence,
     handshake,
     mechanisms,
     plain_response,

@@ -5,8 +5,8 @@ A BDAT command and its chunk always go out in one write, as a client does.
 
 from __future__ import annotations
 
-from smtpbench.conform.checks._util import check_code, open_transaction, setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence, rset
+from smtpbench.conform.checks._util import check_code, evidence, open_transaction, setup
+from smtpbench.conform.checks.ext_common import abandon_data, rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 

@@ -31,11 +31,6 @@ def skip(reason: str) -> Finding:
     return Finding(Verdict.SKIP, reason)
 
 
-def evidence(*exchanges: Exchange) -> list[str]:
-    """The evidence lines of several exchanges, in order."""
-    return [line for ex in exchanges for line in ex.lines()]
-
-
 def is_2yz(ex: Exchange) -> bool:
     """True when the (first) reply of ``ex`` is a completion reply."""
     return ex.code is not None and 200 <= ex.code < 300
@@ -184,16 +179,3 @@ def server_name(session: Session) -> str | None:
         word = session.greeting.lines[0].split(" ", 1)[0]
         return word or None
     return None
-
-
-def peer_ip(session: Session) -> str:
-    """The IP address this session is connected to."""
-    stream = session.conn.stream
-    inner = getattr(stream, "transport_stream", stream)
-    sock = getattr(inner, "socket", None)
-    if sock is not None:
-        try:
-            return str(sock.getpeername()[0])
-        except OSError:
-            pass
-    return session.probe.options.host

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from smtpbench.conform.checks._util import setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence, mail_then_rset, rset
+from smtpbench.conform.checks._util import evidence, setup
+from smtpbench.conform.checks.ext_common import abandon_data, mail_then_rset, rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe
 from smtpbench.protocol.replies import Reply, enhanced_code

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from smtpbench.conform.checks.ext_common import evidence, rset
+from smtpbench.conform.checks._util import evidence
+from smtpbench.conform.checks.ext_common import rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe
 

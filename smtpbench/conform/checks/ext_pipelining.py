@@ -8,8 +8,8 @@ not judge the 354 to DATA against the table of MAIL.
 
 from __future__ import annotations
 
-from smtpbench.conform.checks._util import open_transaction, setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence
+from smtpbench.conform.checks._util import evidence, open_transaction, setup
+from smtpbench.conform.checks.ext_common import abandon_data
 from smtpbench.conform.model import Check, Finding, Level, Verdict
 from smtpbench.conform.probe import Probe
 

@@ -8,7 +8,8 @@ is found without ever relaying a message through it.
 
 from __future__ import annotations
 
-from smtpbench.conform.checks.ext_common import evidence, peer_ip, rset, server_name
+from smtpbench.conform.checks._util import evidence
+from smtpbench.conform.checks.ext_common import rset, server_name
 from smtpbench.conform.model import Check, Finding, Level, Verdict
 from smtpbench.conform.probe import Exchange, Probe, Session
 
@@ -48,7 +49,7 @@ def expand(template: str, values: dict[str, str]) -> str:
 
 def _values(probe: Probe, session: Session) -> dict[str, str]:
     to, _, ext = probe.options.foreign_rcpt.rpartition("@")
-    ip = peer_ip(session)
+    ip = session.peer_ip()
     return {
         "from": FROM_LOCAL,
         "to": to or "relay-test",

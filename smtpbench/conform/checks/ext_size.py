@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from smtpbench.conform.checks._util import check_code, setup
-from smtpbench.conform.checks.ext_common import abandon_data, evidence, rset
+from smtpbench.conform.checks._util import check_code, evidence, setup
+from smtpbench.conform.checks.ext_common import abandon_data, rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe, Session
 

@@ -8,11 +8,10 @@ Certificates are verified as ``--ca-file``/``--insecure`` say.
 
 from __future__ import annotations
 
-from smtpbench.conform.checks._util import check_code, passed
+from smtpbench.conform.checks._util import check_code, evidence, passed
 from smtpbench.conform.checks.ext_common import (
     SUBMISSION_PORTS,
     abandon_data,
-    evidence,
     handshake,
     plain_response,
     plaintext_session,
