@@ -40,7 +40,15 @@ from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
-from smtpbench.load.session import Control, Session, SessionSettings, opening_steps, run_session
+from smtpbench.load.session import (
+    Control,
+    Session,
+    SessionSettings,
+    opening_steps,
+    run_session,
+    watchdog,
+    watchdog_period,
+)
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.summary import build_summary
@@ -105,6 +113,7 @@ class Engine:
             async with trio.open_nursery() as background:
                 background.start_soon(self._intervals, hlog)
                 background.start_soon(self._signals)
+                background.start_soon(watchdog, self.control, watchdog_period(self.settings.timeouts))
                 background.start_soon(show_progress, self.progress, self.progress_mode)
                 with self.workload_scope:
                     async with trio.open_nursery() as work:
@@ -259,6 +268,7 @@ def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
         helo=t.helo,
         timeouts=dict(profile.smtp.timeouts),
         pipelining=profile.smtp.pipelining,
+        pipeline_data=profile.smtp.pipeline_data,
         tls=t.tls,
         ssl_context=ssl_context,
         auth_mechanism=auth.mechanism if auth else None,

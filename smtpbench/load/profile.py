@@ -41,6 +41,9 @@ Key                               Default                         Meaning
 ``seed``                          ``workload.seed``               Seed of the sink's random choices.
 ``[smtp]``
 ``pipelining``                    ``"auto"``                      RFC 2920: ``"auto"`` (if advertised), ``"on"``, ``"off"``.
+``pipeline_data``                 ``true``                        When pipelining: send a message's data in the same write
+                                                                  as the next transaction's MAIL, RCPT and DATA (RFC 2920
+                                                                  3.1); ``false`` sends each message's data on its own.
 ``[smtp.timeouts]``                                               Per-step reply timeouts (durations, > 0).
 ``connect``                       ``"30s"``                       TCP connect (and the TLS handshake of implicit TLS).
 ``banner``, ``mail``, ``rcpt``    ``"5m"``                        RFC 5321 4.5.3.2 defaults.
@@ -257,6 +260,7 @@ class SmtpConfig:
 
     pipelining: str
     timeouts: dict[str, float]
+    pipeline_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -693,15 +697,16 @@ def _sink(sec: Section, workload_seed: int) -> SinkOptions:
 
 
 def _smtp(sec: Section) -> SmtpConfig:
-    sec.check_keys(("pipelining", "timeouts"))
+    sec.check_keys(("pipelining", "pipeline_data", "timeouts"))
     pipelining = sec.get_str("pipelining", "auto", choices=("auto", "on", "off"))
+    pipeline_data = sec.get_bool("pipeline_data", True)
     tsec = sec.get_table("timeouts")
     tsec.check_keys(TIMEOUT_KEYS)
     timeouts = {name: _default_timeout(name) for name in TIMEOUT_KEYS}
     for name in TIMEOUT_KEYS:
         if tsec.has(name):
             timeouts[name] = parse_duration(tsec.raw(name), tsec.key(name), file=sec.file, positive=True)
-    return SmtpConfig(pipelining, timeouts)
+    return SmtpConfig(pipelining, timeouts, pipeline_data)
 
 
 def _default_timeout(name: str) -> float:
@@ -1013,6 +1018,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "target": target,
         "smtp": {
             "pipelining": profile.smtp.pipelining,
+            "pipeline_data": profile.smtp.pipeline_data,
             "timeouts": {k: format_duration(v) for k, v in profile.smtp.timeouts.items()},
         },
         "workload": workload,

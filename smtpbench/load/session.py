@@ -12,20 +12,23 @@ unexpected replies.  Every wait has a deadline from the profile's timeouts.
 
 Deadlines: every wait of a session (a reply, sending message data) is bounded
 by that phase's timeout from the profile.  Entering a Trio cancel scope per
-wait costs several µs, a large share of a message's CPU, so a session runs
-inside *one* cancel scope whose deadline :meth:`Session.arm` moves before
-each wait: it keeps the deadline within ``[now + timeout, now + timeout +
-slack]``, where ``slack = min(1 % of timeout, 0.25 s)``, and only touches the
-scope when the deadline falls outside that window (rarely: once per ``slack``
-of a busy session).  A timeout therefore fires at most ``slack`` late, never
-early, and is recorded as a ``timeout`` error.
-Steps that bound themselves (connect, TLS handshake) run with the session
-deadline lifted.
+wait, or moving a scope's deadline (which changes at nearly every wait, since
+the phases' timeouts differ), costs several µs: a large share of a message's
+CPU.  So a session only notes its deadline (:meth:`Session.arm`, a float),
+runs inside *one* cancel scope, and a run-wide :func:`watchdog` cancels the
+scope of every session whose deadline has passed, once per
+:func:`watchdog_period` (1 % of the smallest timeout, at most 0.25 s, at
+least 1 ms).  A timeout therefore fires at most one period late, never
+early, and is recorded as a ``timeout`` error.  Steps that bound themselves
+(connect, TLS handshake) run with the session deadline lifted.
 
 Timing (µs): each command phase runs from the moment its reply became the
 next thing awaited to the moment it was parsed, so in lockstep mode a phase
 is send -> reply, and in a pipelined group it is the gap since the previous
-reply (the first one since the group was sent).
+reply (the first one since the group was sent).  With ``pipeline_data`` a
+message's data and the next envelope share one write: ``data_end`` still
+runs from that write to the data's reply, and the next ``mail`` phase from
+that reply to the MAIL reply; the next ``transaction`` starts at the write.
 """
 
 from __future__ import annotations
@@ -51,9 +54,15 @@ from smtpbench.protocol.tables import is_expected
 perf = time.perf_counter
 current_time = trio.current_time
 INF = float("inf")
-#: How late (at most) a session's deadline may fire: a share of the timeout, capped.
+#: How late (at most) a session's deadline may fire: a share of the smallest timeout, capped.
 DEADLINE_SLACK_RATIO = 0.01
 DEADLINE_SLACK_MAX_S = 0.25
+DEADLINE_SLACK_MIN_S = 0.001
+
+
+def watchdog_period(timeouts: dict[str, float]) -> float:
+    """The watchdog's period for these timeouts (see the module notes on deadlines)."""
+    return max(min(min(timeouts.values()) * DEADLINE_SLACK_RATIO, DEADLINE_SLACK_MAX_S), DEADLINE_SLACK_MIN_S)
 
 
 @dataclass
@@ -65,6 +74,7 @@ class SessionSettings:
     helo: str
     timeouts: dict[str, float]
     pipelining: str = "auto"  # auto | on | off
+    pipeline_data: bool = True  # message data in the same write as the next envelope
     tls: str = "none"  # none | starttls | implicit
     ssl_context: ssl.SSLContext | None = None
     auth_mechanism: str | None = None
@@ -82,12 +92,14 @@ class SessionSettings:
 class Control:
     """Shared stop flag and message budget of a run."""
 
-    __slots__ = ("stopping", "budget", "message_no")
+    __slots__ = ("stopping", "budget", "message_no", "sessions")
 
     def __init__(self, budget: int | None) -> None:
         self.stopping = False
         self.budget = budget
         self.message_no = 0
+        #: Sessions running now, for the watchdog.
+        self.sessions: set[Session] = set()
 
     def claim_message(self, first: bool = False) -> int:
         """Reserve the next message number, or return -1 when the run is stopping.
@@ -110,7 +122,7 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope")
+    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "deadline")
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -120,21 +132,18 @@ class Session:
         self.conn: SMTPConnection | None = None
         self.mark = 0.0
         self.pipelined = False
-        #: The session-wide cancel scope that carries the deadline of the current wait.
+        #: The session-wide cancel scope, cancelled by the watchdog when ``deadline`` passes.
         self.scope = trio.CancelScope()
+        #: Trio time by which the current wait must end (inf: no wait armed).
+        self.deadline = INF
 
     def arm(self, timeout: float) -> None:
-        """Bound the next wait: the session is cancelled in ``[timeout, timeout + slack]`` from now."""
-        need = current_time() + timeout
-        slack = min(timeout * DEADLINE_SLACK_RATIO, DEADLINE_SLACK_MAX_S)
-        deadline = self.scope.deadline
-        if deadline < need or deadline > need + slack:
-            self.scope.deadline = need + slack
+        """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
+        self.deadline = current_time() + timeout
 
     def disarm(self) -> None:
         """Lift the session deadline (before a step that bounds itself)."""
-        if self.scope.deadline != INF:
-            self.scope.deadline = INF
+        self.deadline = INF
 
     async def reply(self, phase: str, timeout_key: str) -> tuple[str, Reply]:
         """Await the next reply, record ``phase`` since the last mark, count the reply."""
@@ -261,28 +270,32 @@ def _reject_kind(code: int) -> str:
     return "temp_fail" if code < 500 else "perm_fail"
 
 
-async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: int | None) -> None:
-    """One mail transaction: MAIL, RCPT x n, DATA, body, final reply (and RSET if refused)."""
+def envelope(s: Session, message_no: int) -> list[tuple[str, bytes]]:
+    """MAIL, one RCPT per recipient, DATA: the commands of message ``message_no``."""
     st = s.settings
-    conn = s.conn
-    assert conn is not None
-    rec = s.recorder
-    counts = rec.counters.counts
-    rng = s.rng
     n_rcpt = (
         st.recipients_min
         if st.recipients_min == st.recipients_max
-        else rng.randint(st.recipients_min, st.recipients_max)
+        else s.rng.randint(st.recipients_min, st.recipients_max)
     )
     cmds = [("MAIL", commands.mail_from(st.sender.render(message_no, s.number)))]
     for i in range(n_rcpt):
         cmds.append(("RCPT", commands.rcpt_to(st.recipient.render(message_no, s.number, i))))
     cmds.append(("DATA", commands.DATA))
-    start = s.mark = perf()
-    refusal = 0  # the first refusal's code: it classifies a message that is not sent
-    if s.pipelined:
-        s.arm(st.timeouts["mail"])
-        await conn.send_group(cmds)
+    return cmds
+
+
+async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: bool) -> bool:
+    """Await the envelope's replies (sending it command by command unless ``sent``).
+
+    True when DATA got its 354.  Otherwise the message is counted as
+    rejected, by the kind of its first refusal, and an open transaction is reset.
+    """
+    conn = s.conn
+    assert conn is not None
+    rec = s.recorder
+    counts = rec.counters.counts
+    if sent:
         replies = [(verb, (await s.reply(verb.lower(), verb.lower()))[1]) for verb, _ in cmds]
     else:
         replies = []
@@ -293,33 +306,77 @@ async def transaction(s: Session, pool: MessagePool, message_no: int, lag_us: in
             replies.append((verb, reply))
             if reply.code >= 400 and verb != "RCPT":
                 break
+    refusal = 0  # the first refusal's code: it classifies a message that is not sent
     for verb, reply in replies:
         if verb == "RCPT" and reply.code >= 400:
             counts["recipients_rejected"] += 1
         if reply.code >= 400 and not refusal:
             refusal = reply.code
-    if conn.protocol.state is not State.DATA:
-        counts["messages_rejected"] += 1
-        rec.counters.errors[_reject_kind(refusal or 554)] += 1
-        if conn.protocol.state in (State.MAIL, State.RCPT):
-            await s.command("RSET", commands.RSET, "rset", "other")
-        return
-    msg = pool.pick(rng)
-    s.arm(st.timeouts["data_block"])
-    s.mark = perf()
-    await conn.send("DATA_END", msg.wire)
-    counts["messages_sent"] += 1
-    counts["bytes_sent"] += msg.size
-    _, reply = await s.reply("data_end", "data_end")
-    end = s.mark
-    if reply.code < 400:
-        counts["messages_accepted"] += 1
-    else:
-        counts["messages_rejected"] += 1
-        rec.counters.errors[_reject_kind(reply.code)] += 1
-    rec.record("transaction", int((end - start) * 1_000_000))
-    if lag_us is not None:
-        rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
+    if conn.protocol.state is State.DATA:
+        return True
+    counts["messages_rejected"] += 1
+    rec.counters.errors[_reject_kind(refusal or 554)] += 1
+    if conn.protocol.state in (State.MAIL, State.RCPT):
+        await s.command("RSET", commands.RSET, "rset", "other")
+    return False
+
+
+async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: int | None) -> None:
+    """Up to ``messages_per_session`` transactions on the session's connection.
+
+    Pipelined (RFC 2920), an envelope goes out in one write; with
+    ``pipeline_data`` a message's data also carries the next envelope in the
+    same write (RFC 2920 3.1 lets message content start a group).  Then the
+    next transaction starts at that write, and its ``mail`` phase runs from
+    the reply to the previous message's data.
+    """
+    st = s.settings
+    conn = s.conn
+    assert conn is not None
+    rec = s.recorder
+    counts = rec.counters.counts
+    coalesce = s.pipelined and st.pipeline_data
+    left = st.messages_per_session - 1
+    message_no = control.claim_message(first=True)
+    cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
+    start = 0.0
+    while message_no >= 0:
+        if cmds is None:
+            cmds = envelope(s, message_no)
+            start = s.mark = perf()
+            if s.pipelined:
+                s.arm(st.timeouts["mail"])
+                await conn.send_group(cmds)
+        accepted = await _envelope_replies(s, cmds, s.pipelined)
+        cmds = None
+        following = control.claim_message() if left > 0 else -1
+        left -= 1
+        if not accepted:
+            message_no = following
+            continue
+        msg = pool.pick(s.rng)
+        s.arm(st.timeouts["data_block"])
+        s.mark = perf()
+        if coalesce and following >= 0:
+            cmds = envelope(s, following)
+            await conn.send_group([("DATA_END", msg.wire), *cmds])
+        else:
+            await conn.send("DATA_END", msg.wire)
+        written = s.mark
+        counts["messages_sent"] += 1
+        counts["bytes_sent"] += msg.size
+        _, reply = await s.reply("data_end", "data_end")
+        end = s.mark
+        if reply.code < 400:
+            counts["messages_accepted"] += 1
+        else:
+            counts["messages_rejected"] += 1
+            rec.counters.errors[_reject_kind(reply.code)] += 1
+        rec.record("transaction", int((end - start) * 1_000_000))
+        if lag_us is not None:
+            rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
+        start = written
+        message_no = following
 
 
 async def run_session(
@@ -337,6 +394,7 @@ async def run_session(
     rec = s.recorder
     counts = rec.counters.counts
     counts["sessions_started"] += 1
+    control.sessions.add(s)
     start = perf()
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     try:
@@ -344,11 +402,7 @@ async def run_session(
             try:
                 for step in steps:
                     await step(s)
-                for i in range(s.settings.messages_per_session):
-                    n = control.claim_message(first=i == 0)
-                    if n < 0:
-                        break
-                    await transaction(s, pool, n, lag_us)
+                await transactions(s, pool, control, lag_us)
                 await s.command("QUIT", commands.QUIT, "quit", "other")
                 end = perf()
                 rec.record("session", int((end - start) * 1_000_000))
@@ -360,5 +414,16 @@ async def run_session(
         if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
             rec.counters.errors[SessionTimeout.kind] += 1
     finally:
+        control.sessions.discard(s)
         if s.conn is not None:
             await s.conn.aclose()
+
+
+async def watchdog(control: Control, period: float) -> None:
+    """Cancel every running session whose armed deadline has passed; runs until cancelled."""
+    while True:
+        await trio.sleep(period)
+        now = current_time()
+        for s in control.sessions:
+            if s.deadline <= now:
+                s.scope.cancel()

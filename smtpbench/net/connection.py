@@ -176,13 +176,16 @@ class SMTPConnection:
         """
         ready = self._ready
         if not ready:
-            # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
-            deadline = float("inf") if timeout is None else trio.current_time() + timeout
-            with trio.CancelScope(deadline=deadline) as scope:
+            if timeout is None:
                 while not ready:
                     ready.extend(self.protocol.receive(await self.receive_raw()))
-            if scope.cancelled_caught:
-                raise SessionTimeout(f"no reply within {timeout:g}s", phase)
+            else:
+                # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                    while not ready:
+                        ready.extend(self.protocol.receive(await self.receive_raw()))
+                if scope.cancelled_caught:
+                    raise SessionTimeout(f"no reply within {timeout:g}s", phase)
         return ready.pop(0)
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
