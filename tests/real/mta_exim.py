@@ -27,12 +27,13 @@ from tests.real.harness import (
 # loopback test needs; every anti-abuse limit (smtp_max_unknown_commands, smtp_max_synprot_errors,
 # smtp_accept_max_nonmail, ...) keeps its default because conform must cope with them.  Differences from the
 # default, and why: no `require verify = sender` and no dnslookup router (tests must not need DNS); a fixed
-# maildir for every local part (4.96 refuses tainted $local_part in file names).
+# maildir for every local part (4.96 refuses tainted $local_part in file names).  Like the default, the
+# primary host name (@) is a local domain: an unqualified RCPT TO:<Postmaster> is qualified with it.
 EXIM_CONF = """\
 primary_hostname = {hostname}
 # Exim re-executes itself (deliveries, queue runs): the unpacked binary, not the compiled-in /usr/sbin/exim4.
 exim_path = {binary}
-domainlist local_domains = {domain}
+domainlist local_domains = @ : {domain}
 domainlist relay_to_domains =
 hostlist   relay_from_hosts =
 local_interfaces = 127.0.0.1

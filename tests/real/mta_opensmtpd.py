@@ -33,9 +33,10 @@ OPENSMTPD_LOCK = Path("/tmp/smtpbench-real-opensmtpd.lock")
 OPENSMTPD_CONF = """\
 {pki}
 listen on 127.0.0.1 port {port} hostname {hostname} {listen_tls}
+table domains {{ "{domain}", "{hostname}" }}
 table vusers file:{work}/vusers
 action "local" maildir "{work}/mail/all" virtual <vusers>
-match from any for domain "{domain}" action "local"
+match from any for domain <domains> action "local"
 """
 
 
@@ -69,8 +70,9 @@ def start_opensmtpd(tls: bool = False, lock_timeout: float = 120.0) -> RealServe
     try:
         (work / "mail").mkdir()
         os.chown(work / "mail", vmail.pw_uid, vmail.pw_gid)
-        # Every example.test recipient is the system user opensmtpd (delivery runs as that user).
-        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\n")
+        # Every example.test recipient is the system user opensmtpd (delivery runs as that user).  The host name
+        # is a local domain too: OpenSMTPD qualifies an unqualified RCPT TO:<Postmaster> with it.
+        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\n@{HOSTNAME} opensmtpd\n")
         port = free_port()
         tls_files = make_tls_files(work) if tls else None
         conf = work / "smtpd.conf"

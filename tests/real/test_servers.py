@@ -45,6 +45,16 @@ def test_local_mail_is_delivered_and_relaying_refused(real_mta: RealServer) -> N
     assert real_mta.delivered("victim") == [] and real_mta.delivered("nobody") == []
 
 
+def test_unqualified_postmaster_is_accepted(real_mta: RealServer) -> None:
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> (no domain, any case) MUST be accepted: the configs get this right."""
+    with smtplib.SMTP(real_mta.host, real_mta.port, timeout=30) as s:
+        s.ehlo("client.example")
+        assert s.mail("sender@example.test")[0] == 250
+        for rcpt in ("<Postmaster>", "<POSTMASTER>", "<postmaster@example.test>"):
+            code, text = s.docmd(f"RCPT TO:{rcpt}")
+            assert code == 250, (rcpt, code, text)
+
+
 def test_stop_leaves_no_process_and_frees_the_port(tmp_path: Path) -> None:
     server = provide("postfix")
     try:
