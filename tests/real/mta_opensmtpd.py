@@ -71,8 +71,9 @@ def start_opensmtpd(tls: bool = False, lock_timeout: float = 120.0) -> RealServe
         (work / "mail").mkdir()
         os.chown(work / "mail", vmail.pw_uid, vmail.pw_gid)
         # Every example.test recipient is the system user opensmtpd (delivery runs as that user).  The host name
-        # is a local domain too: OpenSMTPD qualifies an unqualified RCPT TO:<Postmaster> with it.
-        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\n@{HOSTNAME} opensmtpd\n")
+        # is a local domain for postmaster only: OpenSMTPD qualifies an unqualified RCPT TO:<Postmaster> with it
+        # (a catch-all there would accept relay-looking local parts such as a%b@host, confusing SEC-01).
+        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\npostmaster@{HOSTNAME} opensmtpd\n")
         port = free_port()
         tls_files = make_tls_files(work) if tls else None
         conf = work / "smtpd.conf"
