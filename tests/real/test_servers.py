@@ -159,6 +159,26 @@ def test_exim_auth_plain_and_login(real_factory: Factory) -> None:
             assert s.auth(mechanism, getattr(s, f"auth_{mechanism.lower()}"))[0] == 235
 
 
+def test_exim_main_options_override_the_defaults(real_factory: Factory) -> None:
+    """Exim closes after 3 unknown commands by default; raising the two limits that count them keeps it open.
+
+    An unknown command counts against smtp_max_unknown_commands *and* smtp_max_synprot_errors (both 3).
+    """
+    for limit, survives in ((None, False), ("100", True)):
+        options = {"smtp_max_unknown_commands": limit, "smtp_max_synprot_errors": limit} if limit else None
+        server = real_factory("exim", main=options)
+        with smtplib.SMTP(server.host, server.port, timeout=30) as s:
+            s.ehlo("client.example")
+            replies = [s.docmd(f"XBOGUS{i}") for i in range(4)]
+            assert [code for code, _ in replies] == [500] * 4, replies
+            if survives:
+                assert s.noop()[0] == 250
+            else:
+                assert replies[3][1] == b"Too many unrecognized commands"
+                with pytest.raises(smtplib.SMTPServerDisconnected):
+                    s.noop()
+
+
 def test_smtpbench_run_against_postfix_matches_its_log(postfix: RealServer, tmp_path: Path) -> None:
     """A small closed-loop `smtpbench run`: what it counts as accepted is what Postfix logged and delivered."""
     profile = tmp_path / "postfix.toml"
