@@ -162,20 +162,26 @@ class RealServer:
         """The messages delivered so far, oldest first; with ``local``, only those for ``local@example.test``.
 
         A message's recipient is read from its delivery trace header (``Delivered-To:``, which Postfix and
-        OpenSMTPD add, or Exim's ``Envelope-to:``), so every server may use its own maildir layout.
+        OpenSMTPD add, or Exim's ``Envelope-to:``) or, for per-user maildirs (Dovecot, which omits
+        ``Delivered-To:`` on a copy shared by several recipients), from the directory ``maildir/<local>/``.
         """
         files = [p for p in self.maildir.rglob("*") if p.is_file() and p.parent.name in ("new", "cur")]
         files.sort(key=lambda p: (p.stat().st_mtime, p.name))
-        messages = [p.read_bytes() for p in files]
         if local is None:
-            return messages
+            return [p.read_bytes() for p in files]
         rx = re.compile(
             rb"^(?:Delivered-To|Envelope-to|X-Original-To):[ \t]*<?"
             + re.escape(f"{local}@{LOCAL_DOMAIN}".encode())
             + rb">?\s*$",
             re.I | re.M,
         )
-        return [m for m in messages if rx.search(m.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n"))]
+        found = []
+        for path in files:
+            data = path.read_bytes()
+            header = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+            if path.relative_to(self.maildir).parts[0] == local or rx.search(header):
+                found.append(data)
+        return found
 
     def wait_delivered(self, count: int, timeout: float = 30.0, local: str | None = None) -> list[bytes]:
         """Wait until at least ``count`` messages were delivered; returns them all."""

@@ -211,6 +211,19 @@ def test_smtpbench_run_against_postfix_matches_its_log(postfix: RealServer, tmp_
     assert len(logged) == sessions
 
 
+def test_dovecot_lmtp_delivers_per_recipient(dovecot_lmtp: RealServer) -> None:
+    """LMTP gives one reply per recipient after the data; both copies land in their maildirs."""
+    with smtplib.LMTP(dovecot_lmtp.host, dovecot_lmtp.port, timeout=30) as s:
+        assert s.ehlo("client.example")[0] == 250  # smtplib.LMTP sends LHLO
+        assert s.mail("sender@example.test")[0] == 250
+        assert s.rcpt("user@example.test")[0] == 250 and s.rcpt("other@example.test")[0] == 250
+        assert s.docmd("DATA")[0] == 354
+        s.send(b"Subject: lmtp\r\n\r\nhi\r\n.\r\n")
+        assert [s.getreply()[0], s.getreply()[0]] == [250, 250]  # one reply per recipient (RFC 2033 4.2)
+    assert len(dovecot_lmtp.wait_delivered(2)) == 2
+    assert len(dovecot_lmtp.delivered("user")) == 1 and len(dovecot_lmtp.delivered("other")) == 1
+
+
 def test_unavailable_server_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tests.real.mta_exim.REAL_ROOT", Path("/nonexistent"))
     monkeypatch.delenv("CI", raising=False)
