@@ -248,16 +248,27 @@ def require_root() -> None:
         raise Unavailable("the real MTAs need root (they switch to their own users): run the tests as root")
 
 
-def wait_listening(server: RealServer, proc: subprocess.Popen[bytes]) -> None:
+def launch(server: RealServer, argv: list[str], output: Path) -> RealServer:
+    """Run the server's foreground daemon ``argv`` (stdout and stderr into ``output``), own it, and wait until it
+    listens.  If it exits first (RuntimeError, with its log) or does not listen within START_TIMEOUT
+    (TimeoutError), everything is stopped and removed first: a server that is installed but cannot start is a
+    failure, not a skip."""
+    with open(output, "wb") as out:
+        # A session of its own: the daemon and its children never get the test runner's signals.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    server.proc = proc
+
     def ready() -> bool:
         if proc.poll() is not None:
-            raise Unavailable(
+            raise RuntimeError(
                 f"{server.name} exited with status {proc.returncode} while starting:\n{server.log_text()[-3000:]}"
             )
         return port_open(server.host, server.port)
 
     try:
         wait_until(ready, START_TIMEOUT, f"{server.name} to listen on {server.address}", interval=0.1)
-    except TimeoutError:
+    except BaseException:
         server.stop()
+        server.remove()
         raise
+    return server

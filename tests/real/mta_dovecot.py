@@ -10,10 +10,10 @@ from tests.peers import free_port
 from tests.real.harness import (
     RealServer,
     Unavailable,
+    launch,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
 )
 
 # LMTP is final delivery: every recipient is accepted (static userdb, allow_all_users) and stored in the maildir
@@ -77,11 +77,5 @@ def start_dovecot_lmtp() -> RealServer:
         maildir=work / "mail",
         extra_logs=[work / "dovecot.stderr"],
     )
-    with open(work / "dovecot.stderr", "wb") as err:
-        # -F: the master stays in the foreground (our child); SIGTERM stops it and its services.
-        proc = subprocess.Popen(
-            [binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # -F: the master stays in the foreground (our child); SIGTERM stops it and its services.
+    return launch(server, [binary, "-F", "-c", str(conf)], work / "dovecot.stderr")

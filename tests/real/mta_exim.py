@@ -15,11 +15,11 @@ from tests.real.harness import (
     REAL_ROOT,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
 )
 
 # ------------------------------------------------------------------------------------------------------ Exim
@@ -204,19 +204,11 @@ def start_exim(
         tls=tls_files,
         extra_logs=[work / "log" / "paniclog", work / "log" / "rejectlog", work / "exim.stderr"],
     )
-    with open(work / "exim.stderr", "wb") as err:
-        # -bdf: the daemon stays in the foreground (our child); -q1s runs the queue every second so deferred
-        # deliveries are retried quickly.
-        proc = subprocess.Popen(
-            [str(binary), "-C", str(conf), "-bdf", "-q1s", "-oP", str(work / "exim.pid")],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # -bdf: the daemon stays in the foreground (our child); -q1s runs the queue every second so deferred
+    # deliveries are retried quickly.
+    return launch(
+        server, [str(binary), "-C", str(conf), "-bdf", "-q1s", "-oP", str(work / "exim.pid")], work / "exim.stderr"
+    )
 
 
 def _constant(text: str) -> Callable[[re.Match[str]], str]:

@@ -14,11 +14,11 @@ from tests.real.harness import (
     LOCAL_DOMAIN,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
 )
 
 # --------------------------------------------------------------------------------------------------- Postfix
@@ -143,15 +143,5 @@ def start_postfix(main_cf: Mapping[str, str] | None = None, tls: bool = False) -
         stop_command=["postfix", "-c", str(conf), "stop"],
         extra_logs=[work / "postfix.stderr"],
     )
-    with open(work / "postfix.stderr", "wb") as err:
-        # start-fg keeps the master process our child, so stop() can account for every process it forks.
-        proc = subprocess.Popen(
-            ["postfix", "-c", str(conf), "start-fg"],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # start-fg keeps the master process our child, so stop() can account for every process it forks.
+    return launch(server, ["postfix", "-c", str(conf), "start-fg"], work / "postfix.stderr")
