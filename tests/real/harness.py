@@ -130,6 +130,8 @@ class RealServer:
     stop_command: list[str] | None = None
     #: Extra files whose text :meth:`log_text` appends (e.g. the daemon's stderr).
     extra_logs: list[Path] = field(default_factory=list)
+    #: Helper servers this one depends on (e.g. Dovecot's auth service for Postfix's SASL): stopped after it.
+    companions: list[RealServer] = field(default_factory=list)
     _release: Callable[[], None] | None = None
     _stopped: bool = False
 
@@ -223,10 +225,14 @@ class RealServer:
         finally:
             if self._release:
                 self._release()
+            for companion in self.companions:
+                companion.stop()
 
     def remove(self) -> None:
-        """Delete the working directory (call after :meth:`stop`)."""
+        """Delete the working directory, and the companions' (call after :meth:`stop`)."""
         shutil.rmtree(self.workdir, ignore_errors=True)
+        for companion in self.companions:
+            companion.remove()
 
 
 def make_workdir(name: str) -> Path:

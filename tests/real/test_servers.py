@@ -146,8 +146,9 @@ def test_opensmtpd_debian_starttls_handshake_is_broken(real_factory: Factory) ->
     server.wait_log(r'disconnected reason="io-error: .*SSL routines', timeout=30)
 
 
-def test_exim_auth_plain_and_login(real_factory: Factory) -> None:
-    server = real_factory("exim", auth=("alice", "s3cret"))
+@pytest.mark.parametrize("kind", ["exim", "postfix"])
+def test_auth_plain_and_login(real_factory: Factory, kind: str) -> None:
+    server = real_factory(kind, auth=("alice", "s3cret"))
     for mechanism in ("PLAIN", "LOGIN"):
         with smtplib.SMTP(server.host, server.port, timeout=30) as s:
             s.ehlo("client.example")
