@@ -1,0 +1,71 @@
+"""The ``[conform]`` profile section: the long options of ``smtpbench conform`` as keys.
+
+The same model validates the command-line values (so a bad ``--timeout`` and a
+bad ``conform.timeout`` get the same words).  Imports pydantic: import lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, PlainSerializer
+
+from smtpbench.config import shown, type_name
+from smtpbench.fields import Bool, Invalid, Table, Text, checker, number, text, whole
+
+PASSWORD_ENV = "SMTPBENCH_PASSWORD"
+
+
+def _mailbox(value: Any) -> str:
+    if not isinstance(value, str) or "@" not in value or any(c in value for c in "<>\r\n "):
+        raise Invalid(f"{shown(value)} is not a mailbox", expected="local@domain")
+    return value
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a string or an array of strings")
+    return tuple(items)
+
+
+Mailbox = Annotated[str, checker(_mailbox, str)]
+Names = Annotated[tuple[str, ...], checker(_names, str | list[str]), PlainSerializer(list)]
+
+
+class ConformSection(Table):
+    """``[conform]``: settings of ``smtpbench conform`` (command-line values win); dashes or underscores."""
+
+    refused = {
+        "password": (
+            "a password may not be stored in a profile",
+            f"use password_file or the {PASSWORD_ENV} environment variable",
+        )
+    }
+    dashes = True
+
+    starttls: Bool = Field(False, description="Upgrade every session with STARTTLS.")
+    tls: Bool = Field(False, description="Implicit TLS from connect (e.g. port 465); not with starttls.")
+    ca_file: Text | None = Field(None, description="CA bundle (PEM) to verify the server with.")
+    insecure: Bool = Field(False, description="Do not verify the server certificate (test servers only).")
+    user: Text | None = Field(None, description=f"AUTH user; the password comes from ${PASSWORD_ENV} or password_file.")
+    password_file: Text | None = Field(None, description="File whose first line is the AUTH password.")
+    rcpt: Mailbox | None = Field(None, description="A valid local recipient (checks that deliver need it).")
+    foreign_rcpt: Mailbox | None = Field(None, description="A recipient in a domain the server must not relay to.")
+    helo: Annotated[str, text(printable=True, what="a domain")] | None = Field(None, description="EHLO name.")
+    sender: Mailbox | None = Field(None, description="MAIL FROM address.")
+    only: Names = Field((), description="Check ids, id prefixes or areas to run.")
+    skip: Names = Field((), description="Check ids, id prefixes or areas to leave out.")
+    slow: Bool = Field(False, description="Also run the checks that take minutes.")
+    timeout: Annotated[float, number(0, 600, positive=True)] = Field(
+        10.0, description="Seconds to wait for each reply."
+    )
+    check_timeout: Annotated[float, number(0, positive=True)] | None = Field(
+        None, description="Seconds one check may take (default max(60, 6 x timeout))."
+    )
+    concurrency: Annotated[int, whole(1, 16)] = Field(1, description="Checks run at once (1-16).")
+    json_path: Text | None = Field(None, alias="json", description="Write the JSON report here.")
+    junit: Text | None = Field(None, description="Write a JUnit XML report here.")
+    transcript: Text | None = Field(None, description="Directory for one transcript file per check.")
+    store_dir: Text | None = Field(None, description="Directory of delivered *.eml files (the delivery oracle).")
+    quiet: Bool = Field(False, description="Only failures and the summary.")
