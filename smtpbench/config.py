@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
-import math
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -39,7 +39,8 @@ def plain(text: str, limit: int = 80) -> str:
 
 def key_part(name: str) -> str:
     """``name`` as it would be written in TOML: bare if possible, else quoted."""
-    return name if _BARE_KEY.fullmatch(name) else _toml_string(name)
+    # A JSON string is a valid TOML basic string (the few escapes both need are spelt alike).
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def join_key(prefix: str, name: str) -> str:
@@ -192,69 +193,16 @@ def redact(data: Any) -> Any:
     return copy.copy(data)
 
 
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{key_part(str(k))} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{" + items + "}" if items else "{}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
 def dump_toml(data: Mapping[str, Any]) -> str:
-    """``data`` as TOML text that :func:`tomllib.loads` reads back equal.
+    """``data`` as TOML text that :func:`tomllib.loads` reads back equal; keys whose value is None are omitted."""
+    import tomli_w  # only the resolved-profile dump needs it
 
-    Tables become ``[section]`` headers, arrays and tables inside arrays are
-    written inline; keys whose value is None are omitted (TOML has no null).
-    """
-    lines: list[str] = []
-    _dump_table(data, [], lines)
-    return "\n".join(lines).strip("\n") + "\n"
+    return tomli_w.dumps(_without_none(data))
 
 
-def _dump_table(table: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items() if v is not None and not isinstance(v, dict)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
-    if prefix and (scalars or not tables):
-        lines.append("")
-        lines.append("[" + ".".join(key_part(p) for p in prefix) + "]")
-    for k, v in scalars:
-        lines.append(f"{key_part(str(k))} = {_toml_value(v)}")
-    for k, v in tables:
-        _dump_table(v, [*prefix, str(k)], lines)
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value

@@ -219,8 +219,8 @@ class SinkOptions(Table):
 
 
 class TargetConfig(Table):
-    """Where the load goes.  With ``embedded`` the engine starts a sink and uses its address:
-    ``host`` is then 127.0.0.1 and ``port`` 0 (a free port)."""
+    """Where the load goes.  With embedded the engine starts a sink and uses its address:
+    host is then 127.0.0.1 and port 0 (a free port)."""
 
     host: Host = Field(DEFAULT_HOST, description="Server to test (name or IP). Not allowed with embedded.")
     port: Annotated[int, whole(1, 65535)] = Field(
@@ -345,8 +345,8 @@ class Stage(Table):
 
 
 class WorkloadConfig(Table):
-    """How much load, shaped how.  ``sessions`` is 0 for the open model (and closed stages starting
-    from 0); ``rate`` is 0.0 for the closed model (and open stages starting from 0)."""
+    """How much load, shaped how.  sessions is 0 for the open model (and closed stages starting
+    from 0); rate is 0.0 for the closed model (and open stages starting from 0)."""
 
     model: Annotated[str, choice("closed", "open")] = Field(
         "closed",
@@ -504,7 +504,9 @@ class MessageConfig(Table):
     )
     variants: Annotated[int, whole(1, 10000)] = Field(32, description="Distinct bodies pre-rendered.")
     headers: Annotated[dict[str, str], checker(_headers, _HeaderInput)] = Field(
-        default_factory=dict, description='Extra header fields, {X-Foo = "bar"} (literal values).'
+        default_factory=dict,
+        json_schema_extra={"additionalProperties": False},  # names outside patternProperties are refused
+        description='Extra header fields, {X-Foo = "bar"} (literal values).',
     )
 
     @property
