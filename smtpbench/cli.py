@@ -20,9 +20,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
+    from smtpbench import schema_doc
     from smtpbench.conform import cli as conform_cli
     from smtpbench.load import cli as load_cli
-    from smtpbench import schema_doc
     from smtpbench.sink import cli as sink_cli
 
     load_cli.register(app)

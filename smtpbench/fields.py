@@ -142,6 +142,12 @@ class Table(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def key(*args: Any, **options: Any) -> Any:
+    """A profile key's ``Field`` (default, ``description``, ...), typed ``Any`` so that a default may be written
+    as in a profile (``"30s"`` for a float of seconds): ``validate_default`` parses it like a written value."""
+    return Field(*args, **options)
+
+
 def checker(check: Callable[[Any], Any], schema: Any) -> PlainValidator:
     """A field validator running ``check``; ``schema`` is the input type the JSON Schema describes."""
     return PlainValidator(check, json_schema_input_type=schema)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, PlainSerializer
+from pydantic import PlainSerializer
 
 from smtpbench.config import shown, type_name
-from smtpbench.fields import Bool, Invalid, Table, Text, checker, number, text, whole
+from smtpbench.fields import Bool, Invalid, Table, Text, checker, key, number, text, whole
 
 PASSWORD_ENV = "SMTPBENCH_PASSWORD"
 
@@ -44,28 +44,26 @@ class ConformSection(Table):
     }
     dashes = True
 
-    starttls: Bool = Field(False, description="Upgrade every session with STARTTLS.")
-    tls: Bool = Field(False, description="Implicit TLS from connect (e.g. port 465); not with starttls.")
-    ca_file: Text | None = Field(None, description="CA bundle (PEM) to verify the server with.")
-    insecure: Bool = Field(False, description="Do not verify the server certificate (test servers only).")
-    user: Text | None = Field(None, description=f"AUTH user; the password comes from ${PASSWORD_ENV} or password_file.")
-    password_file: Text | None = Field(None, description="File whose first line is the AUTH password.")
-    rcpt: Mailbox | None = Field(None, description="A valid local recipient (checks that deliver need it).")
-    foreign_rcpt: Mailbox | None = Field(None, description="A recipient in a domain the server must not relay to.")
-    helo: Annotated[str, text(printable=True, what="a domain")] | None = Field(None, description="EHLO name.")
-    sender: Mailbox | None = Field(None, description="MAIL FROM address.")
-    only: Names = Field((), description="Check ids, id prefixes or areas to run.")
-    skip: Names = Field((), description="Check ids, id prefixes or areas to leave out.")
-    slow: Bool = Field(False, description="Also run the checks that take minutes.")
-    timeout: Annotated[float, number(0, 600, positive=True)] = Field(
-        10.0, description="Seconds to wait for each reply."
-    )
-    check_timeout: Annotated[float, number(0, positive=True)] | None = Field(
+    starttls: Bool = key(False, description="Upgrade every session with STARTTLS.")
+    tls: Bool = key(False, description="Implicit TLS from connect (e.g. port 465); not with starttls.")
+    ca_file: Text | None = key(None, description="CA bundle (PEM) to verify the server with.")
+    insecure: Bool = key(False, description="Do not verify the server certificate (test servers only).")
+    user: Text | None = key(None, description=f"AUTH user; the password comes from ${PASSWORD_ENV} or password_file.")
+    password_file: Text | None = key(None, description="File whose first line is the AUTH password.")
+    rcpt: Mailbox | None = key(None, description="A valid local recipient (checks that deliver need it).")
+    foreign_rcpt: Mailbox | None = key(None, description="A recipient in a domain the server must not relay to.")
+    helo: Annotated[str, text(printable=True, what="a domain")] | None = key(None, description="EHLO name.")
+    sender: Mailbox | None = key(None, description="MAIL FROM address.")
+    only: Names = key((), description="Check ids, id prefixes or areas to run.")
+    skip: Names = key((), description="Check ids, id prefixes or areas to leave out.")
+    slow: Bool = key(False, description="Also run the checks that take minutes.")
+    timeout: Annotated[float, number(0, 600, positive=True)] = key(10.0, description="Seconds to wait for each reply.")
+    check_timeout: Annotated[float, number(0, positive=True)] | None = key(
         None, description="Seconds one check may take (default max(60, 6 x timeout))."
     )
-    concurrency: Annotated[int, whole(1, 16)] = Field(1, description="Checks run at once (1-16).")
-    json_path: Text | None = Field(None, alias="json", description="Write the JSON report here.")
-    junit: Text | None = Field(None, description="Write a JUnit XML report here.")
-    transcript: Text | None = Field(None, description="Directory for one transcript file per check.")
-    store_dir: Text | None = Field(None, description="Directory of delivered *.eml files (the delivery oracle).")
-    quiet: Bool = Field(False, description="Only failures and the summary.")
+    concurrency: Annotated[int, whole(1, 16)] = key(1, description="Checks run at once (1-16).")
+    json_path: Text | None = key(None, alias="json", description="Write the JSON report here.")
+    junit: Text | None = key(None, description="Write a JUnit XML report here.")
+    transcript: Text | None = key(None, description="Directory for one transcript file per check.")
+    store_dir: Text | None = key(None, description="Directory of delivered *.eml files (the delivery oracle).")
+    quiet: Bool = key(False, description="Only failures and the summary.")

@@ -51,6 +51,7 @@ from smtpbench.fields import (
     checker,
     choice,
     config_error,
+    key,
     nested,
     number,
     template,
@@ -110,12 +111,12 @@ class AuthConfig(Table):
             "put it in an environment variable (password_env) or a file (password_file)",
         )
     }
-    username: Text = Field(description="Account name.")
-    mechanism: Annotated[str, choice("PLAIN", "LOGIN")] = Field("PLAIN", description="SASL mechanism.")
-    password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = Field(
+    username: Text = key(description="Account name.")
+    mechanism: Annotated[str, choice("PLAIN", "LOGIN")] = key("PLAIN", description="SASL mechanism.")
+    password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = key(
         None, description="Name of an environment variable holding the password (this or password_file)."
     )
-    password_file: Text | None = Field(
+    password_file: Text | None = key(
         None, description="File whose content (trailing newline removed) is the password (this or password_env)."
     )
 
@@ -170,24 +171,24 @@ SinkDelay = Annotated[float, checker(_sink_delay, Duration), PlainSerializer(for
 class SinkDelays(Table):
     """Delays before the embedded sink's replies (at most 1h each)."""
 
-    banner: SinkDelay | None = Field(None, description="Before the 220 greeting.")
-    ehlo: SinkDelay | None = Field(None, description="Before the EHLO reply.")
-    mail: SinkDelay | None = Field(None, description="Before the MAIL reply.")
-    rcpt: SinkDelay | None = Field(None, description="Before each RCPT reply.")
-    data: SinkDelay | None = Field(None, description="Before the 354 reply.")
-    data_end: SinkDelay | None = Field(None, description="Before the reply to the final dot.")
+    banner: SinkDelay | None = key(None, description="Before the 220 greeting.")
+    ehlo: SinkDelay | None = key(None, description="Before the EHLO reply.")
+    mail: SinkDelay | None = key(None, description="Before the MAIL reply.")
+    rcpt: SinkDelay | None = key(None, description="Before each RCPT reply.")
+    data: SinkDelay | None = key(None, description="Before the 354 reply.")
+    data_end: SinkDelay | None = key(None, description="Before the reply to the final dot.")
 
 
 class SinkOptions(Table):
     """Behaviour of the embedded sink (only with ``embedded = true``): ``smtpbench sink`` flags."""
 
-    delay: SinkDelays = Field(default_factory=dict, description="Delays before replies (none by default).")
-    reject_rcpt_temp: Ratio = Field(0.0, description="Ratio of RCPT answered 4xx.")
-    reject_rcpt_perm: Ratio = Field(0.0, description="Ratio of RCPT answered 5xx (temp + perm <= 1).")
-    reject_data_temp: Ratio = Field(0.0, description="Ratio of messages answered 4xx after the final dot.")
-    reject_data_perm: Ratio = Field(0.0, description="Ratio answered 5xx after the final dot (temp + perm <= 1).")
-    disconnect: Ratio = Field(0.0, description="Ratio of commands after which the sink drops the connection.")
-    seed: Seed | None = Field(None, description="Seed of the sink's random choices (default: workload.seed).")
+    delay: SinkDelays = key(default_factory=dict, description="Delays before replies (none by default).")
+    reject_rcpt_temp: Ratio = key(0.0, description="Ratio of RCPT answered 4xx.")
+    reject_rcpt_perm: Ratio = key(0.0, description="Ratio of RCPT answered 5xx (temp + perm <= 1).")
+    reject_data_temp: Ratio = key(0.0, description="Ratio of messages answered 4xx after the final dot.")
+    reject_data_perm: Ratio = key(0.0, description="Ratio answered 5xx after the final dot (temp + perm <= 1).")
+    disconnect: Ratio = key(0.0, description="Ratio of commands after which the sink drops the connection.")
+    seed: Seed | None = key(None, description="Seed of the sink's random choices (default: workload.seed).")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -222,24 +223,24 @@ class TargetConfig(Table):
     """Where the load goes.  With embedded the engine starts a sink and uses its address:
     host is then 127.0.0.1 and port 0 (a free port)."""
 
-    host: Host = Field(DEFAULT_HOST, description="Server to test (name or IP). Not allowed with embedded.")
-    port: Annotated[int, whole(1, 65535)] = Field(
+    host: Host = key(DEFAULT_HOST, description="Server to test (name or IP). Not allowed with embedded.")
+    port: Annotated[int, whole(1, 65535)] = key(
         25,
         validate_default=False,
         json_schema_extra=_no_default,
         description="TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.",
     )
-    helo: Annotated[str, text(printable=True, what="a host name")] = Field(
+    helo: Annotated[str, text(printable=True, what="a host name")] = key(
         "smtpbench.example", description="Name sent in EHLO/HELO."
     )
-    embedded: Bool = Field(False, description="Start our own sink on 127.0.0.1 (a free port) and test it.")
-    tls: Annotated[str, choice("none", "starttls", "implicit")] = Field(
+    embedded: Bool = key(False, description="Start our own sink on 127.0.0.1 (a free port) and test it.")
+    tls: Annotated[str, choice("none", "starttls", "implicit")] = key(
         "none", description="TLS: none, starttls (upgrade after EHLO) or implicit (TLS from connect)."
     )
-    ca_file: Text | None = Field(None, description="PEM file of CA certificates to verify the server with.")
-    insecure: Bool = Field(False, description="Skip certificate verification (not with ca_file).")
-    auth: AuthConfig | None = Field(None, description="Optional SMTP AUTH after EHLO.")
-    sink: SinkOptions = Field(default_factory=dict, description="Embedded sink behaviour.")
+    ca_file: Text | None = key(None, description="PEM file of CA certificates to verify the server with.")
+    insecure: Bool = key(False, description="Skip certificate verification (not with ca_file).")
+    auth: AuthConfig | None = key(None, description="Optional SMTP AUTH after EHLO.")
+    sink: SinkOptions = key(default_factory=dict, description="Embedded sink behaviour.")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -293,18 +294,18 @@ class TargetConfig(Table):
 class Timeouts(Table):
     """Per-step reply timeouts (durations, > 0); RFC 5321 4.5.3.2 defaults."""
 
-    connect: PositiveDuration = Field("30s", description="TCP connect (and the TLS handshake of implicit TLS).")
-    banner: PositiveDuration = Field(_rfc_timeout("banner"), description="Awaiting the 220 greeting.")
-    ehlo: PositiveDuration = Field(_rfc_timeout("ehlo"), description="Awaiting the EHLO reply.")
-    tls: PositiveDuration = Field(_rfc_timeout("tls"), description="STARTTLS and its handshake.")
-    auth: PositiveDuration = Field(_rfc_timeout("auth"), description="Each AUTH exchange.")
-    mail: PositiveDuration = Field(_rfc_timeout("mail"), description="Awaiting the MAIL reply.")
-    rcpt: PositiveDuration = Field(_rfc_timeout("rcpt"), description="Awaiting each RCPT reply.")
-    data: PositiveDuration = Field(_rfc_timeout("data"), description="Awaiting 354.")
-    data_block: PositiveDuration = Field(_rfc_timeout("data_block"), description="Each write of message data.")
-    data_end: PositiveDuration = Field(_rfc_timeout("data_end"), description="Awaiting the reply to the final dot.")
-    quit: PositiveDuration = Field(_rfc_timeout("quit"), description="Awaiting the QUIT reply.")
-    other: PositiveDuration = Field(_rfc_timeout("other"), description="Any other command.")
+    connect: PositiveDuration = key("30s", description="TCP connect (and the TLS handshake of implicit TLS).")
+    banner: PositiveDuration = key(_rfc_timeout("banner"), description="Awaiting the 220 greeting.")
+    ehlo: PositiveDuration = key(_rfc_timeout("ehlo"), description="Awaiting the EHLO reply.")
+    tls: PositiveDuration = key(_rfc_timeout("tls"), description="STARTTLS and its handshake.")
+    auth: PositiveDuration = key(_rfc_timeout("auth"), description="Each AUTH exchange.")
+    mail: PositiveDuration = key(_rfc_timeout("mail"), description="Awaiting the MAIL reply.")
+    rcpt: PositiveDuration = key(_rfc_timeout("rcpt"), description="Awaiting each RCPT reply.")
+    data: PositiveDuration = key(_rfc_timeout("data"), description="Awaiting 354.")
+    data_block: PositiveDuration = key(_rfc_timeout("data_block"), description="Each write of message data.")
+    data_end: PositiveDuration = key(_rfc_timeout("data_end"), description="Awaiting the reply to the final dot.")
+    quit: PositiveDuration = key(_rfc_timeout("quit"), description="Awaiting the QUIT reply.")
+    other: PositiveDuration = key(_rfc_timeout("other"), description="Any other command.")
 
     def __getitem__(self, name: str) -> float:
         """``timeouts["connect"]``: seconds."""
@@ -315,15 +316,15 @@ class Timeouts(Table):
 class SmtpConfig(Table):
     """Protocol choices: RFC 2920 pipelining and per-step timeouts in seconds."""
 
-    pipelining: Annotated[str, choice("auto", "on", "off")] = Field(
+    pipelining: Annotated[str, choice("auto", "on", "off")] = key(
         "auto", description="RFC 2920: auto (if advertised), on, off."
     )
-    pipeline_data: Bool = Field(
+    pipeline_data: Bool = key(
         True,
         description="When pipelining: send a message's data in the same write as the next transaction's MAIL, "
         "RCPT and DATA (RFC 2920 3.1); false sends each message's data on its own.",
     )
-    timeouts: Timeouts = Field(default_factory=dict, description="Per-step reply timeouts.")
+    timeouts: Timeouts = key(default_factory=dict, description="Per-step reply timeouts.")
 
 
 # ---------------------------------------------------------------- [workload]
@@ -338,8 +339,8 @@ def _stage_target(value: Any) -> float:
 class Stage(Table):
     """A linear ramp over ``duration`` to ``target`` sessions (closed) or sessions/s (open)."""
 
-    duration: PositiveDuration = Field(description="Length of the ramp.")
-    target: Annotated[float, checker(_stage_target, Annotated[float, Field(ge=0)])] = Field(
+    duration: PositiveDuration = key(description="Length of the ramp.")
+    target: Annotated[float, checker(_stage_target, Annotated[float, Field(ge=0)])] = key(
         description="Sessions (closed model, a whole number) or sessions/s (open model) at the end of the ramp."
     )
 
@@ -348,44 +349,44 @@ class WorkloadConfig(Table):
     """How much load, shaped how.  sessions is 0 for the open model (and closed stages starting
     from 0); rate is 0.0 for the closed model (and open stages starting from 0)."""
 
-    model: Annotated[str, choice("closed", "open")] = Field(
+    model: Annotated[str, choice("closed", "open")] = key(
         "closed",
         description="closed: a fixed number of sessions, each sending as fast as replies allow; open: new sessions "
         "arrive at a rate whatever the server does (no coordinated omission).",
     )
-    sessions: Annotated[int, whole(1, MAX_SESSIONS)] = Field(
+    sessions: Annotated[int, whole(1, MAX_SESSIONS)] = key(
         0,
         validate_default=False,
         json_schema_extra=_no_default,
         description="Concurrent sessions (closed model only; required unless stages, then the starting count).",
     )
-    rate: Annotated[float, number(0, MAX_RATE, positive=True)] = Field(
+    rate: Annotated[float, number(0, MAX_RATE, positive=True)] = key(
         0.0,
         validate_default=False,
         json_schema_extra=_no_default,
         description="New sessions per second (open model only; required unless stages, then the starting rate).",
     )
-    arrival: Annotated[str, choice("uniform", "poisson")] = Field(
+    arrival: Annotated[str, choice("uniform", "poisson")] = key(
         "uniform", description="Open model: uniform (evenly spaced) or poisson arrivals."
     )
-    max_in_flight: Annotated[int, whole(1, MAX_SESSIONS)] = Field(
+    max_in_flight: Annotated[int, whole(1, MAX_SESSIONS)] = key(
         10000,
         description="Open model: cap on concurrent sessions; an arrival beyond it waits for a free slot, the wait "
         "counting in its schedule_lag and corrected latency, and counts.sessions_capped counts it.",
     )
-    duration: PositiveDuration | None = Field(None, description="How long to generate load (not with stages).")
-    messages: Annotated[int, whole(1, MAX_COUNT)] | None = Field(
+    duration: PositiveDuration | None = key(None, description="How long to generate load (not with stages).")
+    messages: Annotated[int, whole(1, MAX_COUNT)] | None = key(
         None, description="Stop after this many messages. At least one of duration, messages, stages."
     )
-    messages_per_session: Annotated[int, whole(1, MAX_COUNT)] = Field(
+    messages_per_session: Annotated[int, whole(1, MAX_COUNT)] = key(
         1, description="Messages sent over one connection before QUIT."
     )
-    think_time: Duration = Field("0s", description="Pause between messages within a session.")
-    grace: Duration = Field("5s", description="Time in-flight sessions get to finish at the end or on Ctrl-C.")
-    stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = Field(
+    think_time: Duration = key("0s", description="Pause between messages within a session.")
+    grace: Duration = key("5s", description="Time in-flight sessions get to finish at the end or on Ctrl-C.")
+    stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = key(
         (), validate_default=False, description="Linear ramps of sessions (closed) or rate (open), one after another."
     )
-    seed: Seed = Field(
+    seed: Seed = key(
         default_factory=lambda: random.SystemRandom().randrange(2**32),
         description="Seed of every random choice (default: random, recorded in the resolved profile).",
     )
@@ -439,8 +440,8 @@ class WorkloadConfig(Table):
 class RecipientRange(Table):
     """A uniform number of recipients per message."""
 
-    min: Annotated[int, whole(1, MAX_RECIPIENTS)] = Field(1, description="Fewest recipients.")
-    max: Annotated[int, whole(1, MAX_RECIPIENTS)] | None = Field(None, description="Most recipients (>= min).")
+    min: Annotated[int, whole(1, MAX_RECIPIENTS)] = key(1, description="Fewest recipients.")
+    max: Annotated[int, whole(1, MAX_RECIPIENTS)] | None = key(None, description="Most recipients (>= min).")
 
 
 def _recipients(value: Any) -> tuple[int, int]:
@@ -482,7 +483,7 @@ class MessageConfig(Table):
     """What each message looks like.  Templates may use {n} (message number), {session}, {rcpt}
     (recipient index) and {worker}, with format specs such as {n:06d}; literal braces are {{ and }}."""
 
-    size: SizeDistribution = Field(
+    size: SizeDistribution = key(
         "10KiB",
         description='Message size (at most 1GiB): "10KiB", {distribution = "uniform", min, max}, '
         '{distribution = "lognormal", median, sigma, min, max} (max defaults to 100 x median) '
@@ -492,18 +493,18 @@ class MessageConfig(Table):
         tuple[int, int],
         checker(_recipients, Annotated[int, Field(ge=1, le=MAX_RECIPIENTS)] | RecipientRange),
         PlainSerializer(lambda r: r[0] if r[0] == r[1] else {"min": r[0], "max": r[1]}),
-    ] = Field(1, description="Recipients per message: 3 or {min = 1, max = 5}, 1..1000.")
-    from_template: Annotated[str, template(PLACEHOLDERS, address=True)] = Field(
+    ] = key(1, description="Recipients per message: 3 or {min = 1, max = 5}, 1..1000.")
+    from_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
         "sender{n}@smtpbench.example", alias="from", description="Envelope and header sender (a template)."
     )
-    to_template: Annotated[str, template(PLACEHOLDERS, address=True)] = Field(
+    to_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
         "user{n}@example.test", alias="to", description="Recipient addresses (a template)."
     )
-    subject: Annotated[str, template(PLACEHOLDERS, address=False)] = Field(
+    subject: Annotated[str, template(PLACEHOLDERS, address=False)] = key(
         "smtpbench message {n}", description="Subject header (a template)."
     )
-    variants: Annotated[int, whole(1, 10000)] = Field(32, description="Distinct bodies pre-rendered.")
-    headers: Annotated[dict[str, str], checker(_headers, _HeaderInput)] = Field(
+    variants: Annotated[int, whole(1, 10000)] = key(32, description="Distinct bodies pre-rendered.")
+    headers: Annotated[dict[str, str], checker(_headers, _HeaderInput)] = key(
         default_factory=dict,
         json_schema_extra={"additionalProperties": False},  # names outside patternProperties are refused
         description='Extra header fields, {X-Foo = "bar"} (literal values).',
@@ -526,13 +527,13 @@ class MessageConfig(Table):
 class OutputConfig(Table):
     """Where results go and how progress is shown."""
 
-    results_dir: Annotated[str, text(what="a directory path")] = Field(
+    results_dir: Annotated[str, text(what="a directory path")] = key(
         "results", description="Directory for the results of each run."
     )
-    progress: Annotated[str, choice("auto", "live", "plain", "none")] = Field(
+    progress: Annotated[str, choice("auto", "live", "plain", "none")] = key(
         "auto", description="Progress display: auto, live, plain or none."
     )
-    interval: PositiveDuration = Field("1s", description="Histogram log interval.")
+    interval: PositiveDuration = key("1s", description="Histogram log interval.")
 
 
 # ---------------------------------------------------------------- the file
@@ -546,12 +547,12 @@ class ProfileFile(Table):
     """An smtpbench profile (``smtpbench run``; ``smtpbench conform`` reads [target] and [conform])."""
 
     unknown = "section"
-    target: TargetConfig = Field(default_factory=dict, description="The server under test.")
-    smtp: SmtpConfig = Field(default_factory=dict, description="Protocol choices.")
-    workload: WorkloadConfig = Field(default_factory=dict, description="How much load, shaped how.")
-    message: MessageConfig = Field(default_factory=dict, description="What each message looks like.")
-    output: OutputConfig = Field(default_factory=dict, description="Where results go.")
-    conform: Annotated[dict[str, Any], checker(_conform, ConformSection)] = Field(
+    target: TargetConfig = key(default_factory=dict, description="The server under test.")
+    smtp: SmtpConfig = key(default_factory=dict, description="Protocol choices.")
+    workload: WorkloadConfig = key(default_factory=dict, description="How much load, shaped how.")
+    message: MessageConfig = key(default_factory=dict, description="What each message looks like.")
+    output: OutputConfig = key(default_factory=dict, description="Where results go.")
+    conform: Annotated[dict[str, Any], checker(_conform, ConformSection)] = key(
         default_factory=dict, description="Settings of smtpbench conform (its long options)."
     )
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainSerializer
 
 from smtpbench.config import shown, type_name
-from smtpbench.fields import Invalid, Table, apply, checker, choice, max_size, nested, number
+from smtpbench.fields import Invalid, Table, apply, checker, choice, key, max_size, nested, number
 from smtpbench.units import format_size
 
 MAX_MESSAGE_SIZE = 1024**3
@@ -157,8 +157,8 @@ class Uniform(Table):
     """Sizes uniformly distributed in [min, max]."""
 
     distribution: Literal["uniform"]
-    min: MessageSize = Field(description="Smallest size.")
-    max: MessageSize = Field(description="Largest size (>= min).")
+    min: MessageSize = key(description="Smallest size.")
+    max: MessageSize = key(description="Largest size (>= min).")
 
     def spec(self) -> SizeSpec:
         """The sampler; refuses max < min."""
@@ -172,10 +172,10 @@ class Lognormal(Table):
     """Log-normal sizes (a heavy right tail, like real mail) clamped to [min, max]."""
 
     distribution: Literal["lognormal"]
-    median: MessageSize = Field(description="Median size (at least 1 octet).")
-    sigma: Annotated[float, number(0, 10, positive=True)] = Field(1.0, description="Spread (log-scale), > 0.")
-    min: MessageSize = Field(0, description="Smallest size.")
-    max: MessageSize | None = Field(None, description="Largest size (default 100 x median, at most 1GiB).")
+    median: MessageSize = key(description="Median size (at least 1 octet).")
+    sigma: Annotated[float, number(0, 10, positive=True)] = key(1.0, description="Spread (log-scale), > 0.")
+    min: MessageSize = key(0, description="Smallest size.")
+    max: MessageSize | None = key(None, description="Largest size (default 100 x median, at most 1GiB).")
 
     def spec(self) -> SizeSpec:
         """The sampler; refuses a zero median and min/max on the wrong side of it."""
@@ -193,8 +193,8 @@ class Lognormal(Table):
 class Weighted(Table):
     """One size of a weighted choice."""
 
-    size: MessageSize = Field(description="A size.")
-    weight: Annotated[float, number(0, positive=True)] = Field(1.0, description="Relative weight, > 0.")
+    size: MessageSize = key(description="A size.")
+    weight: Annotated[float, number(0, positive=True)] = key(1.0, description="Relative weight, > 0.")
 
 
 _SHAPES: dict[str, type[Uniform | Lognormal]] = {"uniform": Uniform, "lognormal": Lognormal}
