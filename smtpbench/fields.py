@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, model_validator
+from pydantic_core import PydanticUndefined
 
 from smtpbench.config import did_you_mean, join_key, shown, type_name
 from smtpbench.errors import ConfigError
@@ -142,10 +143,13 @@ class Table(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def key(*args: Any, **options: Any) -> Any:
-    """A profile key's ``Field`` (default, ``description``, ...), typed ``Any`` so that a default may be written
-    as in a profile (``"30s"`` for a float of seconds): ``validate_default`` parses it like a written value."""
-    return Field(*args, **options)
+def key(default: Any = PydanticUndefined, doc: str | None = None, **options: Any) -> Any:
+    """A profile key: its default and the description the schema and the README show (``Field`` options too).
+
+    Typed ``Any`` so that a default is written as in a profile (``"30s"`` for a
+    float of seconds): ``validate_default`` parses it like a written value.
+    """
+    return Field(default, description=doc, **options)
 
 
 def checker(check: Callable[[Any], Any], schema: Any) -> PlainValidator:

@@ -157,8 +157,8 @@ class Uniform(Table):
     """Sizes uniformly distributed in [min, max]."""
 
     distribution: Literal["uniform"]
-    min: MessageSize = key(description="Smallest size.")
-    max: MessageSize = key(description="Largest size (>= min).")
+    min: MessageSize = key(doc="Smallest size.")
+    max: MessageSize = key(doc="Largest size (>= min).")
 
     def spec(self) -> SizeSpec:
         """The sampler; refuses max < min."""
@@ -172,10 +172,10 @@ class Lognormal(Table):
     """Log-normal sizes (a heavy right tail, like real mail) clamped to [min, max]."""
 
     distribution: Literal["lognormal"]
-    median: MessageSize = key(description="Median size (at least 1 octet).")
-    sigma: Annotated[float, number(0, 10, positive=True)] = key(1.0, description="Spread (log-scale), > 0.")
-    min: MessageSize = key(0, description="Smallest size.")
-    max: MessageSize | None = key(None, description="Largest size (default 100 x median, at most 1GiB).")
+    median: MessageSize = key(doc="Median size (at least 1 octet).")
+    sigma: Annotated[float, number(0, 10, positive=True)] = key(1.0, "Spread (log-scale), > 0.")
+    min: MessageSize = key(0, "Smallest size.")
+    max: MessageSize | None = key(None, "Largest size (default 100 x median, at most 1GiB).")
 
     def spec(self) -> SizeSpec:
         """The sampler; refuses a zero median and min/max on the wrong side of it."""
@@ -193,8 +193,8 @@ class Lognormal(Table):
 class Weighted(Table):
     """One size of a weighted choice."""
 
-    size: MessageSize = key(description="A size.")
-    weight: Annotated[float, number(0, positive=True)] = key(1.0, description="Relative weight, > 0.")
+    size: MessageSize = key(doc="A size.")
+    weight: Annotated[float, number(0, positive=True)] = key(1.0, "Relative weight, > 0.")
 
 
 _SHAPES: dict[str, type[Uniform | Lognormal]] = {"uniform": Uniform, "lognormal": Lognormal}
