@@ -75,7 +75,7 @@ def probe(
             json_path=json_path,
         )
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"smtpbench: error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     transcript = Transcript()
     outcome = trio.run(Dialogue(opts, transcript, build_message(opts)).run)
@@ -84,7 +84,7 @@ def probe(
         try:
             write_json(opts.json_path, transcript.to_json(opts.target, options_json(opts), outcome))
         except RunError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"smtpbench: error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN_ERROR) from None
     raise typer.Exit(outcome.exit_code)
 

@@ -42,6 +42,8 @@ CHUNK_SIZE = 65536
 SHOWN_MESSAGE_LINES = 30
 #: The longest wait for the reply to QUIT and for the server to close.
 CLOSE_WAIT = 5.0
+#: How long a session closed by a 421 is watched for what the server still sends.
+DRAIN_WAIT = 1.0
 
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _STEP_OF = {"MAIL": "mail", "RCPT": "rcpt", "DATA": "data"}
@@ -68,10 +70,12 @@ class Dialogue:
 
     # ------------------------------------------------------------ outcomes
 
-    def _refused(self, reply: Reply, step: str | None = None, reason: str = "") -> _Stop:
+    def _refused(self, reply: Reply, step: str | None = None, reason: str = "", polite: bool = True) -> _Stop:
         step = step or self.step
         text = reply.lines[0] if reply.lines else ""
-        return _Stop(Outcome(step, "refused", STEP_EXIT[step], reason, reply.code, text))
+        if not polite:
+            self.tr.info("the server is waiting for message text after its 354: closing without QUIT")
+        return _Stop(Outcome(step, "refused", STEP_EXIT[step], reason, reply.code, text), polite)
 
     def _failed(self, reason: str, code: int | None = None, polite: bool = False) -> _Stop:
         if code is None:
@@ -317,8 +321,12 @@ class Dialogue:
         if closing is not None:  # the server is going away: nothing after it counts
             raise self._refused(closing[1], _STEP_OF[closing[0]], "the server closed the session")
         mail = replies[0][1]
+        data = next((r for v, r in replies if v == "DATA"), None)
+        # A 354 after a refused envelope (a broken pipelining server) leaves the server reading message
+        # text: a QUIT would be taken as such, and a "." could deliver an empty message.  Hang up instead.
+        polite = data is None or data.code != 354
         if mail.code >= 400:
-            raise self._refused(mail, "mail")
+            raise self._refused(mail, "mail", polite=polite)
         self.step = "mail"
         if not o.reaches("rcpt"):
             raise self._stopped()
@@ -326,12 +334,7 @@ class Dialogue:
         refused = [r for r in rcpts if r.code >= 400]
         if len(rcpts) < len(o.recipients) or len(refused) == len(rcpts):
             self.step = "rcpt"
-            data = next((r for v, r in replies if v == "DATA"), None)
-            if (
-                data is not None and data.code == 354
-            ):  # a server that says 354 anyway gets an empty message ended at once
-                await self._command("DATA_END", b".\r\n", ".")
-            raise self._refused(refused[0] if refused else mail, "rcpt", "no recipient accepted")
+            raise self._refused(refused[0] if refused else mail, "rcpt", "no recipient accepted", polite=polite)
         self.step = "rcpt"
         partial = f"the message is for {len(rcpts) - len(refused)} of {len(rcpts)} recipients" if refused else ""
         if not o.reaches("data"):
@@ -398,9 +401,10 @@ class Dialogue:
         try:
             if polite and conn.protocol.can_send("QUIT"):
                 self.step = "quit"
-                await self._command("QUIT", commands.QUIT)
+                await self._send("QUIT", commands.QUIT)
+                await self._reply(wait)
             elif polite:
-                await self._drain(wait)
+                await self._drain(min(wait, DRAIN_WAIT))
         except _Stop:
             pass
         await conn.aclose()

@@ -27,7 +27,8 @@ def build_message(opts: ProbeOptions) -> bytes:
     """The message octets (CRLF line ends, not yet dot-stuffed) for ``opts``."""
     if opts.data is not None:
         return _with_headers(_LINE_ENDS.sub(b"\r\n", opts.data), opts.headers)
-    msg = EmailMessage(policy=email.policy.SMTP)
+    # 7-bit transfer encodings for 8-bit text: the message then needs no 8BITMIME (RFC 6152) anywhere.
+    msg = EmailMessage(policy=email.policy.SMTP.clone(cte_type="7bit"))
     msg["From"] = opts.sender or "<>"
     msg["To"] = ", ".join(opts.recipients) or "undisclosed-recipients:;"
     msg["Subject"] = f"smtpbench probe {email.utils.formatdate(localtime=True)}"
