@@ -153,7 +153,7 @@ def test_starttls_verified_summary(sink, tls: TLSPair, tmp_path: Path) -> None: 
     assert code == 0, out
     assert "== verified: NO (not checked (--insecure))" in out
     insecure = json.loads(path2.read_text())["tls"]
-    for key in ("subject", "issuer", "not_before", "not_after", "version"):
+    for key in ("subject", "issuer", "not_before", "not_after", "names", "version"):
         assert insecure[key] == facts[key], key
 
 

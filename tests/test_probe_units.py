@@ -50,14 +50,14 @@ def test_meanings() -> None:
 
 def test_reply_event_flags() -> None:
     ev = reply_event(0.1, "MAIL", reply(b"554 5.7.1 no\r\n"))
-    assert ev.listed is False and any("not a reply the RFC tables list for MAIL" in n for n in ev.notes)
+    assert ev.listed is False and any("not a reply the RFC tables list for MAIL" in n for n in ev.flags)
     ev = reply_event(0.1, "AUTH_RESPONSE", reply(b"334 UGFzc3dvcmQ6\r\n"))
     assert ev.listed is True and "challenge decoded: 'Password:'" in ev.notes
     ev = reply_event(0.1, "RCPT", reply(b"299 odd\n"))
-    assert any("first digit (positive completion)" in n for n in ev.notes)
-    assert "reply defect: bare LF line end" in ev.notes
+    assert any("first digit (positive completion)" in n for n in ev.flags)
+    assert "reply defect: bare LF line end" in ev.flags
     ev = reply_event(0.1, "UNSOLICITED", reply(b"421 4.4.2 bye\r\n"))
-    assert ev.listed is True
+    assert ev.listed is True and not ev.flags
 
 
 def test_ehlo_notes() -> None:

@@ -8,6 +8,7 @@ get, and what EHLO keywords offer.  This module only picks and formats.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import ssl
 from typing import Any
 
@@ -41,10 +42,10 @@ def reply_event(t: float, verb: str, reply: Reply) -> Event:
     else:
         ev.listed = tables.is_expected(table_verb, reply.code)
     if not ev.listed:
-        ev.notes.append(f"{reply.code} is not a reply the RFC tables list for {VERB_NAME.get(verb, verb)}")
+        ev.flags.append(f"{reply.code} is not a reply the RFC tables list for {VERB_NAME.get(verb, verb)}")
     if ev.meaning is None:
-        ev.notes.append(f"unknown code: RFC 5321 4.2 says to read it by its first digit ({class_name(reply.code)})")
-    ev.notes.extend(f"reply defect: {d}" for d in reply.defects)
+        ev.flags.append(f"unknown code: RFC 5321 4.2 says to read it by its first digit ({class_name(reply.code)})")
+    ev.flags.extend(f"reply defect: {d}" for d in reply.defects)
     if reply.code == 334:
         decoded = sasl.decode(reply.lines[0]) if reply.lines and reply.lines[0] else ""
         ev.notes.append(f"challenge decoded: {decoded!r}" if decoded is not None else "challenge is not base64")
@@ -135,7 +136,17 @@ def cert_facts(cert: dict[str, Any], facts: TLSFacts) -> None:
     facts.issuer = _name([[(_SHORT.get(k, k), v) for k, v in rdn] for rdn in cert.get("issuer", ())])
     facts.not_before = cert.get("notBefore")
     facts.not_after = cert.get("notAfter")
-    facts.names = [f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())]
+    facts.names = [
+        f"{kind}:{_ip(value) if kind == 'IP Address' else value}" for kind, value in cert.get("subjectAltName", ())
+    ]
+
+
+def _ip(text: str) -> str:
+    # OpenSSL writes IPv6 names in full (0:0:0:0:0:0:0:1); show the short form, as the DER reader does.
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
 
 
 def validity_note(facts: TLSFacts, now: dt.datetime | None = None) -> str | None:

@@ -178,6 +178,7 @@ class Dialogue:
 
     async def _connect(self) -> None:
         o = self.o
+        self.tr.begin()
         self.tr.info(f"connecting to {o.target}" + (" (implicit TLS)" if o.tls == "implicit" else ""))
         try:
             with trio.fail_after(o.timeout):

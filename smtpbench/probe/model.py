@@ -44,7 +44,7 @@ class Event:
     ``kind`` is ``sent``, ``received`` or ``info``.  ``t`` is seconds since
     the connection attempt started.  Sent events carry the text as it may be
     shown (secrets already replaced); received events carry the reply
-    (``code``, ``lines``) and its annotation.
+    (``code``, ``lines``) and its annotation: ``notes`` explain, ``flags`` warn.
     """
 
     t: float
@@ -58,6 +58,8 @@ class Event:
     enhanced_meaning: str | None = None
     listed: bool | None = None
     notes: list[str] = field(default_factory=list)
+    #: What is wrong with a reply: a code not listed for the command, an unknown code, hygiene defects.
+    flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The event as JSON (README, "--json shape"): keys with no value are left out."""
@@ -71,6 +73,8 @@ class Event:
                 out["verb"] = self.verb
         if self.notes:
             out["notes"] = self.notes
+        if self.flags:
+            out["flags"] = self.flags
         return out
 
 

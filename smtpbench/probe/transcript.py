@@ -36,6 +36,11 @@ class Transcript:
         self.tls: TLSFacts | None = None
         self.extensions: dict[str, str] = {}
 
+    def begin(self) -> None:
+        """Start the clock: times are counted from here (call just before connecting)."""
+        self.start = time.perf_counter()
+        self.started_at = dt.datetime.now(dt.UTC)
+
     def now(self) -> float:
         """Seconds since the transcript (the connection attempt) started."""
         return time.perf_counter() - self.start
@@ -72,8 +77,9 @@ class Transcript:
             self._stamp(ev.t, mark, f"{reply.code}{sep}{line}".rstrip())
         self._print(f"{INDENT}  # {annotation(ev)}")
         for note in ev.notes:
-            flag = "!" if note.startswith(("reply defect", "unknown code")) or " is not a reply " in note else "#"
-            self._print(f"{INDENT}  {flag} {note}")
+            self._print(f"{INDENT}  # {note}")
+        for flag in ev.flags:
+            self._print(f"{INDENT}  ! {flag}")
         return ev
 
     def tls_established(self, facts: TLSFacts) -> None:
