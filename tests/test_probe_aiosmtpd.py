@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from smtpbench.probe import model
-from tests.peers import free_port
+from tests.peers import aiosmtpd_server
 from tests.sinkutil import TLSPair, tls_pair
 from tests.test_probe_sink import final, probe
 from tests.test_secrets import SECRET, USER, assert_absent
@@ -47,21 +46,9 @@ def tls() -> TLSPair:
 
 @pytest.fixture(scope="module")
 def server(tls: TLSPair) -> Iterator[tuple[str, Handler]]:
-    handler = Handler()
-    port = free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=tls.server_context,
-        authenticator=_authenticator,
-        auth_require_tls=True,
-    )
-    controller.start()
-    try:
-        yield f"127.0.0.1:{port}", handler
-    finally:
-        controller.stop()
+    extra = {"tls_context": tls.server_context, "authenticator": _authenticator, "auth_require_tls": True}
+    with aiosmtpd_server(Handler(), **extra) as (controller, handler):
+        yield f"127.0.0.1:{controller.port}", handler
 
 
 ENV = {"SMTPBENCH_PASSWORD": SECRET}
