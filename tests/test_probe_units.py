@@ -74,6 +74,7 @@ def test_ehlo_notes() -> None:
     password=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=4, max_size=30),
 )
 def test_auth_shown_never_contains_the_password(user: str, password: str) -> None:
+    password = "pw" + password  # not a substring of the fixed display text ("AUTH PLAIN", "hidden"...)
     shown = [
         auth_shown(f"AUTH PLAIN {sasl.plain_response(user, password)}", user, password),
         auth_shown(sasl.b64(password), user, password),
@@ -126,3 +127,10 @@ def test_message_built_with_headers_and_8bit_body() -> None:
     assert text.count(b"Subject:") == 1 and b"Subject: replaced\r\n" in text and b"X-New: 1\r\n" in text
     assert all(b < 128 for b in text)  # 8-bit body text is transfer-encoded
     assert b"\r\n" in text and b"\n" not in text.replace(b"\r\n", b"")
+
+
+def test_auth_shown_when_the_password_is_the_user_name() -> None:
+    """A password equal to (or inside) the user name is still never shown: the check for it comes first."""
+    assert auth_shown(sasl.b64("alice"), "alice", "alice") == "<password hidden>  (decoded)"
+    assert "ali" not in auth_shown(sasl.b64("alice"), "alice", "ali")
+    assert sasl.b64("alice") not in auth_shown(sasl.b64("alice"), "alice", "ali")
