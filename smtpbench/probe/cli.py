@@ -9,17 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import trio
 import typer
 
 from smtpbench.conform.config import PASSWORD_ENV
-from smtpbench.conform.report import write_json
 from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
-from smtpbench.probe.dialogue import Dialogue
-from smtpbench.probe.message import build_message
 from smtpbench.probe.model import STEPS
 from smtpbench.probe.options import DEFAULT_TIMEOUT, ProbeOptions, build_options
-from smtpbench.probe.transcript import Transcript
 
 
 def probe(
@@ -77,6 +72,14 @@ def probe(
     except ConfigError as exc:
         typer.echo(f"smtpbench: error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    # Imported here: registering the command must not slow down every other command's start (email, ssl...).
+    import trio
+
+    from smtpbench.conform.report import write_json
+    from smtpbench.probe.dialogue import Dialogue
+    from smtpbench.probe.message import build_message
+    from smtpbench.probe.transcript import Transcript
+
     transcript = Transcript()
     outcome = trio.run(Dialogue(opts, transcript, build_message(opts)).run)
     transcript.summary(outcome)
