@@ -22,17 +22,36 @@ def run_command(
     progress: Annotated[
         str | None, typer.Option("--progress", help="auto | live | plain | none (overrides [output].progress).")
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="I/N: run shard I (0-based) of N, its exact share of the load (see 'merge')."),
+    ] = None,
+    start_at: Annotated[
+        str | None,
+        typer.Option("--start-at", help="Start the schedule at this time (ISO 8601 or epoch seconds; not past)."),
+    ] = None,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
+    import dataclasses
+    import time
+
     from smtpbench.load.engine import execute
     from smtpbench.load.profile import load_profile
+    from smtpbench.load.split import Part, parse_part, parse_start_at, plan_shard
     from smtpbench.report.table import print_summary
 
     try:
         if progress is not None and progress not in ("auto", "live", "plain", "none"):
             raise ConfigError(f"--progress: unknown mode {progress!r}", expected="auto, live, plain or none")
+        part = parse_part(shard) if shard is not None else Part()
+        when = parse_start_at(start_at, time.time()) if start_at is not None else None
         prof = load_profile(profile, set_ or (), target=target, duration=duration, results_dir=results_dir)
-        outcome = execute(prof, quiet=quiet, progress=progress)
+        if shard is None and when is None:
+            outcome = execute(prof, quiet=quiet, progress=progress)
+        else:
+            workload, plan = plan_shard(prof.workload, part, when)
+            mine = dataclasses.replace(prof, workload=workload)
+            outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof)
     except ConfigError as exc:
         print(f"smtpbench: error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None

@@ -20,6 +20,11 @@ context, embedded sink), then runs one Trio event loop:
   ``interrupted``), the second cancels sessions at once;
 * the **progress view**.
 
+A run that is one shard of a larger one (:mod:`smtpbench.load.split`) gets
+its share of the load in its profile already; here it only waits for the
+common start time, numbers its messages and sessions run-wide, interleaves
+uniform arrivals, and records its part in the summary.
+
 Whatever happens, the results measured so far are written at the end.
 """
 
@@ -40,6 +45,7 @@ from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
+from smtpbench.load.split import Part, ShardPlan
 from smtpbench.load.session import (
     Control,
     Session,
@@ -73,17 +79,27 @@ class RunOutcome:
 class Engine:
     """One run of one profile against one resolved target."""
 
-    def __init__(self, profile: Profile, host: str, port: int, results: ResultsDir, progress_mode: str) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        host: str,
+        port: int,
+        results: ResultsDir,
+        progress_mode: str,
+        shard: ShardPlan | None = None,
+    ) -> None:
         self.profile = profile
+        self.shard = shard
+        self.part = shard.part if shard else Part()
         self.results = results
         self.progress_mode = progress_mode
         wl = profile.workload
         self.rng = random.Random(wl.seed)
         self.control = Control(wl.messages)
         self.status = "completed"
-        self.started_epoch = time.time()
+        self.started_epoch = shard.start_at if shard and shard.start_at is not None else time.time()
         self.recorder = Recorder(self.started_epoch)
-        self.settings = _settings(profile, host, port)
+        self.settings = _settings(profile, host, port, self.part)
         self.steps = opening_steps(self.settings)
         msg = profile.message
         self.pool = MessagePool(
@@ -108,7 +124,7 @@ class Engine:
         except OSError:
             st.sockaddr = None  # each session retries and counts a "resolve" error
         hlog = HlogWriter(self.results.open_hlog(), self.started_epoch)
-        self.t0 = self.progress.started = time.perf_counter()
+        self.t0 = self.progress.started = await self._start_line()
         try:
             async with trio.open_nursery() as background:
                 background.start_soon(self._intervals, hlog)
@@ -126,6 +142,22 @@ class Engine:
         finally:
             hlog.write(self.recorder.rotate(time.time()))
             self.results.close_hlog()
+
+    async def _start_line(self) -> float:
+        """Wait for the shard's common start time (if any); return it on the perf_counter clock.
+
+        A signal while waiting stops the run before any traffic (``interrupted``).
+        """
+        if self.shard is None or self.shard.start_at is None:
+            return time.perf_counter()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with trio.move_on_after(max(self.started_epoch - time.time(), 0.0)):
+                async for _ in signals:
+                    self.status = "interrupted"
+                    self.control.stopping = True
+                    break
+        # Aligned on the wall clock: a shard that starts a little late is behind schedule, not shifted.
+        return time.perf_counter() - (time.time() - self.started_epoch)
 
     def begin_stop(self) -> None:
         """Stop arrivals; sessions in flight get the grace period."""
@@ -199,7 +231,8 @@ class Engine:
 
     async def _drive_open(self, work: trio.Nursery) -> None:
         wl = self.profile.workload
-        schedule = ArrivalSchedule(self.shape, wl.arrival, random.Random(self.rng.getrandbits(64)))
+        rng = random.Random(self.rng.getrandbits(64))
+        schedule = ArrivalSchedule(self.shape, wl.arrival, rng, self.part.first_gap(wl.arrival))
         limiter = trio.CapacityLimiter(wl.max_in_flight)
         counts = self.recorder.counters.counts
 
@@ -252,11 +285,12 @@ class Engine:
                 "profile": p.path,
                 "seed": p.workload.seed,
                 "values_clamped": self.recorder.clamped,
+                **({"shard": self.shard.record()} if self.shard else {}),
             },
         )
 
 
-def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
+def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
     if t.tls != "none":
@@ -277,19 +311,30 @@ def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
         messages_per_session=profile.workload.messages_per_session,
         recipients_min=profile.message.recipients_min,
         recipients_max=profile.message.recipients_max,
-        sender=AddressTemplate(profile.message.from_template),
-        recipient=AddressTemplate(profile.message.to_template),
+        sender=AddressTemplate(profile.message.from_template, part),
+        recipient=AddressTemplate(profile.message.to_template, part),
     )
 
 
-def execute(profile: Profile, *, quiet: bool = False, progress: str | None = None) -> RunOutcome:
+def execute(
+    profile: Profile,
+    *,
+    quiet: bool = False,
+    progress: str | None = None,
+    shard: ShardPlan | None = None,
+    recorded: Profile | None = None,
+) -> RunOutcome:
     """Run ``profile`` to the end and write its results.
+
+    ``shard`` places the run in a larger one (``profile`` holds its share of
+    the load already); ``recorded`` is the profile written to profile.toml
+    (the whole run's, so that every shard records the same one).
 
     Raises :class:`ConfigError` (exit 2) or :class:`RunError` (exit 3) for
     problems found before any traffic; after that, results are always written.
     """
     results = ResultsDir(profile.output.results_dir, new_run_id())
-    results.write_profile(resolved_toml(profile))
+    results.write_profile(resolved_toml(recorded or profile))
     mode = choose_mode(progress or profile.output.progress, quiet)
     with ExitStack() as stack:
         host, port = profile.target.host, profile.target.port
@@ -300,7 +345,7 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
                 host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
-        engine = Engine(profile, host, port, results, mode)
+        engine = Engine(profile, host, port, results, mode, shard)
         start = time.perf_counter()
         try:
             trio.run(engine.main)
@@ -309,6 +354,8 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
                 engine.status = "failed"
             raise
         finally:  # what was measured is written however the run ended
-            summary = engine.summary(time.perf_counter() - start)
+            # From the common start time for a shard (not from the wait before it).
+            begin = engine.t0 if shard is not None and engine.t0 else start
+            summary = engine.summary(time.perf_counter() - begin)
             results.write_final(summary, engine.recorder.totals)
     return RunOutcome(engine.status, str(results.path), summary)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
+from smtpbench.load.split import Part
 from smtpbench.protocol.commands import encode_data
 
 
@@ -135,16 +136,21 @@ class AddressTemplate:
     """An envelope address template with ``{n}``, ``{session}``, ``{rcpt}``, ``{worker}``.
 
     Constant templates skip formatting entirely (the common case in big runs).
+    In one part of a split run (:mod:`smtpbench.load.split`), ``{n}`` and
+    ``{session}`` are the run-wide numbers of the part's own (disjoint across
+    parts) and ``{worker}`` is the part's index.
     """
 
-    __slots__ = ("template", "constant")
+    __slots__ = ("template", "constant", "part")
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, part: Part = Part()) -> None:
         self.template = template
         self.constant = "{" not in template
+        self.part = part
 
-    def render(self, n: int, session: int, rcpt: int = 0, worker: int = 0) -> str:
-        """The address for message ``n`` of session ``session``."""
+    def render(self, n: int, session: int, rcpt: int = 0) -> str:
+        """The address for this part's message ``n`` of its session ``session``."""
         if self.constant:
             return self.template
-        return self.template.format(n=n, session=session, rcpt=rcpt, worker=worker)
+        p = self.part
+        return self.template.format(n=p.number(n), session=p.number(session), rcpt=rcpt, worker=p.index)

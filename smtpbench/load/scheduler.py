@@ -58,13 +58,15 @@ class ArrivalSchedule:
     ``uniform`` spaces arrivals ``1/rate`` apart; ``poisson`` draws
     exponential gaps.  With a time-varying rate the gap is taken at the
     current rate; while the rate is zero the schedule advances in small steps
-    until it rises again.
+    until it rises again.  ``first_gap`` scales the first gap only: parts of a
+    split uniform schedule use it to interleave (see :mod:`smtpbench.load.split`).
     """
 
     IDLE_STEP = 0.01
 
-    def __init__(self, shape: LoadShape, arrival: str, rng: random.Random) -> None:
+    def __init__(self, shape: LoadShape, arrival: str, rng: random.Random, first_gap: float = 1.0) -> None:
         self.shape = shape
+        self.scale = first_gap
         self.poisson = arrival == "poisson"
         self.rng = rng
         self.t = 0.0
@@ -77,5 +79,6 @@ class ArrivalSchedule:
                 self.t += self.IDLE_STEP
                 continue
             gap = self.rng.expovariate(rate) if self.poisson else 1.0 / rate
-            self.t += gap
+            self.t += gap * self.scale
+            self.scale = 1.0
             return self.t
