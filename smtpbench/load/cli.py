@@ -66,6 +66,37 @@ def run_command(
     raise typer.Exit(EXIT_OK)
 
 
+def merge_command(
+    dirs: Annotated[list[str], typer.Argument(help="Shard results folders (or folders holding them).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="New folder for the merged results.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+) -> None:
+    """Merge the results of the shards of one run (--shard I/N) into one run's results folder."""
+    from smtpbench.load.merge import merge_runs
+    from smtpbench.report.table import print_summary
+
+    try:
+        outcome = merge_runs(dirs, out)
+    except ConfigError as exc:
+        print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RunError as exc:
+        print(f"smtpbench: merge failed: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR) from None
+    for path in outcome.superseded:
+        print(f"smtpbench: {path}: superseded by a later run of the same shard, left out", file=sys.stderr)
+    if outcome.missing:
+        shown = ", ".join(map(str, outcome.missing))
+        print(f"smtpbench: shards missing: {shown}", file=sys.stderr)
+    if not quiet:
+        print_summary(outcome.summary, outcome.results_path)
+    if outcome.status != "completed":
+        print(f"smtpbench: merged run {outcome.status}; results in {outcome.results_path}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR)
+    raise typer.Exit(EXIT_OK)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``smtpbench run`` to the CLI."""
+    """Add ``smtpbench run`` and ``smtpbench merge`` to the CLI."""
     app.command("run")(run_command)
+    app.command("merge")(merge_command)
