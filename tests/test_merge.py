@@ -1,0 +1,172 @@
+"""smtpbench merge on shard folders written by the engine's own writers: lossless, status, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE
+from smtpbench.load.merge import combined_status
+from smtpbench.load.results import ResultsDir
+from smtpbench.metrics.hgrm import write_hgrm
+from smtpbench.metrics.hlog import HlogWriter, read_hlog
+from smtpbench.metrics.recorder import Recorder, new_histogram
+from smtpbench.metrics.summary import build_summary, phase_stats
+from tests.test_bad_input import invoke
+
+PROFILE = '[workload]\nsessions = 3\nduration = "5s"\nseed = 11\n[output]\ninterval = "1s"\nresults_dir = "{dir}"\n'
+TAGS = ("connect", "data_end", "session", "corrected.session")
+
+
+def write_shard(
+    base: Path, index: int, count: int, start: float, values: dict[str, list[list[int]]], status: str = "completed"
+) -> Path:
+    """A shard folder as the engine writes it: intervals of 1 s (ragged last one), summary with ``shard``."""
+    results = ResultsDir(str(base), f"shard-{index}-{start:.0f}")
+    results.write_profile(PROFILE.format(dir=base))
+    rec = Recorder(start)
+    hlog = HlogWriter(results.open_hlog(), start)
+    intervals = max(len(v) for v in values.values())
+    for k in range(intervals):
+        for tag, per_interval in values.items():
+            for v in per_interval[k] if k < len(per_interval) else []:
+                rec.record(tag, v)
+        rec.counters.counts["messages_accepted"] += 10 + index
+        rec.counters.replies["DATA"][250] += 10 + index
+        rec.counters.errors["timeout"] += index
+        hlog.write(rec.rotate(start + k + (1.0 if k < intervals - 1 else 0.37)))
+    results.close_hlog()
+    elapsed = intervals - 1 + 0.37
+    summary = build_summary(
+        run_id=results.run_id,
+        status=status,
+        started_at="",
+        elapsed_s=elapsed,
+        histograms=rec.totals,
+        counters=rec.counters.to_dict(),
+        model="closed",
+        target="127.0.0.1:2525",
+        extra={"profile": "p.toml", "seed": 1000 + index, "values_clamped": 0},
+    )
+    summary["shard"] = {"index": index, "count": count, "seed": 1000 + index, "base_seed": 11}
+    results.write_final(summary, rec.totals)
+    return results.path
+
+
+def random_values(rng: random.Random, intervals: int) -> dict[str, list[list[int]]]:
+    return {
+        tag: [[int(rng.lognormvariate(7, 1.5)) + 1 for _ in range(rng.randrange(0, 60))] for _ in range(intervals)]
+        for tag in TAGS
+    }
+
+
+def merge(tmp_path: Path, *dirs: Path, out: str = "merged") -> tuple[int, str, str, dict[str, Any]]:
+    target = tmp_path / out
+    code, stdout, stderr = invoke(["merge", *map(str, dirs), "-o", str(target), "-q"])
+    summary = json.loads((target / "summary.json").read_text()) if (target / "summary.json").exists() else {}
+    return code, stdout, stderr, summary
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_merge_is_lossless(tmp_path: Path, seed: int) -> None:
+    """Merged log, totals, .hgrm and phase statistics equal those of one histogram of every value."""
+    rng = random.Random(seed)
+    starts = [1_800_000_000.0 + rng.uniform(0, 0.8) for _ in range(3)]  # not aligned: merged by time
+    data = [random_values(rng, rng.randrange(2, 6)) for _ in starts]
+    dirs = [write_shard(tmp_path / f"s{i}", i, 3, starts[i], data[i]) for i in range(3)]
+    code, _, stderr, s = merge(tmp_path, *dirs)
+    assert code == EXIT_OK, stderr
+    out = tmp_path / "merged"
+    everything = {tag: new_histogram() for tag in TAGS}
+    for d in data:
+        for tag, per_interval in d.items():
+            for values in per_interval:
+                for v in values:
+                    everything[tag].record_value(v)
+    base, intervals = read_hlog(out / "histograms.hlog")
+    assert base == pytest.approx(min(starts), abs=1e-3)
+    from_log = {tag: new_histogram() for tag in TAGS}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for iv in intervals:
+        from_log[iv.tag].add(iv.histogram)
+        spans.setdefault(iv.tag, []).append((iv.start, iv.start + iv.length))
+    for tag in TAGS:
+        assert list(from_log[tag].counts) == list(everything[tag].counts), tag
+        starts_of_tag = [a for a, _ in spans[tag]]
+        assert starts_of_tag == sorted(starts_of_tag) and len(set(starts_of_tag)) == len(starts_of_tag)
+        buf = io.StringIO()
+        write_hgrm(buf, everything[tag])
+        assert (out / f"{tag}.hgrm").read_text() == buf.getvalue()
+    for tag in ("connect", "data_end", "session"):
+        assert s["phases"][tag] == phase_stats(everything[tag])
+    assert s["corrected"]["session"] == phase_stats(everything["corrected.session"])
+    intervals_of = [max(len(v) for v in d.values()) for d in data]
+    accepted = sum((10 + i) * n for i, n in enumerate(intervals_of))
+    assert s["counts"]["messages_accepted"] == accepted == s["replies"]["DATA"]["250"]
+    assert s["errors"] == {"timeout": sum(i * n for i, n in enumerate(intervals_of))}
+    span = max(st + n - 1 + 0.37 for st, n in zip(starts, intervals_of, strict=True)) - min(starts)
+    assert s["elapsed_s"] == pytest.approx(span, abs=2e-3)
+    assert s["throughput"]["messages_per_s"] == pytest.approx(accepted / span, rel=1e-2)
+    assert s["status"] == "completed" and s["seed"] == 11
+    assert [p["index"] for p in s["shards"]] == [0, 1, 2] and s["shards_missing"] == []
+    assert "[workload]" in (out / "profile.toml").read_text()
+
+
+def test_status_combination() -> None:
+    assert combined_status(["completed"] * 3) == "completed"
+    assert combined_status(["interrupted", "interrupted"]) == "interrupted"
+    assert combined_status(["completed", "failed"]) == "degraded"
+    assert combined_status(["completed", "completed"], missing=1) == "degraded"
+
+
+def test_failed_or_missing_shard_degrades_with_exit_3(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    a = write_shard(tmp_path / "a", 0, 3, 1_800_000_000.0, random_values(rng, 2))
+    b = write_shard(tmp_path / "b", 1, 3, 1_800_000_000.0, random_values(rng, 2), status="failed")
+    code, _, stderr, s = merge(tmp_path, a, b)
+    assert code == EXIT_RUN_ERROR
+    assert s["status"] == "degraded" and s["shards_missing"] == [2]
+    assert "shards missing: 2" in stderr and "degraded" in stderr
+
+
+def test_retried_shard_supersedes_the_earlier_attempt(tmp_path: Path) -> None:
+    rng = random.Random(6)
+    write_shard(tmp_path / "s0", 0, 2, 1_800_000_000.0, random_values(rng, 2), status="failed")
+    write_shard(tmp_path / "s0", 0, 2, 1_800_000_100.0, random_values(rng, 2))
+    write_shard(tmp_path / "s1", 1, 2, 1_800_000_100.0, random_values(rng, 2))
+    code, _, stderr, s = merge(tmp_path, tmp_path / "s0", tmp_path / "s1")  # folders holding run folders
+    assert code == EXIT_OK, stderr
+    assert "superseded" in stderr and "1800000000" in stderr
+    assert [p["status"] for p in s["shards"]] == ["completed", "completed"]
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    a = write_shard(tmp_path / "a", 0, 2, 1_800_000_000.0, random_values(rng, 2))
+    b = write_shard(tmp_path / "b", 1, 3, 1_800_000_000.0, random_values(rng, 2))
+    c = write_shard(tmp_path / "c", 1, 2, 1_800_000_000.0, random_values(rng, 2))
+    (c / "profile.toml").write_text((c / "profile.toml").read_text().replace("sessions = 3", "sessions = 4"))
+    plain = tmp_path / "plain"
+    shutil.copytree(a, plain)
+    summary = json.loads((plain / "summary.json").read_text())
+    del summary["shard"]
+    (plain / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "exists").mkdir()
+    cases = [
+        ((a, b), "merged1", "different splits"),
+        ((a, c), "merged2", "another profile"),
+        ((a, plain), "merged3", "not a shard's results"),
+        ((a, tmp_path / "nowhere"), "merged4", "not found"),
+        ((a,), "exists", "already exists"),
+    ]
+    for dirs, out, message in cases:
+        code, _, stderr, _ = merge(tmp_path, *dirs, out=out)
+        assert code == EXIT_USAGE, (message, stderr)
+        assert message in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
+        assert out == "exists" or not (tmp_path / out).exists()  # nothing written on bad input
