@@ -114,7 +114,13 @@ def test_part_of_a_part_is_a_finer_part() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("3/3", "not below"), ("1", "not a part"), ("-1/3", "not a part"), ("0/0", "count must be"), ("a/b", "not a part")],
+    [
+        ("3/3", "not below"),
+        ("1", "not a part"),
+        ("-1/3", "not a part"),
+        ("0/0", "count must be"),
+        ("a/b", "not a part"),
+    ],
 )
 def test_bad_shard_is_one_line_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -186,4 +186,3 @@ def plan_shard(workload: WorkloadConfig, part: Part, start_at: float | None) -> 
     """The part's workload and its plan (raises ConfigError like :func:`split_workload`)."""
     mine = split_workload(workload, part)
     return mine, ShardPlan(part, workload.seed, mine.seed, start_at)
-
