@@ -45,7 +45,6 @@ from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
-from smtpbench.load.split import Part, ShardPlan
 from smtpbench.load.session import (
     Control,
     Session,
@@ -55,6 +54,7 @@ from smtpbench.load.session import (
     watchdog,
     watchdog_period,
 )
+from smtpbench.load.split import Part, ShardPlan
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.summary import build_summary
