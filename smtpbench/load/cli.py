@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -38,7 +38,6 @@ def run_command(
     from smtpbench.load.engine import execute
     from smtpbench.load.profile import load_profile
     from smtpbench.load.split import Part, parse_part, parse_start_at, plan_shard
-    from smtpbench.report.table import print_summary
 
     try:
         if progress is not None and progress not in ("auto", "live", "plain", "none"):
@@ -52,16 +51,28 @@ def run_command(
             workload, plan = plan_shard(prof.workload, part, when)
             mine = dataclasses.replace(prof, workload=workload)
             outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof)
-    except ConfigError as exc:
+    except (ConfigError, RunError) as exc:
+        _fail(exc, "run")
+    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, "run", "results kept in")
+
+
+def _fail(exc: ConfigError | RunError, verb: str) -> NoReturn:
+    """One line on stderr and the documented exit code: 2 for bad input, 3 when the work could not be done."""
+    if isinstance(exc, ConfigError):
         print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
-    except RunError as exc:
-        print(f"smtpbench: run failed: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_RUN_ERROR) from None
+        raise typer.Exit(EXIT_USAGE)
+    print(f"smtpbench: {verb} failed: {exc}", file=sys.stderr)
+    raise typer.Exit(EXIT_RUN_ERROR)
+
+
+def _conclude(status: str, summary: dict[str, Any], path: str, quiet: bool, what: str, where: str) -> NoReturn:
+    """The end-of-run table (unless quiet) and the exit code: 0 completed, else 3 with a line on stderr."""
+    from smtpbench.report.table import print_summary
+
     if not quiet:
-        print_summary(outcome.summary, outcome.results_path)
-    if outcome.status != "completed":
-        print(f"smtpbench: run {outcome.status}; results kept in {outcome.results_path}", file=sys.stderr)
+        print_summary(summary, path)
+    if status != "completed":
+        print(f"smtpbench: {what} {status}; {where} {path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
     raise typer.Exit(EXIT_OK)
 
@@ -73,27 +84,17 @@ def merge_command(
 ) -> None:
     """Merge the results of the shards of one run (--shard I/N) into one run's results folder."""
     from smtpbench.load.merge import merge_runs
-    from smtpbench.report.table import print_summary
 
     try:
         outcome = merge_runs(dirs, out)
-    except ConfigError as exc:
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
-    except RunError as exc:
-        print(f"smtpbench: merge failed: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_RUN_ERROR) from None
+    except (ConfigError, RunError) as exc:
+        _fail(exc, "merge")
     for path in outcome.superseded:
         print(f"smtpbench: {path}: superseded by a later run of the same shard, left out", file=sys.stderr)
     if outcome.missing:
         shown = ", ".join(map(str, outcome.missing))
         print(f"smtpbench: shards missing: {shown}", file=sys.stderr)
-    if not quiet:
-        print_summary(outcome.summary, outcome.results_path)
-    if outcome.status != "completed":
-        print(f"smtpbench: merged run {outcome.status}; results in {outcome.results_path}", file=sys.stderr)
-        raise typer.Exit(EXIT_RUN_ERROR)
-    raise typer.Exit(EXIT_OK)
+    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, "merged run", "results in")
 
 
 def register(app: typer.Typer) -> None:
