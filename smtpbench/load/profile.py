@@ -88,6 +88,7 @@ Key                               Default                         Meaning
 ``results_dir``                   ``"results"``                   Directory for results of each run.
 ``progress``                      ``"auto"``                      ``"auto"``, ``"live"``, ``"plain"`` or ``"none"``.
 ``interval``                      ``"1s"``                        Histogram log interval (> 0).
+``report``                        ``true``                        Write ``report.html`` into the results folder at the end.
 ``[conform]``                     empty                           Settings of ``smtpbench conform``, validated by it.
 ================================  ==============================  ==========================================================
 
@@ -453,6 +454,7 @@ class OutputConfig:
     results_dir: str
     progress: str
     interval: float
+    report: bool = True
 
 
 @dataclass(frozen=True)
@@ -952,13 +954,13 @@ def _template(sec: Section, name: str, default: str, *, address: bool) -> str:
 
 
 def _output(sec: Section) -> OutputConfig:
-    sec.check_keys(("results_dir", "progress", "interval"))
+    sec.check_keys(("results_dir", "progress", "interval", "report"))
     results_dir = sec.get_str("results_dir", "results")
     if "\0" in results_dir:
         sec.fail("results_dir", "contains a NUL character", expected="a directory path")
     progress = sec.get_str("progress", "auto", choices=("auto", "live", "plain", "none"))
     interval = parse_duration(sec.raw("interval", "1s"), sec.key("interval"), file=sec.file, positive=True)
-    return OutputConfig(results_dir, progress, interval)
+    return OutputConfig(results_dir, progress, interval, sec.get_bool("report", True))
 
 
 # ------------------------------------------------------------------ resolved dump
@@ -1035,6 +1037,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             "results_dir": profile.output.results_dir,
             "progress": profile.output.progress,
             "interval": format_duration(profile.output.interval),
+            "report": profile.output.report,
         },
         "conform": copy.deepcopy(profile.conform),
     }
