@@ -1,4 +1,4 @@
-"""The ``smtpbench`` command line: ``run``, ``conform`` and ``sink``.
+"""The ``smtpbench`` command line: ``run``, ``conform``, ``compare``, ``report`` and ``sink``.
 
 Each subsystem registers its own sub-command (``register(app)``) so that this
 module stays a table of contents.  Exit codes (README, "Exit codes"): 0 done,
@@ -22,10 +22,12 @@ app = typer.Typer(
 def _register_all() -> None:
     from smtpbench.conform import cli as conform_cli
     from smtpbench.load import cli as load_cli
+    from smtpbench.report import cli as report_cli
     from smtpbench.sink import cli as sink_cli
 
     load_cli.register(app)
     conform_cli.register(app)
+    report_cli.register(app)
     sink_cli.register(app)
 
 

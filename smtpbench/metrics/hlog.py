@@ -1,4 +1,4 @@
-"""Writer for the HdrHistogram interval log format (version 1.3, tagged).
+"""Writer and reader for the HdrHistogram interval log format (version 1.3, tagged).
 
 The ``hdrhistogram`` package's own writer cannot write tags and crashes in
 ``output_start_time``, so we write the format ourselves; tests read our files
@@ -19,7 +19,11 @@ Format (one interval line per tag per interval, times relative to BaseTime)::
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+from hdrh.histogram import HdrHistogram
 
 from smtpbench.metrics.recorder import Interval
 
@@ -48,3 +52,45 @@ class HlogWriter:
             max_ms = iv.histogram.get_max_value() / MAX_VALUE_UNIT_RATIO
             self.out.write(f"Tag={iv.tag},{iv.start - self.base:.3f},{iv.end - iv.start:.3f},{max_ms:.3f},{payload}\n")
         self.out.flush()
+
+
+@dataclass
+class LogInterval:
+    """One interval line read back from an hlog: tag, start (s since BaseTime), length (s), histogram."""
+
+    tag: str
+    start: float
+    length: float
+    histogram: HdrHistogram
+
+
+def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
+    """Read an interval log written by :class:`HlogWriter`: ``(base_epoch, intervals)``.
+
+    Guarantees the intervals in file order with their histograms decoded.  A
+    truncated last line (a killed run) is skipped, as HdrHistogram's readers
+    do; any other malformed line raises ``ValueError`` naming its line number.
+    Untagged lines (other writers) get the tag ``""``.
+    """
+    base = 0.0
+    out: list[LogInterval] = []
+    with open(path, encoding="ascii", errors="replace") as f:
+        lines = f.read().split("\n")
+    for no, line in enumerate(lines, 1):
+        if line.startswith("#[BaseTime:"):
+            base = float(line.split()[1])
+        if not line or line.startswith("#") or line.startswith('"StartTimestamp"'):
+            continue
+        tag = ""
+        if line.startswith("Tag="):
+            tag, _, line = line[4:].partition(",")
+        fields = line.split(",")
+        try:
+            if len(fields) != 4:
+                raise ValueError("expected 4 fields")
+            out.append(LogInterval(tag, float(fields[0]), float(fields[1]), HdrHistogram.decode(fields[3])))
+        except Exception as exc:  # hdrh raises assorted types on a bad payload
+            if no >= len(lines) - 1:  # the last line of a log cut short
+                break
+            raise ValueError(f"{path}: line {no}: not an interval histogram ({exc})") from None
+    return base, out
