@@ -79,7 +79,8 @@ def print_compare(
 
         def row(texts: list[str]) -> str:
             return "  ".join(
-                t.ljust(w) if i == 0 or i % 3 == 1 else t.rjust(w) for i, (t, w) in enumerate(zip(texts, widths))
+                t.ljust(w) if i == 0 or i % 3 == 1 else t.rjust(w)
+                for i, (t, w) in enumerate(zip(texts, widths, strict=True))
             )
 
         lines += [row(headers).rstrip()] + [row([t for t, _ in line]).rstrip() for line in body]
