@@ -44,6 +44,30 @@ def compare_command(
     raise typer.Exit(EXIT_FAILED if any(v.failed for v in verdicts) else EXIT_OK)
 
 
+def report_command(
+    runs: Annotated[list[str], typer.Argument(help="Results folder(s); several are overlaid, one colour each.")],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="HTML file to write (default RUN/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report (inline SVG charts, no network) for one or several runs."""
+    from smtpbench.report.html import write_report
+    from smtpbench.report.rundata import load_run
+
+    try:
+        loaded = [load_run(r) for r in runs]
+        path = write_report(loaded, output)
+    except ConfigError as exc:
+        print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        print(f"smtpbench: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    print(f"report: {path}")
+    raise typer.Exit(EXIT_OK)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``smtpbench compare`` and ``smtpbench report`` to the CLI."""
     app.command("compare")(compare_command)
+    app.command("report")(report_command)
