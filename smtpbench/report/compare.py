@@ -28,8 +28,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from smtpbench.config import did_you_mean
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.hgrm import mean_and_stddev
@@ -114,12 +112,18 @@ def metric_value(run: RunData, metric: str) -> float | None:
     return float(v) if isinstance(v, int | float) else None
 
 
-def _interval_value(h: HdrHistogram, stat: str) -> float:
-    if stat == "min":
-        return float(h.get_min_value())
-    if stat == "mean":
-        return mean_and_stddev(h)[0]
-    return float(interval_stats(h, (_PERCENTILE[stat],))[0])
+def _interval_values(run: RunData, phase: str, stat: str) -> list[float]:
+    """``stat`` of each qualifying interval of ``phase`` (cached on the run: one pass per interval for every stat)."""
+    cache: dict[tuple[str, str], list[float]] = run.__dict__.setdefault("_noise_cache", {})
+    if (phase, stat) not in cache:
+        ivs = [iv.histogram for iv in run.full_intervals(phase) if iv.histogram.get_total_count() >= NOISE_MIN_COUNT]
+        if stat in _PERCENTILE:
+            per = [interval_stats(h, tuple(_PERCENTILE.values())) for h in ivs]
+            for k, name in enumerate(_PERCENTILE):
+                cache[(phase, name)] = [float(v[k]) for v in per]
+        else:
+            cache[(phase, stat)] = [float(h.get_min_value()) if stat == "min" else mean_and_stddev(h)[0] for h in ivs]
+    return cache[(phase, stat)]
 
 
 def spread(run: RunData, metric: str) -> float | None:
@@ -136,9 +140,7 @@ def spread(run: RunData, metric: str) -> float | None:
             return None
         values = [x.get("counts", {}).get(counter, 0) / float(x["len"]) for x in full]
     else:
-        phase, stat = _split(metric)
-        ivs = [iv for iv in run.full_intervals(phase) if iv.histogram.get_total_count() >= NOISE_MIN_COUNT]
-        values = [_interval_value(iv.histogram, stat) for iv in ivs]
+        values = _interval_values(run, *_split(metric))
     if len(values) < NOISE_MIN_INTERVALS:
         return None
     return stdev(values)
