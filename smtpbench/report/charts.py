@@ -49,7 +49,8 @@ def fold(intervals: list[LogInterval]) -> list[LogInterval]:
         h = new_histogram()
         for iv in part:
             h.add(iv.histogram)
-        out.append(LogInterval(part[0].tag, part[0].start, sum(iv.length for iv in part), h))
+        encoded = h.encode().decode("ascii")
+        out.append(LogInterval(part[0].tag, part[0].start, sum(iv.length for iv in part), encoded, h.get_total_count()))
     return out
 
 
@@ -110,10 +111,7 @@ def throughput(runs: list[RunData]) -> str:
         if run.timeline:
             pts = _timeline_rate(run, "messages_accepted")
         else:  # older folders: every finished transaction, accepted or not
-            pts = [
-                (iv.start + iv.length / 2, iv.histogram.get_total_count() / iv.length)
-                for iv in run.series("transaction")
-            ]
+            pts = [(iv.start + iv.length / 2, iv.count / iv.length) for iv in run.series("transaction")]
         series.append(Series(_label(runs, i, "messages accepted/s"), pts, colour(i)))
         if run.is_open and run.timeline:
             series.append(

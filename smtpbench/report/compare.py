@@ -116,13 +116,14 @@ def _interval_values(run: RunData, phase: str, stat: str) -> list[float]:
     """``stat`` of each qualifying interval of ``phase`` (cached on the run: one pass per interval for every stat)."""
     cache: dict[tuple[str, str], list[float]] = run.__dict__.setdefault("_noise_cache", {})
     if (phase, stat) not in cache:
-        ivs = [iv.histogram for iv in run.full_intervals(phase) if iv.histogram.get_total_count() >= NOISE_MIN_COUNT]
+        ivs = [iv for iv in run.full_intervals(phase) if iv.count >= NOISE_MIN_COUNT]
         if stat in _PERCENTILE:
-            per = [interval_stats(h, tuple(_PERCENTILE.values())) for h in ivs]
+            per = [interval_stats(iv.histogram, tuple(_PERCENTILE.values())) for iv in ivs]
             for k, name in enumerate(_PERCENTILE):
                 cache[(phase, name)] = [float(v[k]) for v in per]
         else:
-            cache[(phase, stat)] = [float(h.get_min_value()) if stat == "min" else mean_and_stddev(h)[0] for h in ivs]
+            hists = (iv.histogram for iv in ivs)
+            cache[(phase, stat)] = [float(h.get_min_value()) if stat == "min" else mean_and_stddev(h)[0] for h in hists]
     return cache[(phase, stat)]
 
 
