@@ -136,6 +136,23 @@ def test_missing_folder_exits_2(runs: dict[str, Path], tmp_path: Path) -> None:
     assert invoke("report", str(tmp_path / "nope"))[0] == 2
 
 
+def test_cut_short_and_corrupt_logs(runs: dict[str, Path], tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    shutil.copytree(runs["same"], killed)
+    hlog = killed / "histograms.hlog"
+    text = hlog.read_text()
+    hlog.write_text(text[: len(text) - 40])  # a run killed mid-line: the last payload is cut short
+    assert invoke("compare", str(runs["base"]), str(killed))[0] == 0
+    assert invoke("report", str(killed))[0] == 0
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Tag=transaction,"))
+    lines[first] = lines[first][:-30] + "A" * 30  # a corrupt payload in the middle of the log
+    hlog.write_text("\n".join(lines) + "\n")
+    for args in (["compare", str(runs["base"]), str(killed)], ["report", str(killed)]):
+        code, _, err = invoke(*args)
+        assert code == 2 and "histograms.hlog: line" in err and err.count("\n") == 1, err
+
+
 def test_plain_text_when_not_a_terminal(runs: dict[str, Path]) -> None:
     code, out, _ = invoke("compare", str(runs["base"]), str(runs["slow"]))
     assert code == 0

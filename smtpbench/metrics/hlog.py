@@ -57,7 +57,7 @@ class HlogWriter:
 
 @dataclass
 class LogInterval:
-    """One interval line read back from an hlog: tag, start (s since BaseTime), length (s), value count.
+    """One interval line read back from an hlog: tag, start (s since BaseTime), length (s), payload.
 
     The histogram stays encoded (a decoded one takes ~190 KB) and is decoded
     on each access of :attr:`histogram`, so a long log can be read in little memory.
@@ -67,12 +67,15 @@ class LogInterval:
     start: float
     length: float
     encoded: str
-    count: int
+    where: str = ""  # "FILE: line N", for errors
 
     @property
     def histogram(self) -> HdrHistogram:
-        """The interval's histogram, freshly decoded (the caller may modify it)."""
-        return decode(self.encoded)
+        """The interval's histogram, freshly decoded; a corrupt payload raises ``ValueError`` naming its line."""
+        try:
+            return decode(self.encoded)
+        except Exception as exc:  # hdrh raises assorted types on a bad payload
+            raise ValueError(f"{self.where}: not an interval histogram ({type(exc).__name__})") from None
 
 
 _decoded = 0
@@ -99,10 +102,11 @@ def decode(encoded: str) -> HdrHistogram:
 def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
     """Read an interval log written by :class:`HlogWriter`: ``(base_epoch, intervals)``.
 
-    Guarantees the intervals in file order, each payload checked to decode.  A
-    truncated last line (a killed run) is skipped, as HdrHistogram's readers
-    do; any other malformed line raises ``ValueError`` naming its line number.
-    Untagged lines (other writers) get the tag ``""``.
+    Guarantees the intervals in file order.  Payloads are decoded on use
+    (:attr:`LogInterval.histogram`).  A truncated last line (a killed run) is
+    skipped, as HdrHistogram's readers do; any other line without the four
+    fields raises ``ValueError`` naming its line number.  Untagged lines
+    (other writers) get the tag ``""``.
     """
     base = 0.0
     out: list[LogInterval] = []
@@ -118,12 +122,16 @@ def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
             tag, _, line = line[4:].partition(",")
         fields = line.split(",")
         try:
-            if len(fields) != 4:
+            if len(fields) != 4 or not fields[3]:
                 raise ValueError("expected 4 fields")
-            count = decode(fields[3]).get_total_count()
-            out.append(LogInterval(tag, float(fields[0]), float(fields[1]), fields[3], count))
-        except Exception as exc:  # hdrh raises assorted types on a bad payload
+            out.append(LogInterval(tag, float(fields[0]), float(fields[1]), fields[3], f"{path}: line {no}"))
+        except ValueError as exc:
             if no >= len(lines) - 1:  # the last line of a log cut short
                 break
-            raise ValueError(f"{path}: line {no}: not an interval histogram ({exc})") from None
+            raise ValueError(f"{path}: line {no}: not an interval line ({exc})") from None
+    if out:  # a killed run may have left its last payload cut short: check that one only
+        try:
+            out[-1].histogram  # noqa: B018 (decoding is the check)
+        except ValueError:
+            out.pop()
     return base, out

@@ -6,18 +6,16 @@ throughput, sessions in flight and errors from ``timeline.jsonl`` (throughput
 falls back to the count of ``transaction`` values per interval for folders
 written before the timeline existed).  Long runs are folded to at most
 :data:`MAX_POINTS` points per series by adding neighbouring intervals'
-histograms, which keeps percentiles exact for the merged span.
+histograms (``RunData.folded``), which keeps percentiles exact for the merged span.
 """
 
 from __future__ import annotations
 
-from smtpbench.metrics.hlog import LogInterval
-from smtpbench.metrics.recorder import new_histogram
 from smtpbench.metrics.summary import CORRECTED_PREFIX
 from smtpbench.report.rundata import RunData, interval_stats
 from smtpbench.report.svg import DASHES, PALETTE, Chart, Series, line_chart
 
-MAX_POINTS = 300
+MAX_POINTS = 240
 SPECTRUM_PERCENTILES = tuple(
     100.0 - 50.0 / 10 ** (i / 8) for i in range(0, 8 * 5 + 1)
 )  # 50 % .. 99.999 %, 8 points a decade
@@ -38,22 +36,6 @@ def _label(runs: list[RunData], i: int, what: str) -> str:
     return what if len(runs) == 1 else f"{run_label(i)} {what}"
 
 
-def fold(intervals: list[LogInterval]) -> list[LogInterval]:
-    """At most :data:`MAX_POINTS` intervals: neighbours merged (histograms added, lengths summed)."""
-    if len(intervals) <= MAX_POINTS:
-        return intervals
-    group = -(-len(intervals) // MAX_POINTS)
-    out = []
-    for k in range(0, len(intervals), group):
-        part = intervals[k : k + group]
-        h = new_histogram()
-        for iv in part:
-            h.add(iv.histogram)
-        encoded = h.encode().decode("ascii")
-        out.append(LogInterval(part[0].tag, part[0].start, sum(iv.length for iv in part), encoded, h.get_total_count()))
-    return out
-
-
 def stage_markers(run: RunData) -> list[tuple[float, str]]:
     """Vertical markers where each stage of the first run ends (``-> 100/s`` or ``-> 50 sessions``)."""
     shape = run.shape()
@@ -71,7 +53,7 @@ def latency_over_time(runs: list[RunData], tag: str) -> str:
     """p50, p99 and max of ``tag`` per interval (ms), one colour per run, one dash per statistic."""
     series = []
     for i, run in enumerate(runs):
-        ivs = fold(run.series(tag))
+        ivs = run.folded(tag, MAX_POINTS)
         stats = [(iv.start + iv.length / 2, interval_stats(iv.histogram, (50.0, 99.0, 100.0))) for iv in ivs]
         for k, name in enumerate(STAT_DASH):
             pts = [(t, v[k] / 1000) for t, v in stats]
@@ -111,7 +93,10 @@ def throughput(runs: list[RunData]) -> str:
         if run.timeline:
             pts = _timeline_rate(run, "messages_accepted")
         else:  # older folders: every finished transaction, accepted or not
-            pts = [(iv.start + iv.length / 2, iv.count / iv.length) for iv in run.series("transaction")]
+            pts = [
+                (iv.start + iv.length / 2, iv.histogram.get_total_count() / iv.length)
+                for iv in run.folded("transaction", MAX_POINTS)
+            ]
         series.append(Series(_label(runs, i, "messages accepted/s"), pts, colour(i)))
         if run.is_open and run.timeline:
             series.append(

@@ -37,6 +37,9 @@ def compare_command(
     except ConfigError as exc:
         print(f"smtpbench: error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
+        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
     if as_json:
         print(json.dumps(compare_json(rows, base_run, new_runs, verdicts), indent=2))
     else:
@@ -59,6 +62,9 @@ def report_command(
         path = write_report(loaded, output)
     except ConfigError as exc:
         print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
+        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
     except OSError as exc:
         print(f"smtpbench: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)

@@ -11,8 +11,10 @@ absolute and relative difference to BASE.
 Noise (README, "compare"): a run's *spread* for a metric is the sample
 standard deviation of that metric computed on each full interval of its
 ``histograms.hlog`` (latencies; intervals with at least
-:data:`NOISE_MIN_COUNT` values) or ``timeline.jsonl`` (throughput), when at
-least :data:`NOISE_MIN_INTERVALS` intervals qualify.  The noise of a
+:data:`NOISE_MIN_COUNT` values; a log longer than :data:`NOISE_MAX_INTERVALS`
+intervals is sampled evenly, every k-th interval, to bound the work) or
+``timeline.jsonl`` (throughput), when at least :data:`NOISE_MIN_INTERVALS`
+intervals qualify.  The noise of a
 comparison is the larger spread of the two runs, and a difference whose
 absolute value is no larger is marked ``~`` (within noise) instead of
 better/worse.  Interval-to-interval spread is wider than the spread of a
@@ -35,6 +37,8 @@ from smtpbench.report.rundata import STATS, RunData, interval_stats, stdev
 
 NOISE_MIN_COUNT = 10
 NOISE_MIN_INTERVALS = 3
+#: Longer logs are sampled evenly down to about this many intervals (the spread of a sample estimates the same spread).
+NOISE_MAX_INTERVALS = 120
 THROUGHPUT_COUNTS = {
     "messages_per_s": "messages_accepted",
     "messages_sent_per_s": "messages_sent",
@@ -116,14 +120,20 @@ def _interval_values(run: RunData, phase: str, stat: str) -> list[float]:
     """``stat`` of each qualifying interval of ``phase`` (cached on the run: one pass per interval for every stat)."""
     cache: dict[tuple[str, str], list[float]] = run.__dict__.setdefault("_noise_cache", {})
     if (phase, stat) not in cache:
-        ivs = [iv for iv in run.full_intervals(phase) if iv.count >= NOISE_MIN_COUNT]
-        if stat in _PERCENTILE:
-            per = [interval_stats(iv.histogram, tuple(_PERCENTILE.values())) for iv in ivs]
-            for k, name in enumerate(_PERCENTILE):
-                cache[(phase, name)] = [float(v[k]) for v in per]
-        else:
-            hists = (iv.histogram for iv in ivs)
-            cache[(phase, stat)] = [float(h.get_min_value()) if stat == "min" else mean_and_stddev(h)[0] for h in hists]
+        wanted = list(_PERCENTILE) if stat in _PERCENTILE else [stat]
+        for name in wanted:
+            cache[(phase, name)] = []
+        intervals = run.full_intervals(phase)
+        step = max(1, -(-len(intervals) // NOISE_MAX_INTERVALS))
+        for iv in intervals[::step]:  # one histogram decoded at a time: a long log stays small
+            h = iv.histogram
+            if h.get_total_count() < NOISE_MIN_COUNT:
+                continue
+            if stat in _PERCENTILE:
+                for name, v in zip(wanted, interval_stats(h, tuple(_PERCENTILE.values())), strict=True):
+                    cache[(phase, name)].append(float(v))
+            else:
+                cache[(phase, stat)].append(float(h.get_min_value()) if stat == "min" else mean_and_stddev(h)[0])
     return cache[(phase, stat)]
 
 

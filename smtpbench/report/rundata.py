@@ -41,6 +41,7 @@ class RunData:
     intervals: list[LogInterval]
     timeline: list[dict[str, Any]]
     _by_tag: dict[str, list[LogInterval]] = field(default_factory=dict, repr=False)
+    _totals: dict[str, str] = field(default_factory=dict, repr=False)  # tag -> encoded total
 
     def __post_init__(self) -> None:
         for iv in self.intervals:
@@ -79,10 +80,29 @@ class RunData:
 
     def total(self, tag: str) -> HdrHistogram:
         """All of ``tag``'s interval histograms added together (the run's total for that phase)."""
-        h = new_histogram()
-        for iv in self.series(tag):
-            h.add(iv.histogram)
-        return h
+        if tag not in self._totals:
+            self.folded(tag)
+        return HdrHistogram.decode(self._totals[tag])
+
+    def folded(self, tag: str, max_points: int = 300) -> list[LogInterval]:
+        """``tag``'s intervals, neighbours merged (histograms added, lengths summed) to at most ``max_points``.
+
+        The same pass adds up the run's total for :meth:`total`, so each payload is decoded once.
+        """
+        intervals = self.series(tag)
+        group = max(1, -(-len(intervals) // max_points))
+        total = new_histogram()
+        out = []
+        for k in range(0, len(intervals), group):
+            part = intervals[k : k + group]
+            h = new_histogram()
+            for iv in part:
+                h.add(iv.histogram)
+            total.add(h)
+            encoded = part[0].encoded if len(part) == 1 else h.encode().decode("ascii")
+            out.append(LogInterval(tag, part[0].start, sum(iv.length for iv in part), encoded, part[0].where))
+        self._totals[tag] = total.encode().decode("ascii")
+        return out
 
     @cached_property
     def nominal_interval(self) -> float:
