@@ -1,7 +1,7 @@
 """``smtpbench compare`` and ``smtpbench report`` on result folders of real runs against the sink.
 
 Three small open runs (3 s each) against our sink over loopback: two with
-the same 10 ms end-of-data delay and one with 60 ms.  Compare must call the
+the same 10 ms end-of-data delay and one with 100 ms.  Compare must call the
 slow one worse and fail its ``--fail-if``; the noise rule itself is proven on
 synthetic logs whose interval spread is known exactly.  The report must
 render in a real headless Chromium without console errors or network
@@ -69,7 +69,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with SinkThread(SinkConfig(delays={"data_end": 0.010})) as fast:
         out["base"] = real_run(tmp, fast.port, "base")
         out["same"] = real_run(tmp, fast.port, "same")
-    with SinkThread(SinkConfig(delays={"data_end": 0.060})) as slow:
+    with SinkThread(SinkConfig(delays={"data_end": 0.100})) as slow:
         out["slow"] = real_run(tmp, slow.port, "slow")
     return out
 
@@ -91,7 +91,7 @@ def test_compare_real_runs_flags_the_slow_one(runs: dict[str, Path]) -> None:
     r = row(doc, "transaction.p50")
     same, slow = r["new"]
     assert 8_000 < r["base"] < 40_000
-    assert slow["verdict"] == "worse" and 40_000 < slow["delta"] < 120_000, slow
+    assert slow["verdict"] == "worse" and 60_000 < slow["delta"] < 250_000, slow
     assert slow["delta_pct"] > 100
     # Each run's interval-to-interval spread was estimated from its hlog (12 quarter-second intervals).
     assert same["noise"] is not None and slow["noise"] is not None
@@ -105,10 +105,12 @@ def test_fail_if_exit_codes(runs: dict[str, Path]) -> None:
     code, out, _ = invoke("compare", base, slow, "--fail-if", "transaction.p50 > +50%")
     assert code == 1 and "FAIL transaction.p50 > +50%" in out
     assert invoke("compare", base, slow, "--fail-if", "transaction.p50 > +30ms")[0] == 1
-    assert invoke("compare", base, slow, "--fail-if", "transaction.p50 > +500ms")[0] == 0
-    assert invoke("compare", base, same, "--fail-if", "transaction.p50 > +50%")[0] == 0
+    assert invoke("compare", base, slow, "--fail-if", "transaction.p50 > +2s")[0] == 0
+    # The same server twice does not fail a gate the 10x slower one fails (wide margin: a loaded CI machine).
+    assert invoke("compare", base, same, "--fail-if", "transaction.p50 > +150%")[0] == 0
+    assert invoke("compare", base, slow, "--fail-if", "transaction.p50 > +150%")[0] == 1
     # Several NEW folders: fails when any of them meets the condition.
-    assert invoke("compare", base, same, slow, "--fail-if", "session.p50 > +30ms")[0] == 1
+    assert invoke("compare", base, same, slow, "--fail-if", "session.p50 > +50ms")[0] == 1
     assert invoke("compare", base, slow, "--fail-if", "throughput.messages_per_s < -50%")[0] == 0
 
 
@@ -191,14 +193,14 @@ def synthetic_run(folder: Path, per_interval_us: list[int], n: int = 50) -> Path
 
 
 def test_noise_rule_on_known_spread(tmp_path: Path) -> None:
-    # Base alternates 10 ms / 12 ms per interval: sample standard deviation ~1.07 ms.
+    # Base alternates 10 ms / 12 ms per interval: median 11 ms, every deviation 1 ms, spread 1.4826 ms.
     base = synthetic_run(tmp_path / "base", [10_000, 12_000] * 4)
-    near = synthetic_run(tmp_path / "near", [10_500, 12_500] * 4)  # +0.5 ms: inside the spread
-    far = synthetic_run(tmp_path / "far", [12_500, 14_500] * 4)  # +2.5 ms: outside it
+    near = synthetic_run(tmp_path / "near", [11_000, 13_000] * 4)  # +1.0 ms: inside the spread
+    far = synthetic_run(tmp_path / "far", [11_600, 13_600] * 4)  # +1.6 ms: just outside it
     steady = synthetic_run(tmp_path / "steady", [10_000] * 8)
     _, doc = compare_json(str(base), str(near), str(far))
     near_c, far_c = row(doc, "x.p50")["new"]
-    assert near_c["noise"] == pytest.approx(1069.0, abs=10)
+    assert near_c["noise"] == pytest.approx(1482.6, abs=8)
     assert near_c["verdict"] == "noise" and near_c["within_noise"]
     assert far_c["verdict"] == "worse" and not far_c["within_noise"]
     # Noise is the larger spread of the two runs: against a steady base the near run's own spread counts.
@@ -209,9 +211,13 @@ def test_noise_rule_on_known_spread(tmp_path: Path) -> None:
     assert code == 0 and "within noise" in out
     assert invoke("compare", str(base), str(near), "--fail-if", "x.p50 > +1%", "--ignore-noise")[0] == 1
     assert invoke("compare", str(base), str(far), "--fail-if", "x.p50 > +1%")[0] == 1
+    # One interval caught in a stall (300 ms) barely widens the spread (a standard deviation would be ~96 ms).
+    stalled = synthetic_run(tmp_path / "stalled", [10_000, 12_000] * 4 + [300_000])
+    _, doc = compare_json(str(stalled), str(steady))
+    assert row(doc, "x.p50")["new"][0]["noise"] < 5_000
     # Too few intervals: no estimate, so a change is a change.
     short = synthetic_run(tmp_path / "short", [10_000, 12_000])
-    short2 = synthetic_run(tmp_path / "short2", [10_500, 12_500])
+    short2 = synthetic_run(tmp_path / "short2", [11_000, 13_000])
     _, doc = compare_json(str(short), str(short2))
     assert row(doc, "x.p50")["new"][0]["noise"] is None
     assert row(doc, "x.p50")["new"][0]["verdict"] == "worse"

@@ -8,18 +8,19 @@ p90, p99, p999, max; phases include ``corrected.<phase>`` and
 from each run's ``summary.json``; each NEW run gets one column with its
 absolute and relative difference to BASE.
 
-Noise (README, "compare"): a run's *spread* for a metric is the sample
-standard deviation of that metric computed on each full interval of its
-``histograms.hlog`` (latencies; intervals with at least
+Noise (README, "compare"): a run's *spread* for a metric is the robust
+standard deviation (1.4826 × the median absolute deviation, so that one
+interval caught in a stall does not widen it) of that metric computed on each
+full interval of its ``histograms.hlog`` (latencies; intervals with at least
 :data:`NOISE_MIN_COUNT` values; a log longer than :data:`NOISE_MAX_INTERVALS`
 intervals is sampled evenly, every k-th interval, to bound the work) or
 ``timeline.jsonl`` (throughput), when at least :data:`NOISE_MIN_INTERVALS`
-intervals qualify.  The noise of a
-comparison is the larger spread of the two runs, and a difference whose
-absolute value is no larger is marked ``~`` (within noise) instead of
-better/worse.  Interval-to-interval spread is wider than the spread of a
-whole-run figure, so the rule errs towards calling a change noise: a change
-that is not marked ``~`` is one that single intervals rarely show by chance.
+intervals qualify.  The noise of a comparison is the larger spread of the two
+runs, and a difference whose absolute value is no larger is marked ``~``
+(within noise) instead of better/worse.  Interval-to-interval spread is wider
+than the spread of a whole-run figure, so the rule errs towards calling a
+change noise: a change that is not marked ``~`` is one that single intervals
+rarely show by chance.
 Error counts have no noise estimate.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 from smtpbench.config import did_you_mean
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.hgrm import mean_and_stddev
-from smtpbench.report.rundata import STATS, RunData, interval_stats, stdev
+from smtpbench.report.rundata import STATS, RunData, interval_stats, robust_spread
 
 NOISE_MIN_COUNT = 10
 NOISE_MIN_INTERVALS = 3
@@ -138,7 +139,7 @@ def _interval_values(run: RunData, phase: str, stat: str) -> list[float]:
 
 
 def spread(run: RunData, metric: str) -> float | None:
-    """The run's interval-to-interval standard deviation of ``metric`` (None when it cannot be estimated)."""
+    """The run's interval-to-interval spread of ``metric`` (None when it cannot be estimated): see the module notes."""
     family, _, rest = metric.partition(".")
     values: list[float]
     if family == "errors":
@@ -154,7 +155,7 @@ def spread(run: RunData, metric: str) -> float | None:
         values = _interval_values(run, *_split(metric))
     if len(values) < NOISE_MIN_INTERVALS:
         return None
-    return stdev(values)
+    return robust_spread(values)
 
 
 def compare_cell(metric: str, base: float | None, new: float | None, noise: float | None) -> Cell:

@@ -13,9 +13,7 @@ from smtpbench.report.rundata import RunData
 
 MARKS = {"same": "=", "noise": "~", "better": "better", "worse": "WORSE", "": ""}
 STYLES = {"same": "dim", "noise": "dim", "better": "green", "worse": "bold red", "": ""}
-LEGEND = (
-    "~ = within noise: |change| <= the larger interval-to-interval standard deviation of the two runs (README, compare)"
-)
+LEGEND = "~ = within noise: |change| <= the larger interval-to-interval spread (1.4826 x MAD) of the two runs (README, compare)"
 
 
 def fmt_value(value: float | None, unit: str) -> str:
@@ -44,6 +42,11 @@ def fmt_change(cell: Cell, unit: str) -> str:
     return f"{sign}{d}{pct}"
 
 
+def _left(column: int) -> bool:
+    """Metric names and verdict marks are left-aligned, numbers right-aligned."""
+    return column == 0 or (column >= 2 and (column - 2) % 3 == 2)
+
+
 def _cells(cell: Cell, unit: str) -> list[tuple[str, str]]:
     mark = "~ (within noise)" if cell.verdict == "noise" else MARKS[cell.verdict]
     style = STYLES[cell.verdict]
@@ -70,7 +73,7 @@ def print_compare(
     if console.is_terminal:
         table = Table(show_edge=False, box=None, pad_edge=False)
         for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i == 0 or i % 3 == 1 else "right", no_wrap=True)
+            table.add_column(h, justify="left" if _left(i) else "right", no_wrap=True)
         for line in body:
             table.add_row(*[f"[{style}]{text}[/]" if style and text else text for text, style in line])
         console.print(table)
@@ -79,8 +82,7 @@ def print_compare(
 
         def row(texts: list[str]) -> str:
             return "  ".join(
-                t.ljust(w) if i == 0 or i % 3 == 1 else t.rjust(w)
-                for i, (t, w) in enumerate(zip(texts, widths, strict=True))
+                t.ljust(w) if _left(i) else t.rjust(w) for i, (t, w) in enumerate(zip(texts, widths, strict=True))
             )
 
         lines += [row(headers).rstrip()] + [row([t for t, _ in line]).rstrip() for line in body]

@@ -188,25 +188,35 @@ def build_report(runs: list[RunData]) -> str:
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         '<p class="muted">Latencies in ms. Over time, each run starts at 0 s; dashed vertical lines mark stages.</p>',
-        "<h2>runs</h2>",
+        '<h2 id="runs">runs</h2>',
         runs_section(runs),
-        "<h2>over time</h2>",
+        '<h2 id="over-time">over time</h2>',
         '<div class="grid-2">',
         charts.throughput(runs),
         charts.in_flight(runs),
         charts.errors_over_time(runs),
         "</div>",
-        "<h2>latency over time (p50 solid, p99 dashed, max dotted)</h2>",
+        '<h2 id="latency-over-time">latency over time (p50 solid, p99 dashed, max dotted)</h2>',
         '<div class="grid-2">',
     ]
     parts += [f'<div class="phase" data-phase="{escape(t)}">{charts.latency_over_time(runs, t)}</div>' for t in tags]
-    parts += ["</div>", "<h2>percentile spectrum</h2>", '<div class="grid-2">']
+    parts += ["</div>", '<h2 id="spectrum">percentile spectrum</h2>', '<div class="grid-2">']
     for t in service:
         group = [t] + ([CORRECTED_PREFIX + t] if CORRECTED_PREFIX + t in tags else [])
         parts.append(f'<div class="spectrum" data-phase="{escape(t)}">{charts.spectrum(runs, group)}</div>')
-    parts += ["</div>", "<h2>latency (ms)</h2>", latency_table(runs, tags), "<h2>counts</h2>", counts_section(runs)]
-    parts += ["<h2>replies by command and code</h2>", _codes_table(runs, "replies")]
-    parts += ["<h2>unexpected replies</h2>", _codes_table(runs, "unexpected_replies"), "<h2>resolved profile</h2>"]
+    parts += [
+        "</div>",
+        '<h2 id="latency">latency (ms)</h2>',
+        latency_table(runs, tags),
+        '<h2 id="counts">counts</h2>',
+        counts_section(runs),
+    ]
+    parts += ['<h2 id="replies">replies by command and code</h2>', _codes_table(runs, "replies")]
+    parts += [
+        '<h2 id="unexpected">unexpected replies</h2>',
+        _codes_table(runs, "unexpected_replies"),
+        '<h2 id="profile">resolved profile</h2>',
+    ]
     for r in runs:
         parts.append(f"<details><summary>{escape(r.name)}</summary><pre>{escape(r.profile_text)}</pre></details>")
     parts.append("</body></html>\n")

@@ -10,7 +10,7 @@ loads, it just has less to show.
 from __future__ import annotations
 
 import json
-import math
+import statistics
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -156,9 +156,14 @@ def interval_stats(h: HdrHistogram, percentiles: tuple[float, ...]) -> list[int]
     return [int(h.get_max_value()) if p >= 100 else int(got[p]) for p in percentiles]
 
 
-def stdev(values: list[float]) -> float:
-    """Sample standard deviation (0 for fewer than two values)."""
+#: Scales a median absolute deviation to the standard deviation of normally distributed values.
+MAD_TO_SD = 1.4826
+
+
+def robust_spread(values: list[float]) -> float:
+    """1.4826 × the median absolute deviation of ``values``: the standard deviation for normal data,
+    but a few outliers (an interval during a stall) barely move it.  0 for fewer than two values."""
     if len(values) < 2:
         return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    mid = statistics.median(values)
+    return MAD_TO_SD * statistics.median(abs(v - mid) for v in values)

@@ -73,7 +73,7 @@ def line_chart(chart: Chart, series: Sequence[Series]) -> str:
 
     Always returns a complete, well-formed element; with no points it says "no data".
     """
-    left, right, top, bottom = 64, 16, 28, 40
+    left, right, top, bottom = 64, 30, 28, 40
     longest = max((len(s.label) for s in series), default=1)
     per_row = max(1, min(4, int((chart.width - 80) // (34 + 6.5 * longest))))
     legend_rows = math.ceil(len(series) / per_row) if series else 0
