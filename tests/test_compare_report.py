@@ -317,3 +317,22 @@ def test_report_in_headless_chromium(runs: dict[str, Path], tmp_path: Path) -> N
     blue = sum(1 for p in pixels if p[2] > p[0] + 60)  # the first run's colour (#0072B2) drawn in the charts
     assert ink > 0.02 * len(pixels), (ink, len(pixels))
     assert blue > 50, blue
+
+
+def test_values_at_percentiles_equal_hdrh() -> None:
+    """The report's fast percentile walk gives exactly hdrh's ``get_value_at_percentile``."""
+    import random
+
+    from smtpbench.metrics.hgrm import values_at_percentiles
+
+    rng = random.Random(5)  # fixed: the same 60 histograms every run
+    for _ in range(60):
+        h = new_histogram()
+        for _ in range(rng.randint(1, 500)):
+            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
+            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+        decoded = new_histogram().decode(h.encode())
+        ps = (0.001, 12.5, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0, rng.uniform(0.01, 100))
+        for hist in (h, decoded):
+            assert values_at_percentiles(hist, ps) == [hist.get_value_at_percentile(p) for p in ps]
+    assert values_at_percentiles(new_histogram(), (50.0,)) == [0]

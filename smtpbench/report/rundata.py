@@ -21,6 +21,7 @@ from hdrh.histogram import HdrHistogram
 
 from smtpbench.errors import ConfigError
 from smtpbench.load.scheduler import LoadShape, Ramp
+from smtpbench.metrics.hgrm import values_at_percentiles
 from smtpbench.metrics.hlog import LogInterval, read_hlog
 from smtpbench.metrics.recorder import new_histogram
 from smtpbench.metrics.summary import CORRECTED_PREFIX, PHASE_ORDER, SCHEDULE_LAG
@@ -150,10 +151,10 @@ def load_run(folder: str | Path) -> RunData:
 
 
 def interval_stats(h: HdrHistogram, percentiles: tuple[float, ...]) -> list[int]:
-    """Values (µs) at ``percentiles`` of ``h`` in one pass; 100 gives the max."""
-    wanted = [p for p in percentiles if p < 100]
-    got = h.get_percentile_to_value_dict(wanted) if wanted else {}
-    return [int(h.get_max_value()) if p >= 100 else int(got[p]) for p in percentiles]
+    """Values (µs) at ``percentiles`` of ``h`` in one pass; 100 gives the max (as recorded, like summary.json)."""
+    got = values_at_percentiles(h, tuple(p for p in percentiles if p < 100))
+    it = iter(got)
+    return [int(h.get_max_value()) if p >= 100 else next(it) for p in percentiles]
 
 
 #: Scales a median absolute deviation to the standard deviation of normally distributed values.
