@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Bad folders, corrupt results, bad conditions, an unwritable -o: one line on stderr, exit 2."""
+    try:
+        yield
+    except ConfigError as exc:
+        print(f"smtpbench: error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
+        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        print(f"smtpbench: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def compare_command(
@@ -28,18 +46,12 @@ def compare_command(
     from smtpbench.report.compare_view import compare_json, print_compare
     from smtpbench.report.rundata import load_run
 
-    try:
+    with _usage_errors():
         conditions = [parse_condition(c) for c in fail_if or ()]
         base_run = load_run(base)
         new_runs = [load_run(n) for n in new]
         verdicts = judge(conditions, base_run, new_runs, ignore_noise=ignore_noise)
         rows = compare_runs(base_run, new_runs)
-    except ConfigError as exc:
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
-    except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
-        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
     if as_json:
         print(json.dumps(compare_json(rows, base_run, new_runs, verdicts), indent=2))
     else:
@@ -57,18 +69,8 @@ def report_command(
     from smtpbench.report.html import write_report
     from smtpbench.report.rundata import load_run
 
-    try:
-        loaded = [load_run(r) for r in runs]
-        path = write_report(loaded, output)
-    except ConfigError as exc:
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
-    except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
-        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
-    except OSError as exc:
-        print(f"smtpbench: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
+    with _usage_errors():
+        path = write_report([load_run(r) for r in runs], output)
     print(f"report: {path}")
     raise typer.Exit(EXIT_OK)
 
