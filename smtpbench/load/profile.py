@@ -69,6 +69,8 @@ Key                               Default                         Meaning
                                                                   ``stages`` exclude each other.
 ``messages_per_session``          1                               Messages sent over one connection before QUIT.
 ``think_time``                    0                               Pause between messages within a session.
+``session_pause``                 0                               Closed only: pause between one session's QUIT and the
+                                                                  next session of the same loop.
 ``grace``                         ``"5s"``                        Time in-flight sessions get to finish at the end or on Ctrl-C.
 ``stages``                        none                            Array of ``{duration = "30s", target = 100}``: linear ramps
                                                                   of sessions (closed, whole numbers) or rate (open).
@@ -289,6 +291,7 @@ class WorkloadConfig:
     messages_per_session: int
     think_time: float
     grace: float
+    session_pause: float
     stages: tuple[Stage, ...]
     seed: int
 
@@ -727,6 +730,7 @@ def _workload(sec: Section) -> WorkloadConfig:
             "messages",
             "messages_per_session",
             "think_time",
+            "session_pause",
             "grace",
             "stages",
             "seed",
@@ -761,6 +765,8 @@ def _workload(sec: Section) -> WorkloadConfig:
             sec.fail(
                 "rate", "is required for the open model (or give stages)", expected="a positive number of sessions/s"
             )
+        if sec.has("session_pause"):
+            sec.fail("session_pause", "only applies to the closed model", hint="the open model's arrivals set the pace")
         arrival = sec.get_str("arrival", "uniform", choices=("uniform", "poisson"))
         max_in_flight = sec.get_int("max_in_flight", 10000, minimum=1, maximum=MAX_SESSIONS)
     if stages and max([sessions, rate, *(s.target for s in stages)]) == 0:
@@ -792,6 +798,7 @@ def _workload(sec: Section) -> WorkloadConfig:
         messages_per_session=sec.get_int("messages_per_session", 1, minimum=1, maximum=MAX_COUNT),
         think_time=parse_duration(sec.raw("think_time", 0), sec.key("think_time"), file=sec.file),
         grace=parse_duration(sec.raw("grace", "5s"), sec.key("grace"), file=sec.file),
+        session_pause=parse_duration(sec.raw("session_pause", 0), sec.key("session_pause"), file=sec.file),
         stages=stages,
         seed=sec.get_int("seed", random.SystemRandom().randrange(2**32), minimum=0, maximum=MAX_SEED),
     )
@@ -1000,6 +1007,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         messages=w.messages,
         messages_per_session=w.messages_per_session,
         think_time=format_duration(w.think_time),
+        session_pause=format_duration(w.session_pause) if w.model == "closed" else None,
         grace=format_duration(w.grace),
         stages=[{"duration": format_duration(s.duration), "target": _stage_target(w.model, s.target)} for s in w.stages]
         or None,
