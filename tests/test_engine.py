@@ -110,7 +110,9 @@ def test_refused_target_is_an_error_kind_not_a_crash(tmp_path: Path) -> None:
     from tests.peers import free_port
 
     s = run(tmp_path, free_port(), '[workload]\nsessions = 2\nduration = "0.5s"\n[smtp.timeouts]\nconnect = "1s"\n')
-    assert s["status"] == "completed"
+    # Issue 8: a run in which no session completed has failed, and says why.
+    assert s["status"] == "failed"
+    assert "dominant cause: refused" in s["status_reason"]
     assert s["errors"].get("refused", 0) > 0
     assert s["counts"]["messages_accepted"] == 0
 
