@@ -129,6 +129,8 @@ class Control:
                 self.stopping = True
                 return -1
             self.budget -= 1
+            if self.budget == 0:
+                self.stopping = True  # the last message is claimed: start no session that would have none
         self.message_no += 1
         return self.message_no
 
