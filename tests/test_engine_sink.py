@@ -88,13 +88,13 @@ def test_transaction_is_this_messages_service_not_the_previous_ones(tmp_path: Pa
 
 
 def test_think_time_pauses_between_messages_of_a_session(tmp_path: Path) -> None:
-    """3 messages per session with think_time 150 ms: two pauses inside each session, none in a transaction."""
+    """One session of 3 messages with think_time 150 ms: two pauses inside the session, none in a transaction."""
     s = run_on_sink(
-        tmp_path, '[workload]\nsessions = 2\nmessages = 6\nmessages_per_session = 3\nthink_time = "150ms"\n'
+        tmp_path, '[workload]\nsessions = 1\nmessages = 3\nmessages_per_session = 3\nthink_time = "150ms"\n'
     )
-    assert s["counts"]["sessions_completed"] == 2 and s["counts"]["messages_accepted"] == 6
+    assert s["counts"]["sessions_completed"] == 1 and s["counts"]["messages_accepted"] == 3
     assert s["phases"]["session"]["min_us"] >= 300_000
-    # Were the pause inside, 4 of the 6 transactions (the p50) would last >= 150 ms.
+    # Were the pause inside, 2 of the 3 transactions (the p50) would last >= 150 ms.
     assert s["phases"]["transaction"]["p50_us"] < 150_000
 
 
