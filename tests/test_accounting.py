@@ -54,7 +54,7 @@ def test_sessions_waiting_for_a_banner_are_unfinished_and_said_in_words(tmp_path
     assert s["unfinished_min_wait_us"]["banner"] >= 1_400_000
     assert read_hlog(Path(s["_dir"]) / "histograms.hlog")["unfinished_wait"] == 10
     assert s["status"] == "failed" and code == EXIT_RUN_ERROR
-    assert "dominant cause: unfinished in banner (10 sessions)" in s["status_reason"]
+    assert "dominant cause: unfinished in banner (10)" in s["status_reason"]
     text = " ".join(output.split())
     assert "10 sessions were still waiting for the banner when the run ended (waited >= 1." in text, output
 

@@ -43,7 +43,7 @@ from typing import Any
 import trio
 
 from smtpbench.errors import RunError
-from smtpbench.load.health import LOOP_LAG, GeneratorHealth
+from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
@@ -310,10 +310,9 @@ class Engine:
         notes = {"generator": self.health.live_text()}
         if stuck:
             notes[f"stuck > {STUCK_AFTER_S:g}s"] = ", ".join(f"{p}={n}" for p, n in stuck.most_common())
-        if self.arrivals_dropped or self.driver_due is not None:
-            behind = self._driver_behind()
-            if behind > 0.1:
-                notes["arrivals"] = f"{behind:.1f}s behind schedule"
+        behind = self._driver_behind()
+        if behind > BEHIND_BOUND_S:
+            notes["arrivals"] = f"{behind:.1f}s behind schedule"
         warning = self.health.now_warning()
         if warning:
             notes["WARNING"] = warning
@@ -337,7 +336,7 @@ class Engine:
             self.reason = "no session started"
         elif causes:
             kind, n = causes.most_common(1)[0]
-            self.reason = f"no session completed of {started} started; dominant cause: {kind} ({n} sessions)"
+            self.reason = f"no session completed of {started} started; dominant cause: {kind} ({n})"
         else:
             self.reason = f"no session completed of {started} started"
 
