@@ -79,11 +79,16 @@ def test_hlog_decodes_and_totals_match_summary(tmp_path: Path) -> None:
 
 
 def test_injected_delay_measured(tmp_path: Path) -> None:
-    """A server answering end-of-data after 20 ms gives a data_end p50 close to 20 ms."""
-    with aiosmtpd_server(CountingHandler(data_delay=0.020)) as (ctl, handler):
+    """A server answering end-of-data after 100 ms gives a data_end p50 within 20 % above 100 ms.
+
+    The delay was 20 ms (20..24 ms): on a loaded 2-core machine the scheduler alone adds 2..6 ms to a
+    wake-up, so the same 20 % window failed by chance.  A larger delay keeps the relative precision
+    and puts the noise far inside the window.
+    """
+    with aiosmtpd_server(CountingHandler(data_delay=0.100)) as (ctl, handler):
         s = run(tmp_path, ctl.port, "[workload]\nsessions = 2\nmessages = 40\nmessages_per_session = 10\n")
     p50 = s["phases"]["data_end"]["p50_us"]
-    assert 20_000 <= p50 <= 24_000, p50
+    assert 100_000 <= p50 <= 120_000, p50
     assert handler.messages == 40
 
 
