@@ -15,6 +15,7 @@ from smtpbench.load.engine import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.metrics.recorder import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from tests.accounting import assert_accounted
 from tests.peers import CountingHandler, aiosmtpd_server
 
 
@@ -54,6 +55,7 @@ def test_closed_budget_counts_match_server(tmp_path: Path) -> None:
         )
     assert s["status"] == "completed"
     assert s["counts"]["messages_accepted"] == 60 == handler.messages
+    assert_accounted(s)
     assert handler.recipients == 120
     assert s["counts"]["errors"] == 0
     assert s["phases"]["rcpt"]["count"] == 120
@@ -109,6 +111,7 @@ def test_open_model_records_corrected_views(tmp_path: Path) -> None:
     assert s["corrected"]["session"]["p50_us"] >= s["phases"]["session"]["p50_us"]
     assert s["schedule_lag"]["count"] == started
     assert handler.messages == s["counts"]["messages_accepted"]
+    assert_accounted(s)
 
 
 def test_refused_target_is_an_error_kind_not_a_crash(tmp_path: Path) -> None:
