@@ -31,6 +31,8 @@ PHASE_ORDER = (
     "transaction",
     "session",
 )
+#: Every phase name a run can record (thresholds and compare check names against it).
+KNOWN_PHASES = (*PHASE_ORDER, "schedule_lag", "unfinished_wait", "generator.loop_lag", "delivery", "end_to_end")
 CORRECTED_PREFIX = "corrected."
 SCHEDULE_LAG = "schedule_lag"
 
