@@ -42,7 +42,9 @@ def run_command(
     if not quiet:
         print_summary(outcome.summary, outcome.results_path)
     if outcome.status != "completed":
-        print(f"smtpbench: run {outcome.status}; results kept in {outcome.results_path}", file=sys.stderr)
+        reason = outcome.summary.get("status_reason")
+        because = f": {reason}" if reason else ""
+        print(f"smtpbench: run {outcome.status}{because}; results kept in {outcome.results_path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
     raise typer.Exit(EXIT_OK)
 
