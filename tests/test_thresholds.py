@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
 import pytest
 
-from smtpbench.errors import ConfigError
+from smtpbench import schema_doc
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from smtpbench.metrics.thresholds import (
     breached,
     evaluate,
@@ -13,6 +19,8 @@ from smtpbench.metrics.thresholds import (
     parse_threshold,
     parse_thresholds,
 )
+from tests.sinkutil import SinkThread
+from tests.test_bad_input import assert_one_line_usage_error, invoke
 
 SUMMARY = {
     "counts": {"sessions_started": 200, "sessions_failed": 1, "sessions_unfinished": 1, "messages_accepted": 990},
@@ -116,3 +124,86 @@ def test_abort_on_fail_waits_for_delay_and_data() -> None:
 def test_every_listed_metric_parses() -> None:
     for name in metric_names():
         parse_threshold(name, ">= 0", key="k")
+
+
+# --------------------------------------------------------------------------- through the CLI, against the sink
+
+
+def cli_run(tmp_path: Path, port: int, body: str, *args: str) -> tuple[int, str, str, dict[str, Any]]:
+    """``smtpbench run`` in-process against 127.0.0.1:``port``; (exit code, stdout, stderr, summary.json)."""
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[target]\nhost = "127.0.0.1"\nport = {port}\n' + body)
+    results = tmp_path / "results"
+    code, out, err = invoke(["run", str(profile), "--results-dir", str(results), "--progress", "none", *args])
+    runs = list(results.iterdir()) if results.exists() else []
+    summary = json.loads((runs[0] / "summary.json").read_text()) if len(runs) == 1 else {}
+    return code, out, err, summary
+
+
+BUDGET = "[workload]\nsessions = 2\nmessages = 30\nmessages_per_session = 5\n"
+
+
+def test_thresholds_that_hold_exit_0_and_are_marked(tmp_path: Path) -> None:
+    body = BUDGET + '[thresholds]\n"transaction.p99" = "< 5s"\n"errors.rate" = "== 0"\n'
+    body += '"counts.messages_accepted" = ">= 30"\n'
+    with SinkThread(store_messages=False) as srv:
+        code, out, err, s = cli_run(tmp_path, srv.port, body)
+    assert code == EXIT_OK, err
+    assert [(t["metric"], t["ok"]) for t in s["thresholds"]] == [
+        ("transaction.p99", True),
+        ("errors.rate", True),
+        ("counts.messages_accepted", True),
+    ]
+    assert "✓ transaction.p99 < 5s (was " in out
+    assert s["thresholds"][2]["value"] == 30
+
+
+def test_a_failed_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
+    body = BUDGET + '[thresholds]\n"transaction.p99" = "< 5s"\n'
+    with SinkThread(store_messages=False) as srv:
+        code, out, err, s = cli_run(tmp_path, srv.port, body, "--threshold", "transaction.p50<1us")
+    assert code == EXIT_FAILED, err
+    assert s["status"] == "completed"
+    assert [(t["metric"], t["condition"], t["ok"]) for t in s["thresholds"]] == [
+        ("transaction.p99", "< 5s", True),
+        ("transaction.p50", "< 1us", False),
+    ]
+    assert "✗ transaction.p50 < 1us (was " in out
+    assert "smtpbench: 1 threshold(s) failed: transaction.p50 < 1us" in err
+    # The resolved profile records the command-line threshold, so the run can be repeated as it was judged.
+    [run_dir] = (tmp_path / "results").iterdir()
+    assert '"transaction.p50" = [' in (run_dir / "profile.toml").read_text()
+
+
+def test_abort_on_fail_stops_the_run_early(tmp_path: Path) -> None:
+    body = (
+        '[workload]\nsessions = 2\nduration = "30s"\ngrace = "1s"\n[output]\ninterval = "0.5s"\n'
+        '[thresholds]\n"transaction.p50" = { condition = "< 1ms", abort_on_fail = true, delay = "1s" }\n'
+    )
+    with SinkThread(store_messages=False, delays={"data_end": 0.050}) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body)
+    assert code == EXIT_FAILED, err
+    assert s["status"] == "aborted_by_threshold"
+    assert s["status_reason"].startswith("threshold transaction.p50 < 1ms failed at ")
+    assert s["elapsed_s"] < 10  # stopped at ~1.5 s + 1 s grace, not after the 30 s duration
+    assert s["thresholds"][0]["ok"] is False
+    assert s["counts"]["messages_accepted"] > 0
+
+
+def test_bad_thresholds_are_one_line_usage_errors(tmp_path: Path) -> None:
+    code, out, err, _ = cli_run(tmp_path, 9, BUDGET, "--threshold", "transacton.p99<1s")
+    assert_one_line_usage_error(code, out, err, "--threshold", "unknown metric", "did you mean 'transaction.p99'")
+    code, out, err, _ = cli_run(tmp_path, 9, BUDGET + '[thresholds]\n"transaction.p99" = "fast"\n')
+    assert_one_line_usage_error(code, out, err, 'thresholds."transaction.p99"', "is not a condition", "expected")
+    code, out, err, _ = cli_run(tmp_path, 9, BUDGET + '[thresholds]\n"errors.rate" = ["< 1%", "< lots"]\n')
+    assert_one_line_usage_error(code, out, err, 'thresholds."errors.rate"[1]', "is not a ratio")
+
+
+def test_the_schema_refuses_what_the_loader_refuses() -> None:
+    schema = schema_doc.profile_schema()
+    good = {"thresholds": {"transaction.p99": "< 250ms", "errors.rate": ["< 1%"]}}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"thresholds": {"transacton.p99": "< 250ms"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"thresholds": {"transaction.p99": {"condition": "< 1s", "abort": True}}}, schema)
