@@ -7,7 +7,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
 
 
 def run_command(
@@ -30,6 +30,13 @@ def run_command(
         str | None,
         typer.Option("--start-at", help="Start the schedule at this time (ISO 8601 or epoch seconds; not past)."),
     ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.html (overrides [output] report).")
+    ] = False,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="A pass/fail criterion, e.g. 'transaction.p99<250ms' (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
     import dataclasses
@@ -44,7 +51,9 @@ def run_command(
             raise ConfigError(f"--progress: unknown mode {progress!r}", expected="auto, live, plain or none")
         part = parse_part(shard) if shard is not None else Part()
         when = parse_start_at(start_at, time.time()) if start_at is not None else None
-        prof = load_profile(profile, set_ or (), target=target, duration=duration, results_dir=results_dir)
+        prof = load_profile(
+            profile, set_ or (), target=target, duration=duration, results_dir=results_dir, thresholds=threshold or ()
+        )
         if shard is None and when is None:
             outcome = execute(prof, quiet=quiet, progress=progress)
         else:
@@ -53,7 +62,8 @@ def run_command(
             outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof)
     except (ConfigError, RunError) as exc:
         _fail(exc, "run")
-    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, "run", "results kept in")
+    report = prof.output.report and not no_report
+    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, report, "run", "results kept in")
 
 
 def _fail(exc: ConfigError | RunError, verb: str) -> NoReturn:
@@ -65,15 +75,30 @@ def _fail(exc: ConfigError | RunError, verb: str) -> NoReturn:
     raise typer.Exit(EXIT_RUN_ERROR)
 
 
-def _conclude(status: str, summary: dict[str, Any], path: str, quiet: bool, what: str, where: str) -> NoReturn:
-    """The end-of-run table (unless quiet) and the exit code: 0 completed, else 3 with a line on stderr."""
+def _conclude(
+    status: str, summary: dict[str, Any], path: str, quiet: bool, report: bool, what: str, where: str
+) -> NoReturn:
+    """The end-of-run table (unless quiet), report.html (if ``report``) and the exit code.
+
+    Exit 0 completed, 3 (with a line on stderr) when the run did not complete, 1 when a threshold
+    failed (also for ``aborted_by_threshold``).
+    """
     from smtpbench.report.table import print_summary
 
     if not quiet:
         print_summary(summary, path)
-    if status != "completed":
-        print(f"smtpbench: {what} {status}; {where} {path}", file=sys.stderr)
+    if report:
+        _write_report(path, quiet)
+    failed = [t for t in summary.get("thresholds", []) if not t["ok"]]
+    if status not in ("completed", "aborted_by_threshold"):
+        reason = summary.get("status_reason")
+        because = f": {reason}" if reason else ""
+        print(f"smtpbench: {what} {status}{because}; {where} {path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
+    if failed:
+        names = ", ".join(f"{t['metric']} {t['condition']} ({t['shown']})" for t in failed)
+        print(f"smtpbench: {len(failed)} threshold(s) failed: {names}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK)
 
 
@@ -94,7 +119,21 @@ def merge_command(
     if outcome.missing:
         shown = ", ".join(map(str, outcome.missing))
         print(f"smtpbench: shards missing: {shown}", file=sys.stderr)
-    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, "merged run", "results in")
+    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, False, "merged run", "results in")
+
+
+def _write_report(results_path: str, quiet: bool) -> None:
+    """Write RUN/report.html; a failure is one warning line, never a lost run or another exit code."""
+    from smtpbench.report.html import write_report
+    from smtpbench.report.rundata import load_run
+
+    try:
+        path = write_report([load_run(results_path)])
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"smtpbench: warning: report not written: {exc}", file=sys.stderr)
+        return
+    if not quiet:
+        print(f"report: {path}")
 
 
 def register(app: typer.Typer) -> None:
