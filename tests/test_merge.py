@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.load.merge import combined_status
 from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.hgrm import write_hgrm
@@ -157,8 +157,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     summary = json.loads((plain / "summary.json").read_text())
     del summary["shard"]
     (plain / "summary.json").write_text(json.dumps(summary))
+    d = write_shard(tmp_path / "d", 1, 2, 1_800_000_000.0, random_values(rng, 2))
+    with (d / "profile.toml").open("a") as f:
+        f.write('[thresholds]\n"transaction.p42" = "< 1s"\n')
     (tmp_path / "exists").mkdir()
     cases = [
+        ((d,), "merged0", "transaction.p42"),
         ((a, b), "merged1", "different splits"),
         ((a, c), "merged2", "another profile"),
         ((a, plain), "merged3", "not a shard's results"),
@@ -170,3 +174,74 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
         assert code == EXIT_USAGE, (message, stderr)
         assert message in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
         assert out == "exists" or not (tmp_path / out).exists()  # nothing written on bad input
+
+
+def with_run_keys(folder: Path, index: int, lines: int, thresholds: str = "") -> None:
+    """Add what a run of this version writes beside the basics: timeline.jsonl, unfinished, generator, thresholds."""
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["unfinished"] = {"banner": index + 1}
+    summary["unfinished_min_wait_us"] = {"banner": 1000 * (3 - index)}
+    summary["status_reason"] = None
+    summary["generator"] = {
+        "cpu_percent_p50": 10.0 + index,
+        "saturated": index == 1,
+        "reason": "busy" if index else None,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with (folder / "timeline.jsonl").open("w") as f:
+        for k in range(lines):
+            length = 1.0 if k < lines - 1 else 0.37
+            line = {"t": k, "len": length, "in_flight": index + 1, "counts": {"messages_accepted": 10 + index}}
+            f.write(json.dumps({**line, "errors": {"timeout": index} if index else {}}) + "\n")
+    if thresholds:
+        with (folder / "profile.toml").open("a") as f:
+            f.write("[thresholds]\n" + thresholds)
+
+
+def test_merge_combines_timeline_new_keys_and_judges_thresholds_again(tmp_path: Path) -> None:
+    """Timeline summed by time, unfinished summed/min, generator per shard, thresholds judged on the merged figures."""
+    rng = random.Random(8)
+    starts = [1_800_000_000.0, 1_800_000_000.2, 1_800_000_000.3]  # midpoints stay in the earliest shard's cells
+    intervals = [3, 4, 2]
+    accepted = sum((10 + i) * n for i, n in enumerate(intervals))  # 10*3 + 11*4 + 12*2 = 98
+    # Each shard accepted at most 44 messages: the first fails on every shard and holds only merged; the
+    # second holds on every shard and fails only merged.
+    thresholds = f'"counts.messages_accepted" = [">= {accepted}", "<= 50"]\n'
+    dirs = []
+    for i in range(3):
+        d = write_shard(tmp_path / f"s{i}", i, 3, starts[i], random_values(rng, intervals[i]))
+        with_run_keys(d, i, intervals[i], thresholds)
+        dirs.append(d)
+    code, stdout, stderr, s = merge(tmp_path, *dirs)
+    assert code == EXIT_FAILED, stderr
+    assert "1 threshold(s) failed: counts.messages_accepted <= 50 (98)" in stderr
+    assert s["status"] == "completed" and s["counts"]["messages_accepted"] == accepted
+    assert [(t["condition"], t["value"], t["ok"]) for t in s["thresholds"]] == [
+        (f">= {accepted}", accepted, True),
+        ("<= 50", accepted, False),
+    ]
+    assert s["unfinished"] == {"banner": 1 + 2 + 3} and s["unfinished_min_wait_us"] == {"banner": 1000}
+    assert s["status_reason"] is None
+    gen = s["generator"]
+    assert gen["saturated"] is True and gen["reason"] == "shard 1: busy"
+    assert [(g["index"], g["cpu_percent_p50"]) for g in gen["shards"]] == [(0, 10.0), (1, 11.0), (2, 12.0)]
+    lines = [json.loads(line) for line in (tmp_path / "merged" / "timeline.jsonl").read_text().splitlines()]
+    assert [line["t"] for line in lines] == [0, 1, 2, 3.2]  # the last cell holds shard 1 alone: its own span
+    assert [line["counts"]["messages_accepted"] for line in lines] == [33, 33, 21, 11]
+    assert [line["in_flight"] for line in lines] == [6, 6, 1 + 2, 2]
+    assert [line["errors"] for line in lines] == [{"timeout": 3}, {"timeout": 3}, {"timeout": 1}, {"timeout": 1}]
+    assert lines[-1]["len"] == 0.37 and sum(line["counts"]["messages_accepted"] for line in lines) == accepted
+    report = (tmp_path / "merged" / "report.html").read_text()
+    assert "<svg" in report and "counts.messages_accepted" in report
+
+
+def test_merge_reason_names_the_shards_that_did_not_complete(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    a = write_shard(tmp_path / "a", 0, 2, 1_800_000_000.0, random_values(rng, 2))
+    b = write_shard(tmp_path / "b", 1, 2, 1_800_000_000.0, random_values(rng, 2), status="failed")
+    summary = json.loads((b / "summary.json").read_text())
+    (b / "summary.json").write_text(json.dumps({**summary, "status_reason": "no session started"}))
+    code, _, stderr, s = merge(tmp_path, a, b)
+    assert code == EXIT_RUN_ERROR
+    assert s["status_reason"] == "shard 1 failed: no session started"
+    assert "merged run degraded: shard 1 failed: no session started" in stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from smtpbench.errors import EXIT_FAILED
 from tests.sinkutil import SinkThread
 
 SHARDS = 3
@@ -30,14 +31,14 @@ def smtpbench(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(proc: subprocess.Popen[str]) -> str:
+def finish(proc: subprocess.Popen[str], code: int = 0) -> str:
     try:
         _, err = proc.communicate(timeout=PROCESS_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise
-    assert proc.returncode == 0, err
+    assert proc.returncode == code, err
     return err
 
 
@@ -59,15 +60,19 @@ def test_shards_merge_to_what_the_sink_saw_and_one_run_reports(tmp_path: Path, m
         body = f'[target]\nhost = "127.0.0.1"\nport = {srv.port}\n[message]\nto = "u{{n}}@example.test"\n'
         profile.write_text(body + '[output]\nprogress = "none"\n' + PROFILES[model])
         start_at = time.time() + START_LEAD_S
+        total = 60 if model == "closed" else 30
+        # Holds for each shard's third of the messages, fails for the merged run's total: judged again on merge.
+        only_shards = f"counts.messages_accepted <= {total // 2}"
         procs = [
             smtpbench("run", str(profile), "--shard", f"{i}/{SHARDS}", "--start-at", f"{start_at:.3f}", "-q",
-                      "--results-dir", str(tmp_path / f"shard-{i}"))
+                      "--results-dir", str(tmp_path / f"shard-{i}"), "--threshold", only_shards)
             for i in range(SHARDS)
         ]  # fmt: skip
         for proc in procs:
             finish(proc)
         merged_dir = tmp_path / "merged"
-        finish(smtpbench("merge", *(str(tmp_path / f"shard-{i}") for i in range(SHARDS)), "-o", str(merged_dir)))
+        shard_dirs = [str(tmp_path / f"shard-{i}") for i in range(SHARDS)]
+        err = finish(smtpbench("merge", *shard_dirs, "-o", str(merged_dir), "-q"), code=EXIT_FAILED)
         sharded_numbers = numbers(srv)
         sink_sessions, accepted_before = srv.stats.sessions_completed, srv.stats.messages_accepted  # the live stats
         srv.messages.clear()
@@ -78,7 +83,6 @@ def test_shards_merge_to_what_the_sink_saw_and_one_run_reports(tmp_path: Path, m
     merged = json.loads((merged_dir / "summary.json").read_text())
     whole = one_summary(tmp_path / "whole")
     shards = [one_summary(tmp_path / f"shard-{i}") for i in range(SHARDS)]
-    total = 60 if model == "closed" else 30
     # Against the sink: every message, every session, and the run-wide numbers 1..total exactly once.
     assert merged["status"] == "completed"
     assert merged["counts"]["messages_accepted"] == accepted_before == total
@@ -95,3 +99,19 @@ def test_shards_merge_to_what_the_sink_saw_and_one_run_reports(tmp_path: Path, m
              for i in range(SHARDS)]  # fmt: skip
     assert bases == [pytest.approx(start_at, abs=2e-3)] * SHARDS
     assert merged["elapsed_s"] == pytest.approx(max(s["elapsed_s"] for s in shards), abs=0.05)
+    # The threshold held for every shard and fails on the merged figures: exit 1, as run's.
+    assert [s["thresholds"][0]["ok"] for s in shards] == [True] * SHARDS
+    assert merged["thresholds"] == [
+        {"metric": "counts.messages_accepted", "condition": f"<= {total // 2}", "value": total, "shown": str(total),
+         "ok": False}
+    ]  # fmt: skip
+    assert "1 threshold(s) failed: counts.messages_accepted" in err
+    # The new summary keys, merged: per-shard generator health, no unfinished session, no failure reason.
+    assert merged["status_reason"] is None and merged["unfinished"] == {} and merged["unfinished_min_wait_us"] == {}
+    assert [g["index"] for g in merged["generator"]["shards"]] == list(range(SHARDS))
+    assert merged["generator"]["saturated"] == any(s["generator"]["saturated"] for s in shards)
+    # The merged timeline counts every message once; the report renders from the merged folder.
+    lines = [json.loads(line) for line in (merged_dir / "timeline.jsonl").read_text().splitlines()]
+    assert sum(line["counts"].get("messages_accepted", 0) for line in lines) == total
+    assert [line["t"] for line in lines] == sorted(line["t"] for line in lines)
+    assert "<svg" in (merged_dir / "report.html").read_text()

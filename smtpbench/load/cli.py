@@ -106,6 +106,7 @@ def merge_command(
     dirs: Annotated[list[str], typer.Argument(help="Shard results folders (or folders holding them).")],
     out: Annotated[str, typer.Option("--out", "-o", help="New folder for the merged results.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write report.html.")] = False,
 ) -> None:
     """Merge the results of the shards of one run (--shard I/N) into one run's results folder."""
     from smtpbench.load.merge import merge_runs
@@ -119,7 +120,8 @@ def merge_command(
     if outcome.missing:
         shown = ", ".join(map(str, outcome.missing))
         print(f"smtpbench: shards missing: {shown}", file=sys.stderr)
-    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, False, "merged run", "results in")
+    report = outcome.report and not no_report
+    _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, report, "merged run", "results in")
 
 
 def _write_report(results_path: str, quiet: bool) -> None:

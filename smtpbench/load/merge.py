@@ -10,12 +10,19 @@ Each part (a shard, and later a worker) wrote an ordinary results folder plus
   part's interval goes where its midpoint falls), so the merged log and the
   merged totals hold exactly the values the parts recorded: HdrHistogram
   addition is lossless for histograms of one layout;
-* **counters** are summed (:func:`smtpbench.metrics.recorder.merge_snapshots`),
+* **counters** are summed (:func:`smtpbench.metrics.recorder.merge_snapshots`:
+  unfinished sessions per phase summed, their shortest wait the minimum),
   phase statistics recomputed from the merged totals and throughput taken
   over the merged wall-clock span (earliest start to latest end), by the same
   :func:`smtpbench.metrics.summary.build_summary` a run uses;
+* **timeline** (``timeline.jsonl``): each part's lines go to the same grid
+  cells as its histograms, counter changes summed, in-flight sessions added
+  up across parts;
+* **generator health** stays per part (a CPU share does not add up across
+  machines): a list, saturated if any part was;
 * **status**: the parts' common status, else ``degraded`` (some failed or
-  were interrupted, or are missing).
+  were interrupted, or are missing); **thresholds** are judged again on the
+  merged summary, as a run judges them on its own.
 
 Parts are checked before anything is written: they must have run the same
 profile and be parts of the same count; a part given twice (a retried
@@ -28,20 +35,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tomllib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
 from smtpbench.config import shown
 from smtpbench.errors import ConfigError
+from smtpbench.load.profile import profile_from_dict
 from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
 from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
 from smtpbench.metrics.summary import build_summary
+from smtpbench.metrics.thresholds import Threshold, evaluate
+from smtpbench.metrics.timeline import read_timeline
 from smtpbench.units import parse_duration
 
 
@@ -82,28 +92,53 @@ class _Logged:
         return self.line.histogram
 
 
+class TimedPiece(Protocol):
+    """Anything with a span on the epoch clock."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+
+
+P = TypeVar("P", bound=TimedPiece)
+
+
+def grid_cells(pieces: Iterable[P], base: float, step: float) -> list[tuple[int, list[P]]]:
+    """Pieces grouped by grid cell, cells in time order.
+
+    Grid cell ``k`` is ``[base + k*step, base + (k+1)*step)``; a piece goes to
+    the cell of its midpoint, so every piece is counted exactly once.
+    """
+    cells: dict[int, list[P]] = defaultdict(list)
+    for piece in pieces:
+        cells[int(((piece.start + piece.end) / 2 - base) // step)].append(piece)
+    return sorted(cells.items())
+
+
+def cell_span(group: Sequence[TimedPiece], base: float, step: float, k: int) -> tuple[float, float]:
+    """The span of cell ``k``'s merged piece: its pieces' times clipped to the cell."""
+    lo, hi = min(p.start for p in group), max(p.end for p in group)
+    start, end = max(lo, base + k * step), min(hi, base + (k + 1) * step)
+    if end <= start:  # pieces longer than a cell: keep their own span
+        return lo, hi
+    return start, end
+
+
 def merge_intervals(pieces: Iterable[TimedHistogram], base: float, step: float) -> Iterator[list[Interval]]:
     """Merged intervals, in time order: one list (one Interval per tag) per grid cell that has any.
 
-    Grid cell ``k`` is ``[base + k*step, base + (k+1)*step)``; a piece goes to
-    the cell of its midpoint, so every piece is counted exactly once.  A
-    merged interval spans its pieces' times clipped to the cell.  Pieces are
-    decoded one cell at a time, so memory stays bounded by one cell.
+    Cells as :func:`grid_cells`; a merged interval spans :func:`cell_span`.
+    Pieces are decoded one cell at a time, so memory stays bounded by one cell.
     """
-    cells: dict[int, list[TimedHistogram]] = defaultdict(list)
-    for piece in pieces:
-        cells[int(((piece.start + piece.end) / 2 - base) // step)].append(piece)
-    for k in sorted(cells):
+    for k, pieces_k in grid_cells(pieces, base, step):
         by_tag: dict[str, list[TimedHistogram]] = defaultdict(list)
-        for piece in cells[k]:
+        for piece in pieces_k:
             by_tag[piece.tag].append(piece)
         out = []
         for tag in sorted(by_tag):
             group = by_tag[tag]
-            lo, hi = min(p.start for p in group), max(p.end for p in group)
-            start, end = max(lo, base + k * step), min(hi, base + (k + 1) * step)
-            if end <= start:  # pieces longer than a cell: keep their own span
-                start, end = lo, hi
+            start, end = cell_span(group, base, step, k)
             h = new_histogram()
             for p in group:
                 h.add(p.histogram)
@@ -127,6 +162,7 @@ class PartResult:
     base: float
     intervals: list[LogInterval]
     profile_text: str
+    timeline: list[dict[str, Any]]
 
     @property
     def index(self) -> int:
@@ -166,6 +202,7 @@ def read_part(path: Path) -> PartResult:
         summary = json.loads((path / "summary.json").read_text("utf-8"))
         profile_text = (path / "profile.toml").read_text("utf-8")
         base, intervals = read_hlog(path / "histograms.hlog")
+        timeline = read_timeline(path / "timeline.jsonl")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{shown(str(path), 200)}: not a complete results folder ({exc})") from None
     shard = summary.get("shard") if isinstance(summary, dict) else None
@@ -174,7 +211,7 @@ def read_part(path: Path) -> PartResult:
             f"{shown(str(path), 200)}: not a shard's results (no shard in summary.json)",
             hint="merge runs made with --shard I/N",
         )
-    return PartResult(path, summary, base, intervals, profile_text)
+    return PartResult(path, summary, base, intervals, profile_text, timeline)
 
 
 #: Keys the shards of one run may differ in: where each wrote, and the seed each drew when the profile had none.
@@ -226,7 +263,83 @@ def _counters(summary: dict[str, Any]) -> dict[str, Any]:
         "errors": summary.get("errors", {}),
         "replies": summary.get("replies", {}),
         "unexpected_replies": summary.get("unexpected_replies", {}),
+        "unfinished": summary.get("unfinished", {}),
+        "unfinished_min_wait_us": summary.get("unfinished_min_wait_us", {}),
     }
+
+
+@dataclass
+class _TimelineLine:
+    """One part's ``timeline.jsonl`` line on the epoch clock."""
+
+    part: int
+    line: dict[str, Any]
+    base: float
+
+    @property
+    def start(self) -> float:
+        return self.base + float(self.line.get("t", 0.0))
+
+    @property
+    def end(self) -> float:
+        return self.start + float(self.line.get("len", 0.0))
+
+
+def merge_timeline(parts: Sequence[PartResult], base: float, step: float) -> Iterator[dict[str, Any]]:
+    """The merged ``timeline.jsonl`` lines, in time order, on the merged hlog's base time.
+
+    Lines go to the same grid cells as the histograms (:func:`grid_cells`);
+    counter changes are summed; ``in_flight`` (sampled at an interval's end)
+    is the sum over parts of each part's last sample in the cell.
+    """
+    pieces = (_TimelineLine(p.index, line, p.base) for p in parts for line in p.timeline)
+    for k, group in grid_cells(pieces, base, step):
+        start, end = cell_span(group, base, step, k)
+        counts: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        in_flight: dict[int, tuple[float, int]] = {}
+        for piece in group:
+            counts.update(piece.line.get("counts", {}))
+            errors.update(piece.line.get("errors", {}))
+            last = in_flight.get(piece.part)
+            if last is None or piece.end >= last[0]:
+                in_flight[piece.part] = (piece.end, int(piece.line.get("in_flight", 0)))
+        yield {
+            "t": round(start - base, 3),
+            "len": round(end - start, 3),
+            "in_flight": sum(n for _, n in in_flight.values()),
+            "counts": dict(sorted(counts.items())),
+            "errors": dict(sorted(errors.items())),
+        }
+
+
+def merged_generator(parts: Sequence[PartResult]) -> dict[str, Any]:
+    """``summary.generator`` of the merged run: each part's own verdict, saturated if any part's was.
+
+    A CPU share or a loop lag is a property of one process on one machine, so
+    they are listed per part rather than added up.
+    """
+    per_part = [
+        {"index": p.index, **p.summary["generator"]} for p in parts if isinstance(p.summary.get("generator"), dict)
+    ]
+    saturated = [g for g in per_part if g.get("saturated")]
+    reason = "; ".join(f"shard {g['index']}: {g.get('reason')}" for g in saturated) or None
+    return {"saturated": bool(saturated), "reason": reason, "shards": per_part}
+
+
+def merged_reason(parts: Sequence[PartResult], status: str, missing: Sequence[int]) -> str | None:
+    """``summary.status_reason`` of the merged run: why it is not completed, in words (None when it is)."""
+    if status == "completed":
+        return None
+    words = [
+        f"shard {p.index} {p.summary.get('status')}"
+        + (f": {p.summary['status_reason']}" if p.summary.get("status_reason") else "")
+        for p in parts
+        if p.summary.get("status") != "completed"
+    ]
+    if missing:
+        words.append("shards missing: " + ", ".join(map(str, missing)))
+    return "; ".join(words) or None
 
 
 def _interval_step(profile_text: str) -> float:
@@ -238,13 +351,36 @@ def _interval_step(profile_text: str) -> float:
         return 1.0
 
 
-def reevaluate_thresholds(profile_text: str, summary: dict[str, Any]) -> None:
-    """Hook: judge the profile's thresholds on the merged summary.
+def _profile_data(part: PartResult) -> dict[str, Any]:
+    """The part's resolved profile as a dict (ConfigError if it is not TOML)."""
+    try:
+        return tomllib.loads(part.profile_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown(str(part.path / 'profile.toml'), 200)}: not TOML ({exc})") from None
 
-    Thresholds (``smtpbench/metrics/thresholds.py``) are not on this branch's
-    main yet; once they are, this reads them from ``profile_text`` and adds
-    their verdicts to ``summary`` as ``run`` does.  Until then it does nothing.
+
+def run_criteria(part: PartResult) -> list[Threshold]:
+    """The run's thresholds, to be judged again on the merged summary (:func:`reevaluate_thresholds`).
+
+    Every shard's ``profile.toml`` is the whole run's resolved profile (its
+    ``--threshold`` options included), validated again here as a run's is,
+    less ``target.ca_file``: a file that exists where the shards ran need not
+    where they are merged, and thresholds do not depend on it.  A bad profile
+    is a ConfigError (exit 2).
     """
+    data = _profile_data(part)
+    if not data.get("thresholds"):
+        return []
+    target = data.get("target")
+    if isinstance(target, dict):
+        target.pop("ca_file", None)
+    return profile_from_dict(data, str(part.path / "profile.toml")).criteria()
+
+
+def reevaluate_thresholds(criteria: list[Threshold], summary: dict[str, Any]) -> None:
+    """Judge ``criteria`` on the merged summary: ``summary["thresholds"]`` as ``run`` writes it (none: unchanged)."""
+    if criteria:
+        summary["thresholds"] = evaluate(criteria, summary)
 
 
 @dataclass
@@ -256,6 +392,8 @@ class MergeOutcome:
     summary: dict[str, Any]
     superseded: list[str]
     missing: list[int]
+    #: Whether the run's profile asks for report.html (``[output] report``).
+    report: bool = True
 
 
 def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
@@ -269,6 +407,8 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
         raise ConfigError(f"{shown(out, 200)} already exists", key="-o", hint="give a new folder for the merged run")
     parts, superseded, missing = select_parts([read_part(p) for p in find_runs(dirs)])
     first = parts[0]
+    report = bool(_profile_data(first).get("output", {}).get("report", True))
+    criteria = run_criteria(first)  # checked before anything is written
     base = min(p.base for p in parts)
     step = _interval_step(first.profile_text)
     results = ResultsDir(str(out_path.parent), out_path.name)
@@ -282,8 +422,11 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
             hlog.write(cell)
             for iv in cell:
                 totals.setdefault(iv.tag, new_histogram()).add(iv.histogram)
+        timeline = results.open_timeline()
+        for line in merge_timeline(parts, base, step):
+            timeline.write(json.dumps(line, separators=(",", ":")) + "\n")
     finally:
-        results.close_hlog()
+        results.close_hlog()  # and the timeline
     _, counters = merge_snapshots([{"histograms": {}, "counters": _counters(p.summary)} for p in parts])
     status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     targets = sorted({str(p.summary.get("target", "")) for p in parts})
@@ -300,13 +443,18 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
             "profile": first.summary.get("profile"),
             "seed": first.summary["shard"].get("base_seed", first.summary.get("seed")),
             "values_clamped": sum(int(p.summary.get("values_clamped", 0)) for p in parts),
+            "status_reason": merged_reason(parts, status, missing),
+            "unfinished": counters.pop("unfinished"),
+            "unfinished_min_wait_us": counters.pop("unfinished_min_wait_us"),
+            "generator": merged_generator(parts),
             "shards": [_part_record(p) for p in parts],
             "shards_missing": missing,
         },
     )
-    reevaluate_thresholds(first.profile_text, summary)
+    reevaluate_thresholds(criteria, summary)
     results.write_final(summary, totals)
-    return MergeOutcome(status, str(results.path), summary, [str(p.path) for p in superseded], missing)
+    superseded_paths = [str(p.path) for p in superseded]
+    return MergeOutcome(status, str(results.path), summary, superseded_paths, missing, report)
 
 
 def _part_record(p: PartResult) -> dict[str, Any]:
