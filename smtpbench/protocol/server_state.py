@@ -19,14 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from smtpbench.protocol import syntax
+from smtpbench.protocol.commands import DataReceiver
 from smtpbench.protocol.tables import LIMITS
-
-if TYPE_CHECKING:
-    from smtpbench.protocol.commands import DataReceiver
-    from smtpbench.protocol.server_data import QuirkyData
 
 #: RFC 5321 4.5.3.1.4: 512 octets including the CRLF.
 COMMAND_LINE_MAX = LIMITS["command_line_octets"]
@@ -77,6 +74,13 @@ def shown(text: str, limit: int = 40) -> str:
 def address_literal_of(ip: str) -> str:
     """The RFC 5321 address literal of an IP address (``[1.2.3.4]`` or ``[IPv6:...]``)."""
     return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+
+
+class ContentReader(Protocol):
+    """Message content reception: :meth:`feed` returns the input after the end of data, or None."""
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        """Consume ``chunk``; return what follows the end of data, or None while it has not ended."""
 
 
 class Counters(Protocol):
@@ -200,7 +204,8 @@ class ServerState:
         self.bdat_last = False
         self.bdat_error: bytes | None = None
         self.receiver: DataReceiver | None = None
-        self.fdata: QuirkyData | None = None
+        #: The data-phase quirks' reader (server_data.QuirkyData) instead of ``receiver``.
+        self.fdata: ContentReader | None = None
 
     def max_size_effective(self) -> int:
         """The enforced message size limit (0: none)."""
