@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from bench_vs_smtp_source import HOST, PAYLOAD, SESSIONS, BenchError, find_tool, run_child
+from bench_vs_smtp_source import HOST, PAYLOAD, SESSIONS, BenchError, find_tool, run_child, stop
 
 #: The sink must say where it listens within this many seconds.
 START_TIMEOUT_S = 20.0
@@ -64,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpus.append(sink_cpu / args.messages * 1e6)
                 print(f"  round {rnd}: {rates[-1]:8.0f} msgs/s  sink {cpus[-1]:6.1f} µs CPU/msg", flush=True)
         finally:
-            sink.terminate()
-            try:
-                sink.wait(10)
-            except subprocess.TimeoutExpired:
-                sink.kill()
-                sink.wait()
+            stop(sink, 10)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -83,25 +83,9 @@ class ContentReader(Protocol):
         """Consume ``chunk``; return what follows the end of data, or None while it has not ended."""
 
 
-class Counters(Protocol):
-    """What the server role counts; any object with these integer attributes will do."""
-
-    commands: int
-    bad_commands: int
-    sessions_completed: int
-    messages_accepted: int
-    messages_rejected_temp: int
-    messages_rejected_perm: int
-    recipients_accepted: int
-    recipients_rejected: int
-    bytes_received: int
-    auth_successes: int
-    auth_failures: int
-
-
 @dataclass
 class ServerCounters:
-    """A plain :class:`Counters` for a server role used on its own (tests, tools)."""
+    """What the server role counts (an embedding server may extend it with its own counters)."""
 
     commands: int = 0
     bad_commands: int = 0
@@ -161,13 +145,13 @@ class ServerState:
     def __init__(
         self,
         config: ServerConfig,
-        counters: Counters | None = None,
+        counters: ServerCounters | None = None,
         *,
         quirks: frozenset[str] = frozenset(),
         peer_ip: str = "0.0.0.0",
     ) -> None:
         self.config = config
-        self.stats: Counters = counters if counters is not None else ServerCounters()
+        self.stats = counters if counters is not None else ServerCounters()
         self.quirks = quirks
         self.peer_ip = peer_ip
         self.peer_literal = address_literal_of(peer_ip)

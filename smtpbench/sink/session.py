@@ -12,8 +12,9 @@ followed STARTTLS dropped (fed again only under the T-04 fault).
 
 The faults that are about connections rather than commands live here:
 C-02 and C-03 (before the greeting), T-01 (no handshake after 220), TO-01
-(silent idle drop) and TO-02 (no 421 at shutdown).  Every other fault is a
-quirk of the protocol's server role.
+(silent idle drop) and TO-02 (no 421 at shutdown); C-01 is the greeting
+text (``core``), B-01 and D-01 are delivery (``knobs``).  Every other fault
+is a quirk of the protocol's server role.
 """
 
 from __future__ import annotations
