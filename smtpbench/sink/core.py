@@ -37,7 +37,6 @@ class SinkCore:
             or config.disconnect
         )
         self.keeps_content = config.store_messages or config.store_dir is not None
-        self.local_domains = self._local_domains(config, host)
         #: What the protocol's server role offers and enforces, for every session.
         self.protocol = ServerConfig(
             hostname=config.hostname,
@@ -48,7 +47,7 @@ class SinkCore:
             auth_users=config.auth_users,
             allow_plain_auth_without_tls=config.allow_plain_auth_without_tls,
             keep_content=self.keeps_content,
-            local_domains=self.local_domains,
+            local_domains=self._local_domains(config, host),
         )
         banner_host = "*" * 32 if "C-01" in config.faults else config.hostname
         self.greeting = f"220 {banner_host} ESMTP smtpbench-sink\r\n".encode()
@@ -67,10 +66,6 @@ class SinkCore:
             norm = syntax.address_literal(domain) if domain.startswith("[") else domain
             names.add((norm or domain).lower().rstrip("."))
         return frozenset(names)
-
-    def is_local_domain(self, domain: str) -> bool:
-        """True when mail for ``domain`` is delivered here (not relayed)."""
-        return self.protocol.is_local_domain(domain)
 
     def next_id(self) -> str:
         """A new queue id, unique within this server."""
