@@ -56,32 +56,28 @@ class SinkConnection(ServerConnection):
             return True
         return False
 
+    def _draw(self, temp: float, perm: float) -> int:
+        """0: go ahead, 1: refuse temporarily, 2: refuse permanently; draws only when a ratio is set."""
+        if self.rng is None or not (temp or perm):
+            return 0
+        draw = self.rng.random()
+        return 1 if draw < temp else 2 if draw < temp + perm else 0
+
     def rcpt_refusal(self) -> bytes | None:
         """Draw the RCPT refusal knobs (450 / 550)."""
-        cfg = self.sink_config
-        rng = self.rng
-        if rng is None or not (cfg.reject_rcpt_temp or cfg.reject_rcpt_perm):
+        kind = self._draw(self.sink_config.reject_rcpt_temp, self.sink_config.reject_rcpt_perm)
+        if not kind:
             return None
-        draw = rng.random()
-        if draw < cfg.reject_rcpt_temp:
-            self.stats.recipients_rejected += 1
-            return R_RCPT_TEMP
-        if draw < cfg.reject_rcpt_temp + cfg.reject_rcpt_perm:
-            self.stats.recipients_rejected += 1
-            return R_RCPT_PERM
-        return None
+        self.stats.recipients_rejected += 1
+        return R_RCPT_TEMP if kind == 1 else R_RCPT_PERM
 
     def data_refusal(self) -> bytes | None:
         """Draw the message refusal knobs (451 / 554)."""
-        cfg = self.sink_config
-        rng = self.rng
-        if rng is None or not (cfg.reject_data_temp or cfg.reject_data_perm):
-            return None
-        draw = rng.random()
-        if draw < cfg.reject_data_temp:
+        kind = self._draw(self.sink_config.reject_data_temp, self.sink_config.reject_data_perm)
+        if kind == 1:
             self.stats.messages_rejected_temp += 1
             return R_DATA_TEMP
-        if draw < cfg.reject_data_temp + cfg.reject_data_perm:
+        if kind == 2:
             self.stats.messages_rejected_perm += 1
             return R_DATA_PERM
         return None
