@@ -47,13 +47,14 @@ class RenderedMessage:
     size_param: str = ""
 
 
-def rendered(raw: bytes, kind: str = "text", chunk_size: int = 0) -> RenderedMessage:
-    """``raw`` (a whole message) in every form the session may send; BDAT chunks only when ``chunk_size``."""
+def rendered(raw: bytes, kind: str = "text", chunk_size: int = 0, data: bool = True) -> RenderedMessage:
+    """``raw`` (a whole message) in the forms the session may send: DATA's unless not ``data``, BDAT's with ``chunk_size``."""
     text = normalize_lines(raw)
     head = text.split(b"\r\n\r\n", 1)[0]
     needs = (0 if text.isascii() else NEEDS_8BITMIME) | (0 if head.isascii() else NEEDS_SMTPUTF8)
     bdat = tuple(bdat_chunks(text, chunk_size)) if chunk_size else ()
-    return RenderedMessage(len(text), encode_data(text), bdat, needs, kind, f" SIZE={len(text)}")
+    wire = encode_data(text) if data else b""
+    return RenderedMessage(len(text), wire, bdat, needs, kind, f" SIZE={len(text)}")
 
 
 _WORDS = [
