@@ -36,7 +36,8 @@ from typing import Any
 import trio
 
 from smtpbench.errors import RunError
-from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.extensions import message_extensions, message_pool, split_counts
+from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
@@ -84,11 +85,9 @@ class Engine:
         self.started_epoch = time.time()
         self.recorder = Recorder(self.started_epoch)
         self.settings = _settings(profile, host, port)
+        self.settings.extensions = message_extensions(profile.message, results.run_id)
         self.steps = opening_steps(self.settings)
-        msg = profile.message
-        self.pool = MessagePool(
-            msg.size, msg.variants, wl.seed, msg.from_template, msg.to_template, msg.subject, dict(msg.headers)
-        )
+        self.pool = message_pool(profile)
         initial = (wl.sessions if wl.model == "closed" else wl.rate) or 0
         self.shape = LoadShape(float(initial), [Ramp(s.duration, s.target) for s in wl.stages])
         self.total_duration = wl.total_duration
@@ -239,19 +238,21 @@ class Engine:
     def summary(self, elapsed: float) -> dict[str, Any]:
         """The summary document of what was measured so far."""
         p = self.profile
+        counters, usage = split_counts(self.recorder.counters.to_dict())
         return build_summary(
             run_id=self.results.run_id,
             status=self.status,
             started_at=dt.datetime.fromtimestamp(self.started_epoch, dt.UTC).isoformat(timespec="seconds"),
             elapsed_s=elapsed,
             histograms=self.recorder.totals,
-            counters=self.recorder.counters.to_dict(),
+            counters=counters,
             model=p.workload.model,
             target=f"{self.settings.host}:{self.settings.port}",
             extra={
                 "profile": p.path,
                 "seed": p.workload.seed,
                 "values_clamped": self.recorder.clamped,
+                **usage,
             },
         )
 
@@ -269,6 +270,7 @@ def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
         timeouts=dict(profile.smtp.timeouts),
         pipelining=profile.smtp.pipelining,
         pipeline_data=profile.smtp.pipeline_data,
+        chunking=profile.smtp.chunking,
         tls=t.tls,
         ssl_context=ssl_context,
         auth_mechanism=auth.mechanism if auth else None,

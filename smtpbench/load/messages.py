@@ -191,8 +191,8 @@ class MessagePool:
             self.messages += group
         self.table = _pick_table(groups, [entry.weight for entry in mix])
 
-    def pick(self, rng: random.Random) -> RenderedMessage:
-        """A message from the pool, chosen with ``rng`` (each kind of a mix by its weight)."""
+    def pick(self, rng: random.Random, n: int = 0, session: int = 0) -> RenderedMessage:
+        """A message from the pool, chosen with ``rng`` (each kind of a mix by its weight); ``n``, ``session`` unused."""
         table = self.table
         return table[rng.randrange(len(table))]
 
@@ -200,13 +200,20 @@ class MessagePool:
 class MixKind(Protocol):
     """One entry of ``[message] mix`` (:class:`smtpbench.load.message_section.MixEntry`)."""
 
-    kind: str
-    weight: float
-    size: SizeSampler | None
-    attachment_size: SizeSampler | None
-    attachments: int
-    header_text: str
-    body: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def size(self) -> SizeSampler | None: ...
+    @property
+    def attachment_size(self) -> SizeSampler | None: ...
+    @property
+    def attachments(self) -> int: ...
+    @property
+    def header_text(self) -> str: ...
+    @property
+    def body(self) -> str: ...
 
 
 def _pick_table(groups: list[list[RenderedMessage]], weights: list[float]) -> list[RenderedMessage]:

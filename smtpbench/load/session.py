@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 
 import trio
 
-from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, UNSUPPORTED, MessageExtensions, Pool, capabilities
+from smtpbench.load.messages import AddressTemplate, RenderedMessage
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
-from smtpbench.net.errors import ReplyError, SessionTimeout, classify
+from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout, classify
 from smtpbench.protocol import commands, sasl
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
@@ -84,6 +85,8 @@ class SessionSettings:
     recipients_max: int = 1
     sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
+    chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
+    extensions: MessageExtensions = field(default_factory=MessageExtensions)
     family: int = 0
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
 
@@ -121,7 +124,19 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "deadline")
+    __slots__ = (
+        "settings",
+        "recorder",
+        "conn",
+        "number",
+        "mark",
+        "rng",
+        "pipelined",
+        "scope",
+        "deadline",
+        "caps",
+        "bdat",
+    )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -135,6 +150,9 @@ class Session:
         self.scope = trio.CancelScope()
         #: Trio time by which the current wait must end (inf: no wait armed).
         self.deadline = INF
+        #: The server's extensions as a bit mask (smtpbench.load.extensions), and whether messages go by BDAT.
+        self.caps = 0
+        self.bdat = False
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
@@ -252,6 +270,23 @@ async def step_auth(s: Session) -> None:
         raise ReplyError(f"AUTH failed: {reply.code}", "auth", reply.code)
 
 
+class ChunkingUnsupported(SessionError):
+    """``chunking = "on"`` but the server does not advertise CHUNKING (RFC 3030)."""
+
+    kind = NO_CHUNKING
+
+
+async def step_extensions(s: Session) -> None:
+    """Note the server's extensions (the last EHLO's) and choose DATA or BDAT; ``chunking = "on"`` needs CHUNKING."""
+    assert s.conn is not None
+    s.caps = capabilities(s.conn.protocol.extensions)
+    chunking = s.settings.chunking
+    s.bdat = chunking == "on" or (chunking == "auto" and bool(s.caps & HAS_CHUNKING))
+    if chunking == "on" and not s.caps & HAS_CHUNKING:
+        await s.command("QUIT", commands.QUIT, "quit", "other")
+        raise ChunkingUnsupported('chunking = "on" but the server does not advertise CHUNKING', "ehlo")
+
+
 def opening_steps(settings: SessionSettings) -> list[Step]:
     """The session's opening steps for this profile, in order."""
     steps: list[Step] = [step_connect]
@@ -262,6 +297,7 @@ def opening_steps(settings: SessionSettings) -> list[Step]:
         steps.append(step_starttls)
     if settings.auth_mechanism:
         steps.append(step_auth)
+    steps.append(step_extensions)
     return steps
 
 
@@ -269,19 +305,33 @@ def _reject_kind(code: int) -> str:
     return "temp_fail" if code < 500 else "perm_fail"
 
 
-def envelope(s: Session, message_no: int) -> list[tuple[str, bytes]]:
-    """MAIL, one RCPT per recipient, DATA: the commands of message ``message_no``."""
+def envelope(s: Session, message_no: int, msg: RenderedMessage) -> list[tuple[str, bytes]]:
+    """MAIL (with the parameters ``msg`` needs), one RCPT per recipient, then DATA or ``msg``'s BDAT chunks."""
     st = s.settings
+    ext = st.extensions
     n_rcpt = (
         st.recipients_min
         if st.recipients_min == st.recipients_max
         else s.rng.randint(st.recipients_min, st.recipients_max)
     )
-    cmds = [("MAIL", commands.mail_from(st.sender.render(message_no, s.number)))]
+    params = ext.mail_params(msg, s.caps, message_no, s.number, s.recorder.counters.counts)
+    cmds = [("MAIL", commands.command("MAIL", f"FROM:<{st.sender.render(message_no, s.number)}>{params}"))]
+    notify = ext.rcpt_params(s.caps) if ext.dsn else ""
     for i in range(n_rcpt):
-        cmds.append(("RCPT", commands.rcpt_to(st.recipient.render(message_no, s.number, i))))
-    cmds.append(("DATA", commands.DATA))
+        cmds.append(("RCPT", commands.command("RCPT", f"TO:<{st.recipient.render(message_no, s.number, i)}>{notify}")))
+    if not s.bdat:
+        cmds.append(("DATA", commands.DATA))
+        return cmds
+    # RFC 3030: chunks may follow the envelope in one pipelined group (2920 lets BDAT be pipelined).
+    *chunks, last = msg.bdat
+    cmds += [("BDAT", chunk) for chunk in chunks]
+    cmds.append(("BDAT_LAST", last))
     return cmds
+
+
+#: Phase and timeout of each envelope verb whose own name is not both.
+_PHASES = {"BDAT": ("bdat", "data_block"), "BDAT_LAST": ("data_end", "data_end")}
+_BODY_VERBS = ("DATA", "BDAT", "BDAT_LAST")
 
 
 async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: bool) -> bool:
@@ -295,13 +345,13 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     rec = s.recorder
     counts = rec.counters.counts
     if sent:
-        replies = [(verb, (await s.reply(verb.lower(), verb.lower()))[1]) for verb, _ in cmds]
+        replies = [(verb, (await s.reply(*_PHASES.get(verb) or (verb.lower(),) * 2))[1]) for verb, _ in cmds]
     else:
         replies = []
         for verb, line in cmds:
-            if verb == "DATA" and not any(v == "RCPT" and r.code < 400 for v, r in replies):
-                break  # all recipients refused: DATA would be pointless (and 503)
-            reply = await s.command(verb, line, verb.lower(), verb.lower())
+            if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
+                break  # all recipients refused: DATA or BDAT would be pointless (and 503)
+            reply = await s.command(verb, line, *_PHASES.get(verb) or (verb.lower(),) * 2)
             replies.append((verb, reply))
             if reply.code >= 400 and verb != "RCPT":
                 break
@@ -311,7 +361,11 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
             counts["recipients_rejected"] += 1
         if reply.code >= 400 and not refusal:
             refusal = reply.code
-    if conn.protocol.state is State.DATA:
+    if replies and replies[-1][0] == "BDAT_LAST":
+        counts["transfer.bdat"] += 1  # every chunk was sent (and answered)
+        if replies[-1][1].code < 400:
+            return True
+    elif conn.protocol.state is State.DATA:
         return True
     counts["messages_rejected"] += 1
     rec.counters.errors[_reject_kind(refusal or 554)] += 1
@@ -320,7 +374,15 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     return False
 
 
-async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: int | None) -> None:
+def _unsupported(s: Session, keyword: str) -> None:
+    """Count a message the server cannot take (it lacks ``keyword``): never sent, never half-sent."""
+    counters = s.recorder.counters
+    counters.errors[UNSUPPORTED] += 1
+    counters.counts["messages_unsupported"] += 1
+    counters.counts[f"unsupported.{keyword}"] += 1
+
+
+async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | None) -> None:
     """Up to ``messages_per_session`` transactions on the session's connection.
 
     Pipelined (RFC 2920), an envelope goes out in one write; with
@@ -334,36 +396,65 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
     assert conn is not None
     rec = s.recorder
     counts = rec.counters.counts
-    coalesce = s.pipelined and st.pipeline_data
+    coalesce = s.pipelined and st.pipeline_data and not s.bdat
+    ext = st.extensions
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
+    msg: RenderedMessage | None = None  # the message of ``cmds``
     start = 0.0
     while message_no >= 0:
         if cmds is None:
-            cmds = envelope(s, message_no)
+            if msg is None:
+                msg = pool.pick(s.rng, message_no, s.number)
+            if ext.missing(msg, s.caps):  # not sent broken: counted, and on to the next message
+                _unsupported(s, ext.missing(msg, s.caps))
+                msg = None
+                message_no = control.claim_message() if left > 0 else -1
+                left -= 1
+                continue
+            cmds = envelope(s, message_no, msg)
             start = s.mark = perf()
             if s.pipelined:
-                s.arm(st.timeouts["mail"])
+                s.arm(st.timeouts["data_block" if s.bdat else "mail"])
                 await conn.send_group(cmds)
+        assert msg is not None
         accepted = await _envelope_replies(s, cmds, s.pipelined)
         cmds = None
         following = control.claim_message() if left > 0 else -1
         left -= 1
         if not accepted:
+            msg = None
             message_no = following
             continue
-        msg = pool.pick(s.rng)
+        if s.bdat:
+            end = s.mark
+            counts["messages_sent"] += 1
+            counts["bytes_sent"] += msg.size
+            counts["messages_accepted"] += 1
+            rec.record("transaction", int((end - start) * 1_000_000))
+            if lag_us is not None:
+                rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
+            msg = None
+            message_no = following
+            continue
         s.arm(st.timeouts["data_block"])
         s.mark = perf()
+        sent = msg
+        msg = None
         if coalesce and following >= 0:
-            cmds = envelope(s, following)
-            await conn.send_group([("DATA_END", msg.wire), *cmds])
+            msg = pool.pick(s.rng, following, s.number)
+            if ext.missing(msg, s.caps):  # the loop's top counts it
+                await conn.send("DATA_END", sent.wire)
+            else:
+                cmds = envelope(s, following, msg)
+                await conn.send_group([("DATA_END", sent.wire), *cmds])
         else:
-            await conn.send("DATA_END", msg.wire)
+            await conn.send("DATA_END", sent.wire)
         written = s.mark
         counts["messages_sent"] += 1
-        counts["bytes_sent"] += msg.size
+        counts["transfer.data"] += 1
+        counts["bytes_sent"] += sent.size
         _, reply = await s.reply("data_end", "data_end")
         end = s.mark
         if reply.code < 400:
@@ -381,7 +472,7 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
 async def run_session(
     s: Session,
     steps: list[Step],
-    pool: MessagePool,
+    pool: Pool,
     control: Control,
     intended: float | None = None,
 ) -> None:
