@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.real.servers import RealServer
+from tests.test_engine import run
 
 STRUCTURE = {
     "text/plain": ["text/plain"],
@@ -23,24 +21,17 @@ STRUCTURE = {
 
 
 def test_mixed_run_through_postfix_with_every_extension(postfix: RealServer, tmp_path: Path) -> None:
-    profile = tmp_path / "mix.toml"
-    profile.write_text(
-        f'[target]\nhost = "{postfix.host}"\nport = {postfix.port}\nhelo = "smtpbench.example"\n'
+    assert postfix.host == "127.0.0.1"
+    s = run(  # in-process: the engine against Postfix's port
+        tmp_path,
+        postfix.port,
         '[smtp]\nchunking = "auto"\nchunk_size = "16KiB"\n'
         '[workload]\nsessions = 3\nmessages = 24\nmessages_per_session = 4\nduration = "30s"\ngrace = "10s"\n'
         '[message]\nrecipients = 1\nto = "user{n}@example.test"\nvariants = 2\n'
         'mix = [{kind = "text", weight = 1}, {kind = "html", weight = 1, header_text = "rfc2047"}, '
         '{kind = "attachment", weight = 1, header_text = "utf8", body = "8bit", attachment_size = "40KiB"}]\n'
-        'dsn = {notify = "FAILURE,DELAY", ret = "HDRS", envid = "{run}-{n}"}\n'
-        f'[output]\nresults_dir = "{tmp_path / "results"}"\nprogress = "none"\n',
-        encoding="utf-8",
+        'dsn = {notify = "FAILURE,DELAY", ret = "HDRS", envid = "{run}-{n}"}\n',
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "smtpbench", "run", str(profile)], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (summary_path,) = (tmp_path / "results").glob("*/summary.json")
-    s = json.loads(summary_path.read_text())
     assert s["status"] == "completed" and s["counts"]["errors"] == 0, s["errors"]
     assert s["counts"]["messages_accepted"] == 24
     assert s["transfer"] == {"data": 0, "bdat": 24}
