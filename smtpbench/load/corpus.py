@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import weakref
 from array import array
 from pathlib import Path
 
@@ -167,12 +168,8 @@ class CorpusPool:
         self.chunk_size = chunk_size
         self.data = data
         self.fd = os.open(index.path, os.O_RDONLY) if index.kind == "mbox" else -1
-
-    def close(self) -> None:
-        """Close the mbox (if any); idempotent."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.fd >= 0:  # closed with the pool (the engine keeps it for the whole run)
+            weakref.finalize(self, os.close, self.fd)
 
     def pick(self, rng: random.Random, n: int = 0, session: int = 0) -> RenderedMessage:
         """Message ``n`` of session ``session``: a corpus message drawn with ``rng``, rewritten, rendered."""
