@@ -32,7 +32,7 @@ from pydantic import ValidationError, model_validator
 from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml, plain, redact, shown, type_name
 from smtpbench.conform.section import ConformSection
 from smtpbench.errors import ConfigError
-from smtpbench.fields import Table, checker, config_error, key, nested
+from smtpbench.fields import Invalid, Table, checker, config_error, key, nested
 from smtpbench.load.message_section import DsnConfig, MessageConfig, MixEntry  # noqa: F401
 from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names of the profile)
     AuthConfig,
@@ -43,12 +43,41 @@ from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names 
     WorkloadConfig,
 )
 from smtpbench.load.sizes import FixedSize, LognormalSize, SizeSpec, UniformSize, WeightedSize  # noqa: F401
+from smtpbench.metrics.thresholds import Threshold, metric_names, parse_cli_threshold, parse_threshold, parse_thresholds
 
 # ---------------------------------------------------------------- the file
 
 
 def _conform(value: Any) -> dict[str, Any]:
     return nested(ConformSection, value).model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _thresholds(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+    for metric, spec in value.items():
+        for i, one in enumerate(spec if isinstance(spec, list) else [spec]):
+            try:
+                parse_threshold(metric, one, key="")
+            except ConfigError as exc:
+                loc: tuple[str | int, ...] = (metric, i) if isinstance(spec, list) else (metric,)
+                raise Invalid(exc.problem, expected=exc.expected, hint=exc.hint, loc=loc) from None
+    return dict(value)
+
+
+class _ThresholdTable(Table):
+    condition: str = key(doc='An operator and a value, like "< 250ms", "< 1%" or ">= 500".')
+    abort_on_fail: bool = key(False, "Stop the run (status aborted_by_threshold) as soon as the condition fails.")
+    delay: str = key("0s", "With abort_on_fail: judge only after this much of the run.")
+
+
+_ThresholdSpec = str | _ThresholdTable
+_ThresholdsInput = dict[str, _ThresholdSpec | list[_ThresholdSpec]]
+
+
+def _metric_names(schema: dict[str, Any]) -> None:
+    # The table's keys are metric names: listing them closes it (an editor flags and completes names).
+    schema["propertyNames"] = {"enum": metric_names()}
 
 
 class ProfileFile(Table):
@@ -62,6 +91,11 @@ class ProfileFile(Table):
     output: OutputConfig = key(default_factory=dict, doc="Where results go.")
     conform: Annotated[dict[str, Any], checker(_conform, ConformSection)] = key(
         default_factory=dict, doc="Settings of smtpbench conform (its long options)."
+    )
+    thresholds: Annotated[dict[str, Any], checker(_thresholds, _ThresholdsInput)] = key(
+        default_factory=dict,
+        json_schema_extra=_metric_names,
+        doc='Pass/fail criteria, k6 style: "transaction.p99" = "< 250ms" (README, "Thresholds"); exit 1 when one fails.',
     )
 
     @model_validator(mode="after")
@@ -82,7 +116,12 @@ class Profile:
     message: MessageConfig
     output: OutputConfig
     conform: dict[str, Any]
+    thresholds: dict[str, Any]
     raw: dict[str, Any]
+
+    def criteria(self) -> list[Threshold]:
+        """The parsed ``[thresholds]`` (already validated when the profile was loaded)."""
+        return parse_thresholds(self.thresholds, file=self.path)
 
 
 SECTIONS = tuple(ProfileFile.model_fields)
@@ -98,13 +137,15 @@ def load_profile(
     target: str | None = None,
     duration: str | None = None,
     results_dir: str | None = None,
+    thresholds: Sequence[str] = (),
 ) -> Profile:
     """Read, override and validate the profile at ``path``.
 
     ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then
     ``target`` (``HOST:PORT``, ``[::1]:25``) switches to an external server,
     ``duration`` replaces ``workload.duration`` and ``results_dir`` replaces
-    ``output.results_dir``.  Guarantees a fully validated Profile, or raises
+    ``output.results_dir``; each of ``thresholds`` (``--threshold
+    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  Guarantees a fully validated Profile, or raises
     ConfigError whose one-line message names the file (and the option that
     set the value, if any), the key path and what was expected.
     """
@@ -132,6 +173,15 @@ def load_profile(
     if results_dir is not None:
         _ensure_table(data, "output", path)["results_dir"] = results_dir
         origins["output.results_dir"] = f"--results-dir {results_dir}"
+    for text in thresholds:
+        criterion = parse_cli_threshold(text)
+        table = _ensure_table(data, "thresholds", path)
+        given = table.get(criterion.metric)
+        table[criterion.metric] = [
+            *(given if isinstance(given, list) else [given] if given else []),
+            criterion.condition,
+        ]
+        origins[f"thresholds.{criterion.metric}"] = f"--threshold {text}"
     try:
         return profile_from_dict(data, path)
     except ConfigError as exc:
@@ -209,8 +259,9 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     Loading this dict back (:func:`profile_from_dict`) gives an equal profile
     (apart from ``path`` and ``raw``).  Secrets are not redacted here.
     """
-    data = {name: getattr(profile, name).toml() for name in SECTIONS if name != "conform"}
-    return {**data, "conform": copy.deepcopy(profile.conform)}
+    plain_tables = ("conform", "thresholds")
+    data = {name: getattr(profile, name).toml() for name in SECTIONS if name not in plain_tables}
+    return {**data, **{name: copy.deepcopy(getattr(profile, name)) for name in plain_tables}}
 
 
 def resolved_toml(profile: Profile) -> str:
