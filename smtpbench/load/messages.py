@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
+from smtpbench.load.mime import build, text_of_size
 from smtpbench.protocol.commands import bdat_chunks, encode_data, normalize_lines
 
 #: What a message needs from the server (:attr:`RenderedMessage.needs`): 8-bit octets need
@@ -57,49 +58,6 @@ def rendered(raw: bytes, kind: str = "text", chunk_size: int = 0, data: bool = T
     return RenderedMessage(len(text), wire, bdat, needs, kind, f" SIZE={len(text)}")
 
 
-_WORDS = [
-    "load",
-    "test",
-    "message",
-    "body",
-    "smtp",
-    "server",
-    "latency",
-    "throughput",
-    "queue",
-    "relay",
-    "mailbox",
-    "delivery",
-    "envelope",
-    "header",
-    "transaction",
-    "session",
-    "pipeline",
-    "benchmark",
-    "histogram",
-]
-
-
-def _text_of_size(rng: random.Random, size: int, vocabulary: list[str] = _WORDS) -> str:
-    # Lines of ~72 characters of words, like real text; some start with "."
-    # so that dot-stuffing is exercised on every run.  Sizes count UTF-8 octets.
-    lines: list[str] = []
-    total = 0
-    while total < size:
-        words: list[str] = []
-        width = 0
-        while width < 70:
-            w = rng.choice(vocabulary)
-            words.append(w)
-            width += len(w) + 1
-        line = " ".join(words)
-        if rng.random() < 0.02:
-            line = "." + line
-        lines.append(line)
-        total += len(line.encode()) + 2
-    return "\r\n".join(lines)
-
-
 def render_message(
     rng: random.Random,
     size: int,
@@ -120,7 +78,7 @@ def render_message(
     for k, v in headers.items():
         msg[k] = v
     head_len = len(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
-    msg.set_content(_text_of_size(rng, max(size - head_len - 64, 1)), cte="7bit")
+    msg.set_content(text_of_size(rng, max(size - head_len - 64, 1)), cte="7bit")
     raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n", max_line_length=998))
     return rendered(raw, "text", chunk_size)
 
@@ -165,8 +123,6 @@ class MessagePool:
                 )
             self.table = self.messages
             return
-        from smtpbench.load.mime import build  # the mix's builders: only runs that have a mix load them
-
         groups: list[list[RenderedMessage]] = []
         for entry in mix:
             group = []

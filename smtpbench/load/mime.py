@@ -1,4 +1,4 @@
-"""The kinds of generated messages of ``[message] mix``, built with the standard library's ``email`` package.
+"""Generated message text, and the kinds of ``[message] mix``, built with the standard library's ``email`` package.
 
 Each builder returns the whole message as octets (CRLF line ends, lines under
 998 octets), from the run's seeded ``random.Random``, so a pool is
@@ -25,10 +25,53 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 
-from smtpbench.load.messages import _WORDS, _text_of_size
+WORDS = [
+    "load",
+    "test",
+    "message",
+    "body",
+    "smtp",
+    "server",
+    "latency",
+    "throughput",
+    "queue",
+    "relay",
+    "mailbox",
+    "delivery",
+    "envelope",
+    "header",
+    "transaction",
+    "session",
+    "pipeline",
+    "benchmark",
+    "histogram",
+]
+
+
+def text_of_size(rng: random.Random, size: int, vocabulary: list[str] = WORDS) -> str:
+    """About ``size`` octets (UTF-8) of CRLF-separated lines of ~72 characters of ``vocabulary`` words.
+
+    Some lines start with "." so that dot-stuffing is exercised on every run.
+    """
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        words: list[str] = []
+        width = 0
+        while width < 70:
+            w = rng.choice(vocabulary)
+            words.append(w)
+            width += len(w) + 1
+        line = " ".join(words)
+        if rng.random() < 0.02:
+            line = "." + line
+        lines.append(line)
+        total += len(line.encode()) + 2
+    return "\r\n".join(lines)
+
 
 #: Words of non-ASCII text (Latin, Greek, Cyrillic, CJK, symbols): 2-, 3- and 4-octet UTF-8 sequences.
-_UTF8_WORDS = [*_WORDS, "größe", "übermittlung", "café", "naïve", "κείμενο", "почта", "日本語", "メール", "✓", "€uro"]
+_UTF8_WORDS = [*WORDS, "größe", "übermittlung", "café", "naïve", "κείμενο", "почта", "日本語", "メール", "✓", "€uro"]
 _NAMES_ASCII = ["Load Tester", "Queue Manager", "Relay Operator"]
 _NAMES_UTF8 = ["Jürgen Müller", "Zoë Ægir", "山田 太郎", "Анна Петрова"]
 _SUBJECT_UTF8 = " – Prüfbericht ✓ 日本語"
@@ -43,7 +86,7 @@ def _policy(header_text: str) -> object:
 
 
 def _text(rng: random.Random, size: int, body: str) -> str:
-    return _text_of_size(rng, max(size, 1), _WORDS if body == "7bit" else _UTF8_WORDS)
+    return text_of_size(rng, max(size, 1), WORDS if body == "7bit" else _UTF8_WORDS)
 
 
 def _html(text: str) -> str:
