@@ -14,6 +14,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ class Verdict(enum.Enum):
     FAIL = "fail"
     WARN = "warn"
     INFO = "info"
+    #: The server enforces a limit or a site policy (closing after errors, VRFY disabled...): counted, never failing.
+    POLICY = "policy"
     SKIP = "skip"
     ERROR = "error"
 
@@ -52,9 +55,10 @@ _RANK = {
     Verdict.PASS: 0,
     Verdict.SKIP: 1,
     Verdict.INFO: 2,
-    Verdict.WARN: 3,
-    Verdict.ERROR: 4,
-    Verdict.FAIL: 5,
+    Verdict.POLICY: 3,
+    Verdict.WARN: 4,
+    Verdict.ERROR: 5,
+    Verdict.FAIL: 6,
 }
 
 #: The verdict a broken requirement gets by default (catalogue "Default verdicts").
@@ -143,13 +147,68 @@ class Quit:
 Step = Cmd | Send | Reconnect | StartTLS | Quit
 
 
+#: Normative words, strongest first, and the verdict a broken one earns when it binds the server.
+KEYWORD_VERDICT: tuple[tuple[str, Verdict], ...] = (
+    ("MUST NOT", Verdict.FAIL),
+    ("MUST", Verdict.FAIL),
+    ("SHALL NOT", Verdict.FAIL),
+    ("SHALL", Verdict.FAIL),
+    ("REQUIRED", Verdict.FAIL),
+    ("SHOULD NOT", Verdict.WARN),
+    ("SHOULD", Verdict.WARN),
+    ("RECOMMENDED", Verdict.WARN),
+    ("MAY", Verdict.INFO),
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The sentence a verdict rests on: where it is, what it says, and whom it binds (``server``/``client``)."""
+
+    section: str
+    sentence: str
+    binds: str = "server"
+    #: Set only where the RFC states a mandatory procedure without an RFC 2119 word (the sentence says so).
+    stated: str = ""
+
+    @property
+    def keyword(self) -> str:
+        """The strongest upper-case normative word in the sentence (``""`` when it has none)."""
+        if self.stated:
+            return self.stated
+        for word, _ in KEYWORD_VERDICT:
+            if re.search(rf"\b{word}\b", self.sentence):
+                return word
+        return ""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The most a broken rule may earn: ``fail`` only for a server-side MUST/MUST NOT/SHALL.
+
+        A SHOULD is ``warn``; a client-side rule seen on the server, a MAY or
+        a sentence without a keyword is ``info``.
+        """
+        if self.binds != "server":
+            return Verdict.INFO
+        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.INFO)
+
+    def quote(self) -> str:
+        """The evidence line quoting the rule."""
+        return f'# {self.section} ({self.binds} {self.keyword or "note"}): "{self.sentence}"'
+
+
 @dataclass
 class Finding:
-    """A verdict with its reason and the exchange lines that decided it."""
+    """A verdict with its reason and the exchange lines that decided it.
+
+    ``rule`` is the sentence this finding enforces when it is not the
+    check's own (the runner caps the verdict at what that sentence allows).
+    """
 
     verdict: Verdict
     reason: str
     evidence: list[str] = field(default_factory=list)
+    rule: Rule | None = None
 
 
 Script = Callable[["Probe"], Awaitable[Finding]]
@@ -205,10 +264,16 @@ class CheckResult:
     evidence: list[str]
     duration_ms: int = 0
     transcript: list[str] = field(default_factory=list)
+    #: The sentence the verdict rests on (``None`` for a pass without one).
+    rule: Rule | None = None
+    #: Why this verdict is waived (``--baseline`` or ``[conform.expect]``), or ``None``.
+    waived: str | None = None
+    #: The server setting that fixes this finding, when the server is recognised (fix-it hint).
+    hint: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON form of this result (without the full transcript)."""
-        return {
+        """The JSON form of this result; ``exchange`` is the whole (bounded, redacted) transcript."""
+        out: dict[str, object] = {
             "id": self.id,
             "title": self.title,
             "area": self.area,
@@ -217,8 +282,33 @@ class CheckResult:
             "reason": self.reason,
             "rfc": self.rfc,
             "evidence": list(self.evidence),
+            "exchange": bounded(self.transcript),
             "duration_ms": self.duration_ms,
         }
+        if self.rule is not None:
+            out["rule"] = {
+                "section": self.rule.section,
+                "sentence": self.rule.sentence,
+                "binds": self.rule.binds,
+                "keyword": self.rule.keyword,
+            }
+        if self.waived is not None:
+            out["waived"] = self.waived
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
+
+
+#: At most this many transcript lines per check go into the JSON (the head and the tail are kept).
+MAX_EXCHANGE_LINES = 400
+
+
+def bounded(lines: list[str], limit: int = MAX_EXCHANGE_LINES) -> list[str]:
+    """``lines`` unchanged when short; else the first and last halves with a note of how many were left out."""
+    if len(lines) <= limit:
+        return list(lines)
+    half = limit // 2
+    return [*lines[:half], f"… {len(lines) - 2 * half} lines left out …", *lines[-half:]]
 
 
 def worst(findings: list[Finding]) -> Finding:

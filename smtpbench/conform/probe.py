@@ -36,6 +36,16 @@ from smtpbench.protocol.state import parse_ehlo
 #: How long QUIT waits for the server to close the connection (4.1.1.10: at once).
 CLOSE_WAIT = 5.0
 
+#: Connection budgets (README "Verdicts"): common anti-abuse limits close a session after 3 syntax or
+#: protocol errors (Exim smtp_max_synprot_errors, smtp_max_unknown_commands) or 10 non-mail commands
+#: (smtp_accept_max_nonmail); probes stay below them so that a limit never decides a verdict.
+ERROR_BUDGET = 2
+NONMAIL_BUDGET = 8
+#: Replies that count as an error-provoking command (syntax, sequence, not implemented, parameters).
+ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
+#: Commands that anti-abuse counters treat as "non-mail" (and any unknown verb).
+MAIL_VERBS = frozenset({"MAIL", "RCPT", "DATA", "DATA_END", "BDAT", "QUIT", "STARTTLS", "AUTH", "AUTH_RESPONSE"})
+
 #: Returns every message the server has delivered so far (content after DATA, unstuffed).
 DeliveryOracle = Callable[[], Sequence[bytes]]
 
@@ -139,6 +149,22 @@ class Session:
         #: Replies that arrived when none was due (judged by G-01).
         self.unsolicited: list[tuple[Exchange | None, Reply]] = []
         self.secrets: set[bytes] = set()
+        #: Error-provoking and non-mail commands sent so far (the connection budget).
+        self.errors = 0
+        self.nonmail = 0
+
+    def spent(self, errors: int = 1, nonmail: int = 1) -> bool:
+        """True when ``errors`` more error-provoking or ``nonmail`` more non-mail commands would exceed the budget."""
+        return (
+            self.closed
+            or self.errors + errors > ERROR_BUDGET
+            or self.nonmail + nonmail > NONMAIL_BUDGET
+        )
+
+    def _count(self, ex: Exchange) -> None:
+        if ex.verb not in MAIL_VERBS and ex.verb not in ("CONNECT", "EHLO_FIRST"):
+            self.nonmail += 1
+        self.errors += sum(1 for c in ex.codes if c in ERROR_CODES)
 
     @property
     def timeout(self) -> float:
@@ -232,6 +258,7 @@ class Session:
             return ex
         if replies:
             await self.read(ex, replies, timeout)
+            self._count(ex)
         return ex
 
     async def extra(self, ex: Exchange, wait: float | None = None) -> list[Reply]:
@@ -396,6 +423,18 @@ class Probe:
             if self.options.tls == "starttls":
                 await session.starttls()
         return session
+
+    async def renew(self, session: Session, errors: int = 1, nonmail: int = 1, start: str | None = None) -> Session:
+        """``session`` when it can take ``errors`` more error-provoking and ``nonmail`` more non-mail commands;
+        otherwise it is closed and a fresh session (started as ``start`` says) is returned.
+
+        The runner's connection budget: each probe group calls this before it
+        sends, so that no connection reaches a server's error or non-mail limit.
+        """
+        if not session.spent(errors, nonmail):
+            return session
+        await session.close()
+        return await self.connect(start)
 
     async def aclose(self) -> None:
         """Close every session this probe opened (politely, bounded)."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import trio
 
+from smtpbench.conform.levels import settle
 from smtpbench.conform.model import Check, CheckResult, Finding, Verdict
 from smtpbench.conform.options import ConformOptions
 from smtpbench.conform.probe import CheckAborted, DeliveryOracle, Probe, Session
@@ -125,8 +126,9 @@ class Runner:
             with trio.CancelScope(shield=True):
                 await probe.aclose()
         self.history.extend(probe.sessions)
-        if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR):
+        if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR, Verdict.POLICY):
             finding.evidence = probe.transcript()[-12:]
+        finding = settle(check.id, finding)
         return CheckResult(
             id=check.id,
             title=check.title,
@@ -138,6 +140,7 @@ class Runner:
             evidence=finding.evidence,
             duration_ms=int((time.monotonic() - started) * 1000),
             transcript=probe.transcript(),
+            rule=finding.rule,
         )
 
     def skipped(self, check: Check, reason: str, verdict: Verdict = Verdict.SKIP) -> CheckResult:
