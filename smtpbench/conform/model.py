@@ -74,6 +74,56 @@ LEVEL_VERDICT: dict[Level, Verdict] = {
 KNOWN_NEEDS = frozenset({"rcpt", "sink", "creds", "tls", "slow", "hook"})
 
 
+#: Normative words, strongest first, and the verdict a broken one earns when it binds the server.
+KEYWORD_VERDICT: tuple[tuple[str, Verdict], ...] = (
+    ("MUST NOT", Verdict.FAIL),
+    ("MUST", Verdict.FAIL),
+    ("SHALL NOT", Verdict.FAIL),
+    ("SHALL", Verdict.FAIL),
+    ("REQUIRED", Verdict.FAIL),
+    ("SHOULD NOT", Verdict.WARN),
+    ("SHOULD", Verdict.WARN),
+    ("RECOMMENDED", Verdict.WARN),
+    ("MAY", Verdict.INFO),
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The sentence a verdict rests on: where it is, what it says, and whom it binds (``server``/``client``)."""
+
+    section: str
+    sentence: str
+    binds: str = "server"
+    #: Set only where the RFC states a mandatory procedure without an RFC 2119 word (the sentence says so).
+    stated: str = ""
+
+    @property
+    def keyword(self) -> str:
+        """The strongest upper-case normative word in the sentence (``""`` when it has none)."""
+        if self.stated:
+            return self.stated
+        for word, _ in KEYWORD_VERDICT:
+            if re.search(rf"\b{word}\b", self.sentence):
+                return word
+        return ""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The most a broken rule may earn: ``fail`` only for a server-side MUST/MUST NOT/SHALL.
+
+        A SHOULD is ``warn``; a client-side rule seen on the server, a MAY or
+        a sentence without a keyword is ``info``.
+        """
+        if self.binds != "server":
+            return Verdict.INFO
+        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.INFO)
+
+    def quote(self) -> str:
+        """The evidence line quoting the rule."""
+        return f'# {self.section} ({self.binds} {self.keyword or "note"}): "{self.sentence}"'
+
+
 @dataclass(frozen=True)
 class Expect:
     """What a reply must be.
@@ -90,6 +140,8 @@ class Expect:
     otherwise: Verdict | None = None
     verdicts: Mapping[int, Verdict] = field(default_factory=dict)
     on_close: Verdict | None = None
+    #: The sentence this step enforces when it is not the check's own.
+    rule: Rule | None = None
 
     def judge(self, code: int) -> Verdict | None:
         """The verdict a reply ``code`` earns: ``PASS``, a graded code's verdict, or ``None`` (use the default)."""
@@ -145,56 +197,6 @@ class Quit:
 
 
 Step = Cmd | Send | Reconnect | StartTLS | Quit
-
-
-#: Normative words, strongest first, and the verdict a broken one earns when it binds the server.
-KEYWORD_VERDICT: tuple[tuple[str, Verdict], ...] = (
-    ("MUST NOT", Verdict.FAIL),
-    ("MUST", Verdict.FAIL),
-    ("SHALL NOT", Verdict.FAIL),
-    ("SHALL", Verdict.FAIL),
-    ("REQUIRED", Verdict.FAIL),
-    ("SHOULD NOT", Verdict.WARN),
-    ("SHOULD", Verdict.WARN),
-    ("RECOMMENDED", Verdict.WARN),
-    ("MAY", Verdict.INFO),
-)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """The sentence a verdict rests on: where it is, what it says, and whom it binds (``server``/``client``)."""
-
-    section: str
-    sentence: str
-    binds: str = "server"
-    #: Set only where the RFC states a mandatory procedure without an RFC 2119 word (the sentence says so).
-    stated: str = ""
-
-    @property
-    def keyword(self) -> str:
-        """The strongest upper-case normative word in the sentence (``""`` when it has none)."""
-        if self.stated:
-            return self.stated
-        for word, _ in KEYWORD_VERDICT:
-            if re.search(rf"\b{word}\b", self.sentence):
-                return word
-        return ""
-
-    @property
-    def verdict(self) -> Verdict:
-        """The most a broken rule may earn: ``fail`` only for a server-side MUST/MUST NOT/SHALL.
-
-        A SHOULD is ``warn``; a client-side rule seen on the server, a MAY or
-        a sentence without a keyword is ``info``.
-        """
-        if self.binds != "server":
-            return Verdict.INFO
-        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.INFO)
-
-    def quote(self) -> str:
-        """The evidence line quoting the rule."""
-        return f'# {self.section} ({self.binds} {self.keyword or "note"}): "{self.sentence}"'
 
 
 @dataclass
@@ -312,7 +314,10 @@ def bounded(lines: list[str], limit: int = MAX_EXCHANGE_LINES) -> list[str]:
 
 
 def worst(findings: list[Finding]) -> Finding:
-    """Combine partial findings: the most severe wins; its evidence comes first, then the others' of equal rank."""
+    """Combine partial findings: the most severe wins; its evidence comes first, then the others' of equal rank.
+
+    The result carries the rule of the first most-severe finding that names one.
+    """
     if not findings:
         return Finding(Verdict.PASS, "all replies as expected")
     top = max(findings, key=lambda f: f.verdict.rank)
@@ -325,4 +330,5 @@ def worst(findings: list[Finding]) -> Finding:
     same = [f for f in findings if f.verdict is top.verdict]
     reason = "; ".join(dict.fromkeys(f.reason for f in same))
     evidence = [line for f in same for line in f.evidence]
-    return Finding(top.verdict, reason, evidence)
+    rule = next((f.rule for f in same if f.rule is not None), None)
+    return Finding(top.verdict, reason, evidence, rule)

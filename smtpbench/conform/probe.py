@@ -152,11 +152,14 @@ class Session:
         #: Error-provoking and non-mail commands sent so far (the connection budget).
         self.errors = 0
         self.nonmail = 0
+        #: A read timed out: a late reply may still come, so the session is out of step.
+        self.out_of_step = False
 
     def spent(self, errors: int = 1, nonmail: int = 1) -> bool:
         """True when ``errors`` more error-provoking or ``nonmail`` more non-mail commands would exceed the budget."""
         return (
             self.closed
+            or self.out_of_step
             or self.errors + errors > ERROR_BUDGET
             or self.nonmail + nonmail > NONMAIL_BUDGET
         )
@@ -215,6 +218,7 @@ class Session:
         while self.pending and len(ex.replies) < want:
             ex.replies.append(self.pending.popleft())
         ex.timed_out = ex.timed_out or (timed_out and len(ex.replies) < want)
+        self.out_of_step = self.out_of_step or ex.timed_out
         ex.closed = self.closed
         ex.error = self.error
         return ex
@@ -248,7 +252,13 @@ class Session:
         timeout: float | None = None,
         secret: bool = False,
     ) -> Exchange:
-        """Write ``data`` exactly as given, in one write, then read ``replies`` replies."""
+        """Write ``data`` exactly as given, in one write, then read ``replies`` replies.
+
+        After a reply timeout the session is out of step: a late reply is
+        collected first (as unsolicited) so that it is never pinned on this command.
+        """
+        if self.out_of_step and not self.closed:
+            await self._fill(len(self.pending) + 1, self.probe.options.quiet_wait)
         self._take_stray()
         ex = Exchange(data, verb if verb is not None else verb_of(data), secret=secret, wanted=replies)
         self.exchanges.append(ex)
@@ -265,11 +275,15 @@ class Session:
         """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
         before = len(ex.replies)
         wanted = ex.wanted
+        in_step = not self.out_of_step
         await self.read(ex, 1, timeout=min(self.probe.options.quiet_wait, self.timeout) if wait is None else wait)
         while self.pending:
             ex.replies.append(self.pending.popleft())
         ex.wanted = wanted
         ex.timed_out = False
+        if in_step:
+            # Waiting for replies that should not come is not a reply timeout.
+            self.out_of_step = False
         return ex.replies[before:]
 
     async def read_greeting(self) -> Exchange:

@@ -60,18 +60,18 @@ def judge(expect: Expect, ex: Exchange, default: Verdict) -> Finding:
             return Finding(Verdict.ERROR, f"{ex.command}: {ex.outcome}", evidence)
         verdict = expect.on_close or expect.otherwise or default
         why = f"{ex.command}: {ex.outcome}"
-        return Finding(verdict, f"{why} ({expect.reason})" if expect.reason else why, evidence)
+        return Finding(verdict, f"{why} ({expect.reason})" if expect.reason else why, evidence, expect.rule)
     code = ex.reply.code
     graded = expect.judge(code)
     if graded is Verdict.PASS:
-        return Finding(Verdict.PASS, f"{ex.command}: {code}", evidence)
+        return Finding(Verdict.PASS, f"{ex.command}: {code}", evidence, expect.rule)
     verdict = graded or expect.otherwise or default
     if len(expect.codes) > 20:
         allowed = "anything but " + "/".join(str(c) for c in sorted(set(range(200, 600)) - expect.codes))
     else:
         allowed = "/".join(str(c) for c in sorted(expect.codes))
     why = f"{ex.command}: got {code}, expected {allowed}"
-    return Finding(verdict, f"{why} ({expect.reason})" if expect.reason else why, evidence)
+    return Finding(verdict, f"{why} ({expect.reason})" if expect.reason else why, evidence, expect.rule)
 
 
 async def run_steps(probe: Probe, steps: tuple[Step, ...]) -> Finding:
