@@ -128,7 +128,7 @@ def probe_d07(s: SinkServer) -> bool:
 
 def probe_p02(s: SinkServer) -> bool:
     with session(s) as c:
-        return len(c.codes(b"NOOP\r\n" * 50, 50, timeout=1)) != 50
+        return len(c.codes(b"RSET\r\n" * 20, 20, timeout=1)) != 20
 
 
 def probe_p03(s: SinkServer) -> bool:

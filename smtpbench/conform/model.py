@@ -112,12 +112,13 @@ class Rule:
     def verdict(self) -> Verdict:
         """The most a broken rule may earn: ``fail`` only for a server-side MUST/MUST NOT/SHALL.
 
-        A SHOULD is ``warn``; a client-side rule seen on the server, a MAY or
-        a sentence without a keyword is ``info``.
+        A SHOULD, or a server-side sentence without a keyword, is ``warn``;
+        a client-side rule seen on the server, or a MAY, is ``info``.
         """
         if self.binds != "server":
             return Verdict.INFO
-        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.INFO)
+        # A server-side statement without an RFC 2119 word ("it will return code 555") is at most a warning.
+        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.WARN)
 
     def quote(self) -> str:
         """The evidence line quoting the rule."""

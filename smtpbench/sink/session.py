@@ -835,6 +835,8 @@ class Session:
             return
         if not (faults and "R-01" in faults):
             self._reset_transaction()
+        if faults and "P-02" in faults:
+            self.flush_input = True
         self.out.append(b"250 OK\r\n" if faults and "ES-01" in faults else R_OK)
 
     async def _noop(self, arg: str) -> None:
@@ -843,8 +845,6 @@ class Session:
             if "R-02" in faults and arg.strip():
                 self.out.append(b"501 5.5.4 Syntax: NOOP\r\n")
                 return
-            if "P-02" in faults:
-                self.flush_input = True
             if "ES-01" in faults:
                 self.out.append(b"250 OK\r\n")
                 return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from smtpbench.conform.checks._util import passed, setup
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
-from smtpbench.conform.probe import Probe, Session
+from smtpbench.conform.probe import Exchange, Probe, Session
+from smtpbench.conform.steps import server_words
 
 AREA = "addresses"
 
@@ -31,11 +32,12 @@ async def path_forms(probe: Probe) -> Finding:
     findings.append(await _syntax_ok(probe, session, 'RCPT TO:<"first last"@{domain}>', "quoted local part"))
     await setup(session, "RSET", 250)
     mail = await _syntax_ok(probe, session, "MAIL FROM:<smtpbench@[192.0.2.1]>", "address-literal sender")
-    findings.append(mail)
+    findings.append(_literal_policy(mail, session.exchanges[-1]))
     if session.exchanges[-1].code == 250:
         ip = probe.peer_ip()
         literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
-        findings.append(await _syntax_ok(probe, session, f"RCPT TO:<postmaster@{literal}>", "address literal"))
+        rcpt = await _syntax_ok(probe, session, f"RCPT TO:<postmaster@{literal}>", "address literal")
+        findings.append(_literal_policy(rcpt, session.exchanges[-1]))
     for line in ("MAIL FROM: <{sender}>", "MAIL FROM:{sender}"):
         await setup(session, "RSET", 250)
         ex = await session.cmd(line)
@@ -46,6 +48,13 @@ async def path_forms(probe: Probe) -> Finding:
     if found.verdict is Verdict.PASS:
         found.reason = "; ".join(f.reason for f in findings)
     return found
+
+
+def _literal_policy(finding: Finding, ex: Exchange) -> Finding:
+    """A domain literal refused with anything but a syntax error is the site's configuration: ``policy``."""
+    if finding.verdict is Verdict.PASS and ex.code is not None and ex.code >= 400:
+        return Finding(Verdict.POLICY, f'{ex.command}: domain literal refused by configuration ("{server_words(ex)}")', ex.lines())
+    return finding
 
 
 def long_domain(total: int) -> str:
