@@ -88,7 +88,7 @@ async def help_(probe: Probe) -> Finding:
                     Verdict.WARN,
                     f"{line}: 250 is not a reply HELP may get (211/214)",
                     ex.lines(),
-                    rule=sentence("help-reply"),
+                    rule=sentence("listed-codes"),
                 )
             )
         elif ex.code == 502:
