@@ -110,11 +110,12 @@ def _explain(r: CheckResult) -> str:
 
 def test_matrix_covers_every_breakable_extension_check() -> None:
     ids = {c.id for c in select(("P", "T", "U", "Z", "B", "K", "N", "ES", "LG", "SEC", "TO"))}
-    assert len(ids) == 31  # catalogue sections 10-19
-    # TO-01 is proven below with a short plan; T-06, U-06 (policies) and TO-02 (hook) have no sink fault.
-    assert ids - set(FAULT_VERDICT) == {"TO-01", "TO-02", "T-06", "U-06"}
+    assert len(ids) == 33  # catalogue sections 10-19, plus T-07 and T-08 (TLS certificate and versions)
+    # TO-01 is proven below with a short plan; T-06, U-06 (policies) and TO-02 (hook) have no sink fault;
+    # T-07 and T-08 are proven in test_conform_verdicts.py by varying the client and the sink's TLS context.
+    assert ids - set(FAULT_VERDICT) == {"TO-01", "TO-02", "T-06", "U-06", "T-07", "T-08"}
     assert set(FAULT_VERDICT) <= set(FAULTS)
-    assert {"T-06", "U-06"} <= set(NOT_COVERED)
+    assert {"T-06", "U-06", "T-07", "T-08"} <= set(NOT_COVERED)
 
 
 @pytest.mark.parametrize("check_id", OURS)

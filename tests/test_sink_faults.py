@@ -32,7 +32,8 @@ def test_registry_names_catalogue_ids() -> None:
     if CATALOGUE.exists():
         catalogue = set(re.findall(r"^\*\*([A-Z]{1,3}-\d\d) ", CATALOGUE.read_text(), re.M))
         assert len(catalogue) == 70
-        assert ids == catalogue
+        # T-07 and T-08 (TLS certificate and versions, issue 7) are checks the catalogue does not list yet.
+        assert ids == catalogue | {"T-07", "T-08"}
 
 
 def session(server: SinkServer) -> RawClient:

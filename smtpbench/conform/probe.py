@@ -40,6 +40,8 @@ CLOSE_WAIT = 5.0
 #: protocol errors (Exim smtp_max_synprot_errors, smtp_max_unknown_commands) or 10 non-mail commands
 #: (smtp_accept_max_nonmail); probes stay below them so that a limit never decides a verdict.
 ERROR_BUDGET = 2
+#: Back-off between retries of a refused connection or a 421/closed greeting (seconds, bounded).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 NONMAIL_BUDGET = 8
 #: Replies that count as an error-provoking command (syntax, sequence, not implemented, parameters).
 ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
@@ -318,7 +320,9 @@ class Session:
         self.pending.clear()
         self.parser = ReplyParser()
         opts = self.probe.options
-        ctx = client_context(opts.ca_file, opts.insecure)
+        # Opportunistic TLS, as MTAs do it: the certificate is verified only when --ca-file asks for it;
+        # its problems are T-07's finding, never a reason to abort another check.
+        ctx = client_context(opts.ca_file, opts.insecure or not opts.ca_file)
         try:
             await self.conn.start_tls(ctx, opts.host, self.timeout)
         except Exception as exc:  # ssl and stream errors alike: the check cannot go on
@@ -382,6 +386,8 @@ class Probe:
         self.extensions = extensions or {}
         self.oracle = oracle
         self.sessions: list[Session] = []
+        #: Connection limits met (refused connections, 421 greetings) and the retries they took.
+        self.limits: list[str] = []
         #: Sessions of the checks run before this one (the runner fills it; G-01 grades them).
         self.history: list[Session] = []
 
@@ -399,21 +405,31 @@ class Probe:
             line = line.replace(key, value)
         return line
 
-    async def open(self) -> Session:
-        """Connect (and wrap in TLS when implicit); raises :class:`CheckAborted` on failure."""
+    async def open(self, plain: bool = False) -> Session:
+        """Connect (and wrap in TLS when implicit, unless ``plain``); raises :class:`CheckAborted` on failure.
+
+        A refused connection is retried with back-off (:data:`RETRY_DELAYS`):
+        servers limit connections per client address, and a limit must make
+        the report slower, not wrong.  Each retry is noted in :attr:`limits`.
+        """
         o = self.options
-        try:
-            with trio.fail_after(o.timeout):
-                family, addr = await resolve(o.host, o.port)
-                stream = await connect_tcp(family, addr)
-        except Exception as exc:
-            kind = "timeout" if isinstance(exc, trio.TooSlowError) else classify(exc)
-            raise CheckAborted(f"cannot connect to {o.target}: {kind}") from None
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                with trio.fail_after(o.timeout):
+                    family, addr = await resolve(o.host, o.port)
+                    stream = await connect_tcp(family, addr)
+                break
+            except Exception as exc:
+                kind = "timeout" if isinstance(exc, trio.TooSlowError) else classify(exc)
+                if delay is None or kind == "dns":
+                    raise CheckAborted(f"cannot connect to {o.target}: {kind}") from None
+                self.limits.append(f"connection {kind} (attempt {attempt + 1}); retried after {delay:g}s")
+                await trio.sleep(delay)
         conn = SMTPConnection(stream)
         conn.raw_log = []
         session = Session(self, conn)
         self.sessions.append(session)
-        if o.tls == "implicit":
+        if o.tls == "implicit" and not plain:
             await session._handshake()
         return session
 
@@ -428,6 +444,15 @@ class Probe:
         if start == "none":
             return session
         greet = await session.read_greeting()
+        for delay in RETRY_DELAYS:
+            # A 421 or a close instead of the greeting is usually a per-client connection limit: back off.
+            if greet.code not in (421, None):
+                break
+            self.limits.append(f"greeting {greet.outcome}; retried after {delay:g}s")
+            await session.close(polite=False)
+            await trio.sleep(delay)
+            session = await self.open()
+            greet = await session.read_greeting()
         if greet.code != 220:
             raise CheckAborted(f"greeting was {greet.outcome}, not 220")
         if start == "ehlo":

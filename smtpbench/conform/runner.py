@@ -129,6 +129,9 @@ class Runner:
         if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR, Verdict.POLICY):
             finding.evidence = probe.transcript()[-12:]
         finding = settle(check.id, finding)
+        if probe.limits:
+            # The server limited connections; the check still ran to its end, only slower.
+            finding.reason += f" (connection limit met: {'; '.join(probe.limits[:3])})"
         return CheckResult(
             id=check.id,
             title=check.title,

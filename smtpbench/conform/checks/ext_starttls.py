@@ -3,7 +3,8 @@
 These checks always start in plaintext (even with ``--starttls``, which only
 decides how the *other* checks' sessions begin) and do the handshake
 themselves, so that a failed handshake is a finding, not an aborted check.
-Certificates are verified as ``--ca-file``/``--insecure`` say.
+TLS is opportunistic, as between MTAs: the certificate is verified only with
+``--ca-file``; its problems are reported once, by T-07.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ async def handshake_check(probe: Probe) -> Finding:
         return Finding(
             Verdict.FAIL, f"{version} established, but EHLO inside TLS got {ehlo.outcome}", evidence(ex, ehlo)
         )
-    verified = "not verified (--insecure)" if probe.options.insecure else "certificate verified"
+    if probe.options.ca_file and not probe.options.insecure:
+        verified = "certificate verified"
+    else:
+        verified = "certificate not verified (opportunistic; see T-07)"
     return passed(f"220, then a {version} handshake; {verified}", ex, ehlo)
 
 
@@ -73,7 +77,9 @@ async def _unverified(probe: Probe, failure: str, first: Exchange) -> Finding:
     version = tls_version(session)
     await session.close()
     return Finding(
-        Verdict.INFO, f"{version} handshake completes, but the certificate does not validate ({failure})", first.lines()
+        Verdict.PASS,
+        f"{version} handshake completes; the certificate does not validate against --ca-file (see T-07)",
+        first.lines(),
     )
 
 
