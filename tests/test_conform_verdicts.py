@@ -3,17 +3,21 @@ policy, connection budgets, the TLS certificate and version checks (T-07, T-08).
 
 from __future__ import annotations
 
+import pathlib
 import ssl
 
 import pytest
+import trio
 
 from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.levels import check_text, rule_of, settle
 from smtpbench.conform.model import CheckResult, Finding, Rule, Verdict
 from smtpbench.conform.options import ConformOptions
+from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import run_suite
 from smtpbench.sink.config import SinkConfig
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
+from tests.test_conform_scripted import compliant, run_against
 
 RCPT = "user@example.test"
 
@@ -112,3 +116,63 @@ def test_tls_versions(tls: TLSPair) -> None:
         pytest.skip("the local TLS library refuses TLS 1.0 at handshake time")
     assert legacy["T-08"].verdict is Verdict.WARN, _why(legacy["T-08"])
     assert "TLS 1.0" in legacy["T-08"].reason
+
+
+def test_delivery_oracle_reads_lf_maildirs_and_other_trace_fields(tmp_path: pathlib.Path) -> None:
+    maildir = tmp_path / "Maildir" / "new"
+    maildir.mkdir(parents=True)
+    (maildir / "1.host").write_bytes(b"Return-Path: <a@b>\nReceived: from x\nSubject: s\n\nbody\n")
+    (tmp_path / "2.eml").write_bytes(b"Received: from y\r\nSubject: t\r\n\r\nbare\nLF kept\r\n")
+    got = store_dir_oracle(str(tmp_path))()
+    assert sorted(got) == sorted(
+        [b"Return-Path: <a@b>\r\nReceived: from x\r\nSubject: s\r\n\r\nbody\r\n", (tmp_path / "2.eml").read_bytes()]
+    )
+    # D-01 against the sink, with trace fields a real MTA writes above its Received: line.
+    with SinkThread(SinkConfig(store_messages=True)) as server:
+        options = ConformOptions(port=server.port, rcpt=RCPT, timeout=2.0, check_timeout=30.0, quiet_wait=0.25)
+
+        def oracle() -> list[bytes]:
+            return [b"Return-Path: <x@y>\r\nReceived-SPF: none\r\n" + m.content for m in server.messages]
+
+        (d01,) = run_suite(options, select(("D-01",)), oracle=oracle)
+    assert d01.verdict is Verdict.PASS, _why(d01)
+
+
+async def _discarding_smuggler(stream: trio.SocketStream) -> None:
+    """Ends DATA at <LF>.<LF> and throws away whatever else that read held (CVE-2023-51764-style)."""
+    try:
+        await stream.send_all(b"220 fake.example ESMTP\r\n")
+        buf, in_data = b"", False
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            buf += data
+            if in_data:
+                for end in (b"\n.\n", b"\r\n.\r\n"):
+                    if end in buf:
+                        buf, in_data = b"", False  # the read-ahead after the end is lost
+                        await stream.send_all(b"250 queued\r\n")
+                        break
+                continue
+            while b"\r\n" in buf and not in_data:
+                line, buf = buf.split(b"\r\n", 1)
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"QUIT":
+                    await stream.send_all(b"221 bye\r\n")
+                    return
+                if verb == b"DATA":
+                    in_data = True
+                    await stream.send_all(b"354 go\r\n")
+                else:
+                    await stream.send_all(compliant(line) or b"250 ok\r\n")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def test_smuggling_probe_is_not_fooled_by_a_server_that_discards_read_ahead() -> None:
+    r = run_against(_discarding_smuggler, ("D-05",), quiet_wait=0.3)["D-05"]
+    assert r.verdict is Verdict.FAIL, _why(r)
+    assert "second write" in r.reason and "ended DATA at the bare sequence" in r.reason
