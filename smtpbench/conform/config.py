@@ -43,6 +43,9 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "transcript": str,
     "store_dir": str,
     "quiet": bool,
+    # The CI gate (parsed by conform/waivers.py, which takes the plain table).
+    "baseline": str,
+    "expect": dict,
 }
 
 
@@ -199,6 +202,8 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
         transcript_dir=merged.get("transcript"),
         store_dir=store_dir,
         quiet=bool(merged.get("quiet", False)),
+        baseline=merged.get("baseline"),
+        expect=dict(merged.get("expect", {})),
     )
     if merged.get("foreign_rcpt"):
         opts.foreign_rcpt = merged["foreign_rcpt"]

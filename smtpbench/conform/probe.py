@@ -388,6 +388,8 @@ class Probe:
         self.sessions: list[Session] = []
         #: Connection limits met (refused connections, 421 greetings) and the retries they took.
         self.limits: list[str] = []
+        #: Retry refused connections and 421 greetings (off for discovery: an unreachable server fails fast).
+        self.retry = True
         #: Sessions of the checks run before this one (the runner fills it; G-01 grades them).
         self.history: list[Session] = []
 
@@ -413,7 +415,8 @@ class Probe:
         the report slower, not wrong.  Each retry is noted in :attr:`limits`.
         """
         o = self.options
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+        delays = RETRY_DELAYS if self.retry else ()
+        for attempt, delay in enumerate((*delays, None)):
             try:
                 with trio.fail_after(o.timeout):
                     family, addr = await resolve(o.host, o.port)
@@ -444,7 +447,7 @@ class Probe:
         if start == "none":
             return session
         greet = await session.read_greeting()
-        for delay in RETRY_DELAYS:
+        for delay in RETRY_DELAYS if self.retry else ():
             # A 421 or a close instead of the greeting is usually a per-client connection limit: back off.
             if greet.code not in (421, None):
                 break

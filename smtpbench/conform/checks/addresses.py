@@ -53,7 +53,9 @@ async def path_forms(probe: Probe) -> Finding:
 def _literal_policy(finding: Finding, ex: Exchange) -> Finding:
     """A domain literal refused with anything but a syntax error is the site's configuration: ``policy``."""
     if finding.verdict is Verdict.PASS and ex.code is not None and ex.code >= 400:
-        return Finding(Verdict.POLICY, f'{ex.command}: domain literal refused by configuration ("{server_words(ex)}")', ex.lines())
+        return Finding(
+            Verdict.POLICY, f'{ex.command}: domain literal refused by configuration ("{server_words(ex)}")', ex.lines()
+        )
     return finding
 
 

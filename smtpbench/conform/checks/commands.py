@@ -54,7 +54,9 @@ async def argument_syntax(probe: Probe) -> Finding:
     for line, codes in (("MAIL FROM:foo@", (501, 553)), ("MAIL FROM:<a@b", (501, 553)), ("MAIL TO:<a@b>", (501,))):
         session = await probe.renew(session, errors=1)
         ex = await session.cmd(line)
-        findings.append(limit_closure(session, ex) or check_code(probe, ex, *codes, reason="syntax error in the argument"))
+        findings.append(
+            limit_closure(session, ex) or check_code(probe, ex, *codes, reason="syntax error in the argument")
+        )
         if ex.code is not None and ex.code < 400:
             await session.cmd("RSET")
     # The transaction part on its own connection: one error only, so that no limit can interfere.
@@ -226,9 +228,7 @@ async def error_storm(probe: Probe) -> Finding:
     elif session.closed or said_421:
         words = " | ".join(f"{r.code} {' '.join(r.lines)}" for r in last.replies) or "no reply"
         findings.append(
-            Finding(
-                Verdict.POLICY, f'closed after {sent} unknown commands, {note} (server: "{words}")', last.lines()
-            )
+            Finding(Verdict.POLICY, f'closed after {sent} unknown commands, {note} (server: "{words}")', last.lines())
         )
     else:
         findings.append(passed(f"{ERROR_STORM} unknown commands answered, session kept open", last))

@@ -228,8 +228,7 @@ async def _smuggle_once(probe: Probe, terminator: bytes, label: str, mode: str) 
         if code < 400 and cut:
             return Finding(
                 Verdict.FAIL,
-                f"{what}: the stored message ends at the bare sequence (what followed was dropped or read as "
-                "commands)",
+                f"{what}: the stored message ends at the bare sequence (what followed was dropped or read as commands)",
                 [*end.lines(), f"stored tail: {cut[0][-80:]!r}"],
             )
     if code == 250:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from smtpbench.conform.checks._util import check_code, is_domain_or_literal, passed, send_body, test_message
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
 from smtpbench.conform.probe import CheckAborted, Probe
-from smtpbench.conform.levels import sentence
 from smtpbench.conform.steps import limit_closure, server_words
 from smtpbench.protocol.commands import encode_data
 
@@ -60,11 +60,15 @@ async def argument_forms(probe: Probe) -> Finding:
             findings.append(check_code(probe, ex, *EHLO_REFUSALS, reason=f"{line} without a domain must be refused"))
         elif ex.code in (500, 501):
             findings.append(
-                Finding(Verdict.FAIL, f"{line}: {ex.code}, a valid address literal refused as a syntax error", ex.lines())
+                Finding(
+                    Verdict.FAIL, f"{line}: {ex.code}, a valid address literal refused as a syntax error", ex.lines()
+                )
             )
         elif ex.code is not None and ex.code >= 400:
             words = server_words(ex)
-            findings.append(Finding(Verdict.POLICY, f'{line}: address literal refused by configuration ("{words}")', ex.lines()))
+            findings.append(
+                Finding(Verdict.POLICY, f'{line}: address literal refused by configuration ("{words}")', ex.lines())
+            )
         else:
             findings.append(check_code(probe, ex, 250, reason="an address literal is a valid EHLO argument"))
     return worst(findings)
@@ -141,10 +145,17 @@ async def advertisement(probe: Probe) -> Finding:
         ex = await session.cmd(verb)
         code = ex.code
         if code is None:
-            findings.append(limit_closure(session, ex) or Finding(Verdict.FAIL, f"unadvertised {verb}: {ex.outcome}", ex.lines(), rule=sentence("exactly-one-reply")))
+            findings.append(
+                limit_closure(session, ex)
+                or Finding(
+                    Verdict.FAIL, f"unadvertised {verb}: {ex.outcome}", ex.lines(), rule=sentence("exactly-one-reply")
+                )
+            )
         elif 200 <= code < 300:
             # Only the other direction (advertised, then 502) is a MUST NOT (4.2.4).
-            findings.append(Finding(Verdict.WARN, f"{verb} is implemented ({code}) but not advertised in EHLO", ex.lines()))
+            findings.append(
+                Finding(Verdict.WARN, f"{verb} is implemented ({code}) but not advertised in EHLO", ex.lines())
+            )
         elif code in (500, 502):
             findings.append(passed(f"unadvertised {verb}: {code} ({OWNED_ELSEWHERE})", ex))
         else:

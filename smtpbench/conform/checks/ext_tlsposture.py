@@ -161,11 +161,17 @@ async def versions(probe: Probe) -> Finding:
         await session.close(polite=failure is None)
     tail = f"; not testable with the local TLS library: {', '.join(untestable)}" if untestable else ""
     if not accepted:
-        return Finding(Verdict.INFO, f"no protocol version accepted ({', '.join(refused) or 'none tried'}){tail}", evidence)
+        return Finding(
+            Verdict.INFO, f"no protocol version accepted ({', '.join(refused) or 'none tried'}){tail}", evidence
+        )
     old = [v for v in accepted if v in DEPRECATED]
     if old:
-        return Finding(Verdict.WARN, f"deprecated {' and '.join(old)} accepted (accepted: {', '.join(accepted)}){tail}", evidence)
-    return Finding(Verdict.PASS, f"accepted: {', '.join(accepted)}; refused: {', '.join(refused) or 'none'}{tail}", evidence)
+        return Finding(
+            Verdict.WARN, f"deprecated {' and '.join(old)} accepted (accepted: {', '.join(accepted)}){tail}", evidence
+        )
+    return Finding(
+        Verdict.PASS, f"accepted: {', '.join(accepted)}; refused: {', '.join(refused) or 'none'}{tail}", evidence
+    )
 
 
 CHECKS = (

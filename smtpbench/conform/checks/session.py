@@ -13,7 +13,6 @@ from smtpbench.conform.checks._util import (
     open_transaction,
     passed,
     send_body,
-    setup,
     start_data,
     test_message,
 )

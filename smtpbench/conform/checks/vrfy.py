@@ -6,8 +6,8 @@ import re
 import secrets
 
 from smtpbench.conform.checks._util import check_code, passed
-from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.levels import sentence
+from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe
 from smtpbench.conform.steps import limit_closure, server_words
 
@@ -46,7 +46,9 @@ async def vrfy(probe: Probe) -> Finding:
     else:
         findings.append(
             limit_closure(session, ex)
-            or check_code(probe, ex, 252, 550, 551, 553, reason="a random address must not be verified", verdict=Verdict.WARN)
+            or check_code(
+                probe, ex, 252, 550, 551, 553, reason="a random address must not be verified", verdict=Verdict.WARN
+            )
         )
     await session.close()
     found = worst(findings)
