@@ -29,9 +29,32 @@ from smtpbench.protocol.tables import COMMANDS, allowed_codes
 #: The one defect the catalogue softens to WARN (the server SHOULD send the SP).
 SOFT_DEFECTS = frozenset({"last line lacks the SP after the code"})
 MAX_EXAMPLES = 6
+#: A reply line over 512 octets (often an echoed long argument): 4.5.3.1 says objects larger than the
+#: minimum sizes "SHOULD be avoided", so it is a warning, not a broken MUST.
+LONG_LINE = "line of "
 #: Checks that grade the reply codes they provoke themselves; G-01 judges only their replies' form.
 OWNERS = frozenset(
-    {"SEC-01", "V-01", "V-02", "V-03", "LG-01", "E-02", "E-04", "X-01", "X-06", "R-02", "S-01", "A-03", "U-02", "U-03"}
+    {
+        "SEC-01",
+        "V-01",
+        "V-02",
+        "V-03",
+        "LG-01",
+        "E-02",
+        "E-04",
+        "X-01",
+        "X-06",
+        "R-02",
+        "S-01",
+        "A-03",
+        "U-02",
+        "U-03",
+        # The smuggling and bare-line-end probes: replies to smuggled commands are theirs to judge.
+        "D-05",
+        "D-06",
+        "D-07",
+        "D-08",
+    }
 )
 
 
@@ -89,7 +112,8 @@ def _exchange_problems(ex: Exchange, owned: bool) -> list[tuple[str, Verdict, tu
         out.append((f"malformed reply to {_what(ex)}: {ex.error}", Verdict.FAIL, None))
     for reply in ex.replies:
         for defect in reply.defects:
-            verdict = Verdict.WARN if defect in SOFT_DEFECTS else Verdict.FAIL
+            soft = defect in SOFT_DEFECTS or defect.startswith(LONG_LINE)
+            verdict = Verdict.WARN if soft else Verdict.FAIL
             out.append((f"reply {reply.code} to {_what(ex)}: {defect}", verdict, None))
         if not owned and ex.verb in COMMANDS and reply.code not in allowed_codes(ex.verb):
             listed = "/".join(str(c) for c in sorted(allowed_codes(ex.verb)))

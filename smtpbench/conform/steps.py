@@ -36,7 +36,8 @@ def limit_closure(session: Session, ex: Exchange) -> Finding | None:
     "an appropriate number" of errors may end a session; one may not).
     """
     if ex.reply is not None or not session.closed:
-        return policy_reply(ex)
+        # A reply is judged by the step's expectation (judge() knows which codes are fine).
+        return None
     before = session.errors
     if before >= 1 or session.nonmail >= 2:
         why = f"the server closed after {before} error replies and {session.nonmail} non-mail commands"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
+import trio
+
 from smtpbench.conform.model import Expect, Finding, Verdict
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 from smtpbench.conform.steps import judge
@@ -80,6 +82,27 @@ def find_delivered(probe: Probe, needle: bytes, before: int) -> list[bytes] | No
     if msgs is None:
         return None
     return [m for m in msgs[before:] if needle in m]
+
+
+#: The longest a check waits for an accepted message to show up in the oracle (real MTAs deliver from a queue).
+DELIVERY_WAIT = 10.0
+
+
+async def await_delivered(probe: Probe, needle: bytes, before: int) -> list[bytes] | None:
+    """Messages delivered since ``before`` that contain ``needle``, waiting (bounded) until one shows up.
+
+    Polls the oracle until a match appears or :data:`DELIVERY_WAIT` (at most
+    the reply timeout) passes, then waits ``quiet_wait`` more so that a second
+    message of the same transaction (a smuggled one) can show up too.
+    ``None`` without an oracle.
+    """
+    if probe.delivered() is None:
+        return None
+    with trio.move_on_after(min(DELIVERY_WAIT, probe.options.timeout)):
+        while not find_delivered(probe, needle, before):
+            await trio.sleep(0.1)
+    await trio.sleep(probe.options.quiet_wait)
+    return find_delivered(probe, needle, before)
 
 
 def delivered_count(probe: Probe) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from smtpbench.conform.checks._util import passed, setup
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
 from smtpbench.conform.probe import Exchange, Probe, Session
@@ -50,9 +52,16 @@ async def path_forms(probe: Probe) -> Finding:
     return found
 
 
+#: Reply text that says a literal was refused by configuration even when the code is 501 (Exim:
+#: "domain literals not allowed", its allow_domain_literals option).
+BY_CONFIGURATION = re.compile(r"literal|not allowed|not permitted|prohibit", re.I)
+
+
 def _literal_policy(finding: Finding, ex: Exchange) -> Finding:
     """A domain literal refused with anything but a syntax error is the site's configuration: ``policy``."""
-    if finding.verdict is Verdict.PASS and ex.code is not None and ex.code >= 400:
+    said = " ".join(ex.reply.lines) if ex.reply is not None else ""
+    by_config = ex.code in (500, 501) and BY_CONFIGURATION.search(said) is not None
+    if (finding.verdict is Verdict.PASS or by_config) and ex.code is not None and ex.code >= 400:
         return Finding(
             Verdict.POLICY, f'{ex.command}: domain literal refused by configuration ("{server_words(ex)}")', ex.lines()
         )

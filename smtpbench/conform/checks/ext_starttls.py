@@ -107,9 +107,17 @@ async def state_after_tls(probe: Probe) -> Finding:
         return Finding(Verdict.ERROR, failure, ex.lines())
     findings: list[Finding] = []
     mail = await session.cmd("MAIL FROM:<{sender}>")
-    findings.append(check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO"))
     if mail.code is not None and mail.code < 400:
         await rset(session)
+        if await _mail_without_ehlo(probe):
+            # The server takes MAIL before EHLO on any session (S-01's behaviour): a 250 here shows no kept state.
+            findings.append(passed("MAIL after TLS got 250, as on any session without EHLO (see S-01)", mail))
+        else:
+            findings.append(
+                check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO")
+            )
+    else:
+        findings.append(check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO"))
     ehlo = await session.cmd("EHLO {helo}")
     if ehlo.code != 250:
         findings.append(Finding(Verdict.FAIL, f"EHLO inside TLS got {ehlo.outcome}", ehlo.lines()))
@@ -134,6 +142,14 @@ async def state_after_tls(probe: Probe) -> Finding:
             evidence(mail, ehlo),
         )
     return result
+
+
+async def _mail_without_ehlo(probe: Probe) -> bool:
+    """True when a fresh plaintext session that never said EHLO gets a 2yz to MAIL."""
+    session = await probe.connect("greeting")
+    ex = await session.cmd("MAIL FROM:<{sender}>")
+    await session.close()
+    return ex.code is not None and 200 <= ex.code < 300
 
 
 async def injection(probe: Probe) -> Finding:

@@ -21,7 +21,10 @@ DISABLED = frozenset({252, 502, 550})
 
 
 def _disabled(verb: str, ex: Exchange) -> Finding:
-    return Finding(Verdict.POLICY, f'{verb} disabled by the site ("{server_words(ex)}")', ex.lines())
+    # 7.3 asks a site that disables VRFY/EXPN for 252; 502 and 550 are common too.  All three are the
+    # site's decision, counted as policy (issue 7), with the server's words.
+    note = "" if ex.code == 252 or verb == "HELP" else "; RFC 5321 7.3 prefers 252 for a disabled command"
+    return Finding(Verdict.POLICY, f'{verb} disabled by the site ("{server_words(ex)}"){note}', ex.lines())
 
 
 async def vrfy(probe: Probe) -> Finding:
