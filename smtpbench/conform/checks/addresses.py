@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from smtpbench.conform.checks._util import passed, setup
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
 from smtpbench.conform.probe import Exchange, Probe, Session
 from smtpbench.conform.steps import server_words
@@ -31,7 +32,9 @@ async def path_forms(probe: Probe) -> Finding:
     session = await probe.connect()
     await setup(session, "MAIL FROM:<{sender}>", 250)
     findings.append(await _syntax_ok(probe, session, "RCPT TO:<@relay.example,@b.example:{rcpt}>", "source route"))
-    findings.append(await _syntax_ok(probe, session, 'RCPT TO:<"first last"@{domain}>', "quoted local part"))
+    quoted = await _syntax_ok(probe, session, 'RCPT TO:<"first last"@{domain}>', "quoted local part")
+    quoted.rule = sentence("quoted-local-part") if quoted.verdict is not Verdict.PASS else None
+    findings.append(quoted)
     await setup(session, "RSET", 250)
     mail = await _syntax_ok(probe, session, "MAIL FROM:<smtpbench@[192.0.2.1]>", "address-literal sender")
     findings.append(_literal_policy(mail, session.exchanges[-1]))

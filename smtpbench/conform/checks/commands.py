@@ -149,6 +149,17 @@ async def line_length(probe: Probe) -> Finding:
             continue
         # 4.5.3.1.9: exceeding a limit "may be reported" (500 Line too long): what must hold is one reply
         # and a session still in step.
+        if session.closed or await session.wait_closed(0.05):
+            # Closing on the first bad command of a connection (3.8 allows it only after "an appropriate number").
+            findings.append(
+                Finding(
+                    Verdict.FAIL,
+                    f"the server closed the connection after its {ex.code} to the first overlong line",
+                    [*ex.lines(), "!: connection closed by server"],
+                    rule=sentence("no-close-before-quit"),
+                )
+            )
+            continue
         noop = await session.cmd("NOOP")
         more = await session.extra(noop)
         if noop.code != 250 or more:

@@ -19,6 +19,7 @@ from smtpbench.conform.checks._util import (
     start_data,
     test_message,
 )
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Probe
 from smtpbench.protocol.commands import encode_data
@@ -135,7 +136,16 @@ async def line_length(probe: Probe) -> Finding:
     early = await session.send(long_part, verb="DATA_END")
     got = await session.extra(early)
     if got:
-        findings.append(Finding(Verdict.FAIL, f"a reply ({early.outcome}) came before the end of data", early.lines()))
+        closed = session.closed or await session.wait_closed(0.05)
+        findings.append(
+            Finding(
+                Verdict.FAIL,
+                f"a reply ({early.outcome}) came before the end of data"
+                + (", and the server closed the connection" if closed else ""),
+                early.lines(),
+                rule=sentence("no-close-before-quit" if closed else "exactly-one-reply"),
+            )
+        )
         await session.close(polite=False)
         return worst(findings)
     end = await session.send(b".\r\n", verb="DATA_END", replies=1)

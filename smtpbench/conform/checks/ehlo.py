@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 
-from smtpbench.conform.checks._util import check_code, is_domain_or_literal, passed, send_body, test_message
+from smtpbench.conform.checks._util import (
+    check_code,
+    is_domain_or_literal,
+    open_transaction,
+    passed,
+    send_body,
+    test_message,
+)
 from smtpbench.conform.levels import sentence
-from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
+from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import CheckAborted, Probe
 from smtpbench.conform.steps import limit_closure, server_words
 from smtpbench.protocol.commands import encode_data
@@ -110,6 +117,27 @@ UNADVERTISED = ("ATRN",)
 OWNED_ELSEWHERE = "EXPN: see V-02; HELP: see V-03; SEND, SOML, SAML, TURN, ETRN: see LG-01"
 
 
+async def repeated_ehlo(probe: Probe) -> Finding:
+    session = await probe.connect()
+    await open_transaction(session)
+    again = await session.cmd("EHLO {helo}")
+    if again.code is not None and again.code >= 400:
+        # 4.1.4's MUST is conditional ("if ... the EHLO command is processed successfully"): a server may
+        # refuse a second EHLO, and then the open transaction rightly stays.
+        await session.close()
+        return Finding(
+            Verdict.INFO, f"a repeated EHLO is refused ({server_words(again)}); the transaction stays", again.lines()
+        )
+    findings = [check_code(probe, again, 250, reason="a repeated EHLO is allowed")]
+    rcpt = await session.cmd("RCPT TO:<{rcpt}>")
+    findings.append(check_code(probe, rcpt, 503, reason="EHLO must have reset the transaction"))
+    data = await session.cmd("DATA")
+    findings.append(check_code(probe, data, 503, 554, reason="EHLO must have reset the transaction"))
+    # Never send content after an unwanted 354: drop the connection instead.
+    await session.close(polite=data.code != 354)
+    return worst(findings)
+
+
 async def advertisement(probe: Probe) -> Finding:
     findings: list[Finding] = []
     session = await probe.connect("greeting")
@@ -196,13 +224,7 @@ CHECKS = (
         Level.MUST,
         "4.1.4",
         needs=frozenset({"rcpt"}),
-        steps=(
-            Cmd("MAIL FROM:<{sender}>"),
-            Cmd("RCPT TO:<{rcpt}>"),
-            Cmd("EHLO {helo}", expect(250, reason="a repeated EHLO is allowed")),
-            Cmd("RCPT TO:<{rcpt}>", expect(503, reason="EHLO must have reset the transaction")),
-            Cmd("DATA", expect(503, 554, reason="EHLO must have reset the transaction")),
-        ),
+        script=repeated_ehlo,
     ),
     Check(
         "E-04",

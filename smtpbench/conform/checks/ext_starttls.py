@@ -104,7 +104,8 @@ async def state_after_tls(probe: Probe) -> Finding:
         return session
     ex, failure = await _start(session, probe)
     if failure is not None:
-        return Finding(Verdict.ERROR, failure, ex.lines())
+        # No TLS session to look into: T-01 owns the handshake failure.
+        return Finding(Verdict.INFO, f"not tested: {failure} (see T-01)", ex.lines())
     findings: list[Finding] = []
     mail = await session.cmd("MAIL FROM:<{sender}>")
     if mail.code is not None and mail.code < 400:
@@ -172,12 +173,16 @@ async def _inject(probe: Probe, injected: str) -> Finding:
     session = await plaintext_session(probe)
     data = f"STARTTLS\r\n{injected}\r\n".encode()
     ex = await session.send(data, verb="STARTTLS", replies=1)
+    if ex.code is not None and ex.code >= 400:
+        # The server refused STARTTLS because input followed it in the same write: that is the defence.
+        await session.close(polite=False)
+        return passed(f"STARTTLS with pipelined {injected} refused ({ex.code}): nothing carried into TLS", ex)
     if ex.code != 220:
         await session.close(polite=False)
-        return Finding(Verdict.ERROR, f"STARTTLS (+{injected}) got {ex.outcome}", ex.lines())
+        return Finding(Verdict.INFO, f"STARTTLS (+{injected}) got {ex.outcome}: not tested", ex.lines())
     failure = await handshake(session, tls_context(probe))
     if failure is not None:
-        return Finding(Verdict.ERROR, f"TLS handshake failed: {failure}", ex.lines())
+        return Finding(Verdict.INFO, f"not tested: TLS handshake failed: {failure} (see T-01)", ex.lines())
     ehlo = await session.cmd("EHLO {helo}", verb="TLS_FIRST")
     await session.extra(ehlo)
     await session.close(polite=False)

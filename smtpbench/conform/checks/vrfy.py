@@ -31,7 +31,12 @@ async def vrfy(probe: Probe) -> Finding:
     findings: list[Finding] = []
     session = await probe.connect()
     ex = await session.cmd("VRFY postmaster")
-    if ex.code in DISABLED - {252}:
+    if ex.code == 500:
+        # VRFY is one of the commands 4.5.1 requires: "command unrecognized" is not a way to disable it.
+        findings.append(
+            Finding(Verdict.FAIL, "VRFY is not recognised (500)", ex.lines(), rule=sentence("minimum-commands"))
+        )
+    elif ex.code in DISABLED - {252}:
         findings.append(_disabled("VRFY", ex))
     else:
         findings.append(check_code(probe, ex, 250, 251, 252, 550, 551, 553, reason="VRFY is a required command"))
