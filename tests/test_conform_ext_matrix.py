@@ -26,7 +26,6 @@ FAIL_ON_FAULT = [
     "P-01",
     "P-02",
     "P-03",
-    "T-01",
     "T-03",
     "T-04",
     "T-05",
@@ -44,7 +43,8 @@ FAIL_ON_FAULT = [
 #: B-04: 4.1.1.11 says the server "will return code 555", a statement without an RFC 2119 word: warn.
 #: T-02: RFC 3207 says STARTTLS "takes no parameters" without an RFC 2119 word: warn.
 #: Z-01, N-01: their RFC 1870/3461 sentences are paraphrases not checked against stored text: at most warn.
-WARN_ON_FAULT = ["Z-01", "N-01", "T-02", "B-04", "Z-02", "Z-03", "ES-01", "LG-01", "SEC-01", "U-01", "U-03"]
+#: T-01: RFC 3207 states what STARTTLS promises without a MUST for the server: a failed handshake is a warning.
+WARN_ON_FAULT = ["T-01", "Z-01", "N-01", "T-02", "B-04", "Z-02", "Z-03", "ES-01", "LG-01", "SEC-01", "U-01", "U-03"]
 FAULT_VERDICT: dict[str, Verdict] = {
     **{cid: Verdict.FAIL for cid in FAIL_ON_FAULT},
     **{cid: Verdict.WARN for cid in WARN_ON_FAULT},
