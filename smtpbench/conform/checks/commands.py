@@ -146,6 +146,8 @@ async def line_length(probe: Probe) -> Finding:
                     rule=sentence("limits-exceeded"),
                 )
             )
+            # More pieces of the line may still be answered: the session is out of step, so no QUIT on it.
+            await session.close(polite=False)
             continue
         # 4.5.3.1.9: exceeding a limit "may be reported" (500 Line too long): what must hold is one reply
         # and a session still in step.
