@@ -7,6 +7,7 @@ import secrets
 
 import trio
 
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Expect, Finding, Verdict
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 from smtpbench.conform.steps import judge
@@ -53,6 +54,16 @@ def evidence(*exchanges: Exchange) -> list[str]:
 def passed(reason: str, *exchanges: Exchange) -> Finding:
     """A PASS whose evidence is the given exchanges."""
     return Finding(Verdict.PASS, reason, evidence(*exchanges))
+
+
+def client_rule(ex: Exchange, what: str, rule: str) -> Finding:
+    """How the server treated a client's breach of client rule ``rule``: accepted is ``info``, refused passes.
+
+    The sentence binds the client, so the server's tolerance is recorded, never graded (issue 7).
+    """
+    if ex.code is not None and ex.code < 400:
+        return Finding(Verdict.INFO, f"{what} accepted ({ex.code}): a client rule", ex.lines(), sentence(rule))
+    return passed(f"{what}: {ex.outcome}", ex)
 
 
 def test_message(probe: Probe, tag: str, body: str = "smtpbench conformance probe\r\n") -> str:

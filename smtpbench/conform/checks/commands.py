@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smtpbench.conform.checks._util import check_code, passed, setup
+from smtpbench.conform.checks._util import check_code, client_rule, passed, setup
 from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Probe
@@ -186,18 +186,7 @@ async def invalid_characters(probe: Probe) -> Finding:
     session = await probe.connect()
     if "SMTPUTF8" not in session.extensions:
         ex = await session.cmd("MAIL FROM:<jörg@example.org>")
-        if ex.code is not None and ex.code < 400:
-            # RFC 6531 3.4 binds the client: what the server does with it is recorded, not graded.
-            findings.append(
-                Finding(
-                    Verdict.INFO,
-                    f"non-ASCII sender without SMTPUTF8 accepted ({ex.code})",
-                    ex.lines(),
-                    rule=sentence("utf8-needs-parameter"),
-                )
-            )
-        else:
-            findings.append(passed(f"non-ASCII sender without SMTPUTF8: {ex.outcome}", ex))
+        findings.append(client_rule(ex, "non-ASCII sender without SMTPUTF8", "utf8-needs-parameter"))
         if not session.closed:
             await session.cmd("RSET")
     msg = "'_' is not allowed in a domain (widely tolerated)"

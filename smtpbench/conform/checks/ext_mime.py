@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from smtpbench.conform.checks._util import await_delivered, check_code, evidence, passed, setup
+from smtpbench.conform.checks._util import await_delivered, check_code, client_rule, evidence, setup
 from smtpbench.conform.checks.ext_common import abandon_data, mail_then_rset, rset
-from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe, Session
 
@@ -26,18 +25,7 @@ async def eight_bit(probe: Probe) -> Finding:
     findings.append(check_code(probe, ok8, 250, reason="BODY=8BITMIME", verdict=Verdict.WARN))
     findings.append(check_code(probe, ok7, 250, reason="BODY=7BIT", verdict=Verdict.WARN))
     findings.append(check_code(probe, bogus, 501, 555, reason="unknown BODY value", verdict=Verdict.WARN))
-    if twice.code is not None and twice.code < 400:
-        # Sending BODY twice breaks a client rule: the server's tolerance is recorded, not graded.
-        findings.append(
-            Finding(
-                Verdict.INFO,
-                f"two BODY parameters got {twice.code} (the client rule allows one)",
-                twice.lines(),
-                rule=sentence("duplicate-body"),
-            )
-        )
-    else:
-        findings.append(passed(f"two BODY parameters refused ({twice.code})", twice))
+    findings.append(client_rule(twice, "two BODY parameters", "duplicate-body"))
     findings.append(await _eight_bit_delivery(probe, session))
     await session.close()
     result = worst(findings)
@@ -125,18 +113,7 @@ async def utf8_envelopes(probe: Probe) -> Finding:
     await session.close()
     shown += [rcpt8, mail8]
     for ex, what in ((rcpt8, "RCPT"), (mail8, "MAIL")):
-        # RFC 6531 3.4 binds the client: a server that accepts is recorded (info), one that refuses passes.
-        if ex.code is not None and ex.code < 400:
-            findings.append(
-                Finding(
-                    Verdict.INFO,
-                    f"non-ASCII {what} without the SMTPUTF8 parameter got {ex.code}",
-                    ex.lines(),
-                    rule=sentence("utf8-needs-parameter"),
-                )
-            )
-        else:
-            findings.append(passed(f"non-ASCII {what} without SMTPUTF8: {ex.outcome}", ex))
+        findings.append(client_rule(ex, f"non-ASCII {what} without the SMTPUTF8 parameter", "utf8-needs-parameter"))
     result = worst(findings)
     if result.verdict is Verdict.PASS:
         return Finding(
