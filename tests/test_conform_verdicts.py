@@ -176,3 +176,9 @@ def test_smuggling_probe_is_not_fooled_by_a_server_that_discards_read_ahead() ->
     r = run_against(_discarding_smuggler, ("D-05",), quiet_wait=0.3)["D-05"]
     assert r.verdict is Verdict.FAIL, _why(r)
     assert "second write" in r.reason and "ended DATA at the bare sequence" in r.reason
+
+
+def test_closing_on_the_first_unknown_command_is_not_hidden_as_policy() -> None:
+    # The sink's X-06 fault: 421 and close after the first unknown command. X-01's first probe sees it.
+    got = _run(SinkConfig(faults=frozenset({"X-06"})), ("X-01",))
+    assert got["X-01"].verdict is not Verdict.POLICY, _why(got["X-01"])

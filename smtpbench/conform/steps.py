@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from smtpbench.conform.model import Cmd, Expect, Finding, Quit, Reconnect, Send, StartTLS, Step, Verdict, worst
-from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
+from smtpbench.conform.probe import NONMAIL_BUDGET, CheckAborted, Exchange, Probe, Session
 
 #: Reply text that announces a limit or a site policy rather than a protocol judgement.
 LIMIT_TEXT = re.compile(r"too many|rate limit|limit exceeded|try again later|administrative prohibition", re.I)
@@ -39,7 +39,9 @@ def limit_closure(session: Session, ex: Exchange) -> Finding | None:
         # A reply is judged by the step's expectation (judge() knows which codes are fine).
         return None
     before = session.errors
-    if before >= 1 or session.nonmail >= 2:
+    # Two or more earlier error replies, or more non-mail commands than the budget: a limit.  A close
+    # after only one error is a close on the first bad command, which stays the check's own finding.
+    if before >= 2 or session.nonmail > NONMAIL_BUDGET:
         why = f"the server closed after {before} error replies and {session.nonmail} non-mail commands"
         return Finding(Verdict.POLICY, f"{ex.command}: {why} (a limit; see X-06)", ex.lines())
     return None
