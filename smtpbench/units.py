@@ -46,6 +46,13 @@ _SIZE_UNITS: dict[str, int] = {
 }
 _SIZE = re.compile(rf"\s*({_NUMBER})\s*([kmg]i?b|b)?\s*", re.ASCII | re.IGNORECASE)
 
+# The same forms as JSON Schema patterns (ECMA-262 subset: no inline flags), for editors; the parsers
+# above stay the authority (they also bound the values).
+_NUM = r"(\d+(\.\d*)?|\.\d+)"
+DURATION_PATTERN = rf"^\s*({_NUM}\s*([uU][sS]|µ[sS]|[mM][sS]|[sSmMhHdD])\s*)+$|^\s*{_NUM}\s*$"
+SIZE_PATTERN = rf"^\s*{_NUM}\s*([kKmMgG][iI]?[bB]|[bB])?\s*$"
+RATIO_PATTERN = rf"^\s*{_NUM}\s*%?\s*$"
+
 # Beyond this a value is a typo, not a benchmark: 100 years, 1 TiB.
 _MAX_SECONDS = 100 * 365 * 86400.0
 _MAX_OCTETS = 1024**4

@@ -16,11 +16,11 @@ from tests.real.harness import (
     REAL_ROOT,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
     wait_until,
 )
 
@@ -107,18 +107,8 @@ def start_opensmtpd(tls: bool = False, lock_timeout: float = 120.0) -> RealServe
         tls=tls_files,
         _release=lock.close,
     )
-    with open(work / "smtpd.log", "wb") as log:
-        # -d: foreground, log to stderr (the log file); -v for the SMTP session trace.
-        proc = subprocess.Popen(
-            [str(binary), "-d", "-v", "-f", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # -d: foreground, log to stderr (the log file); -v for the SMTP session trace.
+    return launch(server, [str(binary), "-d", "-v", "-f", str(conf)], work / "smtpd.log")
 
 
 def _try_lock(handle: Any) -> bool:
