@@ -277,12 +277,14 @@ class Session:
         """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
         before = len(ex.replies)
         wanted = ex.wanted
+        timed_out = ex.timed_out
         in_step = not self.out_of_step
         await self.read(ex, 1, timeout=min(self.probe.options.quiet_wait, self.timeout) if wait is None else wait)
         while self.pending:
             ex.replies.append(self.pending.popleft())
         ex.wanted = wanted
-        ex.timed_out = False
+        # Silence while waiting for replies that should not come is not a timeout; an earlier one stays.
+        ex.timed_out = timed_out
         if in_step:
             # Waiting for replies that should not come is not a reply timeout.
             self.out_of_step = False

@@ -37,8 +37,9 @@ def run_all(server: RealServer) -> tuple[list[CheckResult], str | None]:
         host=server.host,
         port=server.port,
         rcpt=f"user@{LOCAL_DOMAIN}",
-        timeout=10.0,
-        check_timeout=120.0,
+        # Generous: the tier runs beside the rest of the suite on a loaded 2-core machine (3x headroom and more).
+        timeout=30.0,
+        check_timeout=300.0,
         quiet_wait=0.5,
     )
     runner = Runner(options, lambda: [normalise(m) for m in server.delivered()])
