@@ -38,6 +38,9 @@ Key                               Default                         Meaning
 ``reject_data_temp``              0                               Ratio of messages answered 4xx after the final dot.
 ``reject_data_perm``              0                               Ratio answered 5xx after the final dot (temp + perm <= 1).
 ``disconnect``                    0                               Ratio of commands after which the sink drops the connection.
+``blackhole``                     0                               Ratio of messages accepted with 250 and then dropped.
+``pause_at``, ``pause_for``       none                            Stop answering at ``pause_at`` after the sink's start,
+                                                                  for ``pause_for`` (durations, both or neither).
 ``seed``                          ``workload.seed``               Seed of the sink's random choices.
 ``[smtp]``
 ``pipelining``                    ``"auto"``                      RFC 2920: ``"auto"`` (if advertised), ``"on"``, ``"off"``.
@@ -89,6 +92,15 @@ Key                               Default                         Meaning
 ``progress``                      ``"auto"``                      ``"auto"``, ``"live"``, ``"plain"`` or ``"none"``.
 ``interval``                      ``"1s"``                        Histogram log interval (> 0).
 ``[conform]``                     empty                           Settings of ``smtpbench conform``, validated by it.
+``[delivery]``                    none                            End-to-end delivery tracking (README, "Delivery latency").
+``listen``                        none                            ``HOST:PORT``: start a delivery sink there (the server
+                                                                  under test relays to it).
+``report_listen``                 none                            ``HOST:PORT``: take arrival reports from sinks started
+                                                                  with ``smtpbench sink --report-to HOST:PORT``.
+``maildir``, ``mbox``             none                            A Maildir folder / mbox file the server delivers to.
+``wait``                          ``"1m"``                        After the load, wait this long at most for stragglers.
+``[delivery.sink]``                                               The delivery sink's knobs (only with ``listen``): the
+                                                                  keys of ``[target.sink]``.
 ================================  ==============================  ==========================================================
 
 Templates (``from``, ``to``, ``subject``) may use ``{n}`` (message number),
@@ -131,7 +143,7 @@ from smtpbench.errors import ConfigError
 from smtpbench.protocol.tables import TIMEOUTS
 from smtpbench.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
 
-SECTIONS = ("target", "smtp", "workload", "message", "output", "conform")
+SECTIONS = ("target", "smtp", "workload", "message", "output", "conform", "delivery")
 TIMEOUT_KEYS = (
     "connect",
     "banner",
@@ -147,7 +159,15 @@ TIMEOUT_KEYS = (
     "other",
 )
 SINK_DELAY_KEYS = ("banner", "ehlo", "mail", "rcpt", "data", "data_end")
-SINK_RATIO_KEYS = ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect")
+SINK_RATIO_KEYS = (
+    "reject_rcpt_temp",
+    "reject_rcpt_perm",
+    "reject_data_temp",
+    "reject_data_perm",
+    "disconnect",
+    "blackhole",
+)
+SINK_PAUSE_KEYS = ("pause_at", "pause_for")
 PLACEHOLDERS = ("n", "session", "rcpt", "worker")
 
 DEFAULT_HOST = "127.0.0.1"
@@ -216,6 +236,9 @@ class SinkOptions:
     reject_data_temp: float = 0.0
     reject_data_perm: float = 0.0
     disconnect: float = 0.0
+    blackhole: float = 0.0
+    pause_at: float | None = None
+    pause_for: float = 0.0
     seed: int | None = None
 
     def to_cli_args(self) -> list[str]:
@@ -233,6 +256,8 @@ class SinkOptions:
             ratio = getattr(self, name)
             if ratio > 0:
                 args += [f"--{name.replace('_', '-')}", repr(ratio)]
+        if self.pause_at is not None:
+            args += ["--pause-at", format_duration(self.pause_at), "--pause-for", format_duration(self.pause_for)]
         if self.seed is not None:
             args += ["--seed", str(self.seed)]
         return args
@@ -456,6 +481,22 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    """End-to-end delivery tracking: which ends see arrivals, and how long to wait for them.
+
+    ``listen``: start a delivery sink (with ``sink``'s knobs) on this address;
+    ``report_listen``: take reports from separately started sinks there.
+    """
+
+    listen: tuple[str, int] | None
+    report_listen: tuple[str, int] | None
+    maildir: str | None
+    mbox: str | None
+    wait: float
+    sink: SinkOptions
+
+
+@dataclass(frozen=True)
 class Profile:
     """A validated profile.  ``raw`` is the merged data (file + overrides) before defaults."""
 
@@ -467,6 +508,7 @@ class Profile:
     output: OutputConfig
     conform: dict[str, Any]
     raw: dict[str, Any]
+    delivery: DeliveryConfig | None = None
 
 
 # ------------------------------------------------------------------ loading
@@ -587,6 +629,7 @@ def profile_from_dict(data: dict[str, Any], path: str = "<profile>") -> Profile:
         output=_output(root.get_table("output")),
         conform=copy.deepcopy(dict(root.get_table("conform").data)),
         raw=copy.deepcopy(data),
+        delivery=_delivery(root.get_table("delivery"), workload.seed) if root.has("delivery") else None,
     )
     return profile
 
@@ -670,7 +713,7 @@ def _auth(sec: Section) -> AuthConfig:
 
 
 def _sink(sec: Section, workload_seed: int) -> SinkOptions:
-    sec.check_keys(("delay", *SINK_RATIO_KEYS, "seed"))
+    sec.check_keys(("delay", *SINK_RATIO_KEYS, *SINK_PAUSE_KEYS, "seed"))
     delay_sec = sec.get_table("delay")
     delay_sec.check_keys(SINK_DELAY_KEYS)
     delays = {
@@ -692,8 +735,35 @@ def _sink(sec: Section, workload_seed: int) -> SinkOptions:
                 f"reject_{kind}_temp + reject_{kind}_perm exceed 1",
                 expected="ratios that add up to at most 1",
             )
+    if sec.has("pause_at") != sec.has("pause_for"):
+        sec.fail("pause_for" if sec.has("pause_at") else "pause_at", "pause_at and pause_for go together")
+    pause_at = parse_duration(sec.raw("pause_at"), sec.key("pause_at"), file=sec.file) if sec.has("pause_at") else None
+    pause_for = parse_duration(sec.raw("pause_for", 0), sec.key("pause_for"), file=sec.file)
+    if pause_at is not None and not 0 < pause_for <= MAX_SINK_DELAY:
+        sec.fail("pause_for", f"{format_duration(pause_for)} is out of range", expected="a duration above 0, at most 1h")
     seed = sec.get_int("seed", workload_seed, minimum=0, maximum=MAX_SEED)
-    return SinkOptions(delays=delays, seed=seed, **ratios)
+    return SinkOptions(delays=delays, seed=seed, pause_at=pause_at, pause_for=pause_for, **ratios)
+
+
+def _address(sec: Section, name: str) -> tuple[str, int]:
+    try:
+        return parse_target(sec.get_str(name))
+    except ConfigError as exc:
+        exc.key, exc.file = sec.key(name), sec.file
+        raise
+
+
+def _delivery(sec: Section, workload_seed: int) -> DeliveryConfig:
+    sec.check_keys(("listen", "report_listen", "maildir", "mbox", "wait", "sink"))
+    listen = _address(sec, "listen") if sec.has("listen") else None
+    report_listen = _address(sec, "report_listen") if sec.has("report_listen") else None
+    maildir, mbox = sec.get_optional_str("maildir"), sec.get_optional_str("mbox")
+    if not (listen or report_listen or maildir or mbox):
+        sec.fail(None, "names no end where messages arrive", expected="listen, report_listen, maildir or mbox")
+    if sec.has("sink") and listen is None:
+        sec.fail("sink", "only applies with listen (the delivery sink the run starts)")
+    wait = parse_duration(sec.raw("wait", "1m"), sec.key("wait"), file=sec.file)
+    return DeliveryConfig(listen, report_listen, maildir, mbox, wait, _sink(sec.get_table("sink"), workload_seed))
 
 
 def _smtp(sec: Section) -> SmtpConfig:
@@ -973,11 +1043,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     t = profile.target
     target: dict[str, Any] = {"embedded": t.embedded, "helo": t.helo, "tls": t.tls}
     if t.embedded:
-        sink: dict[str, Any] = {"delay": {k: format_duration(v) for k, v in t.sink.delays.items()}}
-        for name in SINK_RATIO_KEYS:
-            sink[name] = getattr(t.sink, name)
-        sink["seed"] = t.sink.seed
-        target["sink"] = sink
+        target["sink"] = _sink_to_dict(t.sink)
     else:
         target.update(host=t.host, port=t.port, ca_file=t.ca_file)
         if t.tls != "none":
@@ -1037,7 +1103,37 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             "interval": format_duration(profile.output.interval),
         },
         "conform": copy.deepcopy(profile.conform),
+        **_delivery_to_dict(profile.delivery),
     }
+
+
+def _sink_to_dict(options: SinkOptions) -> dict[str, Any]:
+    sink: dict[str, Any] = {"delay": {k: format_duration(v) for k, v in options.delays.items()}}
+    for name in SINK_RATIO_KEYS:
+        sink[name] = getattr(options, name)
+    if options.pause_at is not None:
+        sink.update(pause_at=format_duration(options.pause_at), pause_for=format_duration(options.pause_for))
+    sink["seed"] = options.seed
+    return sink
+
+
+def _delivery_to_dict(d: DeliveryConfig | None) -> dict[str, Any]:
+    if d is None:
+        return {}
+
+    def address(a: tuple[str, int] | None) -> str | None:
+        return None if a is None else (f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}")
+
+    doc: dict[str, Any] = {
+        "listen": address(d.listen),
+        "report_listen": address(d.report_listen),
+        "maildir": d.maildir,
+        "mbox": d.mbox,
+        "wait": format_duration(d.wait),
+    }
+    if d.listen is not None:
+        doc["sink"] = _sink_to_dict(d.sink)
+    return {"delivery": doc}
 
 
 def _stage_target(model: str, target: float) -> int | float:
