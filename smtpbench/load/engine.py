@@ -35,6 +35,8 @@ from typing import Any
 
 import trio
 
+from smtpbench.delivery.end import DeliveryRun
+from smtpbench.delivery.ids import MessageIds
 from smtpbench.errors import RunError
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
@@ -73,7 +75,15 @@ class RunOutcome:
 class Engine:
     """One run of one profile against one resolved target."""
 
-    def __init__(self, profile: Profile, host: str, port: int, results: ResultsDir, progress_mode: str) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        host: str,
+        port: int,
+        results: ResultsDir,
+        progress_mode: str,
+        delivery: DeliveryRun | None = None,
+    ) -> None:
         self.profile = profile
         self.results = results
         self.progress_mode = progress_mode
@@ -85,6 +95,11 @@ class Engine:
         self.recorder = Recorder(self.started_epoch)
         self.settings = _settings(profile, host, port)
         self.steps = opening_steps(self.settings)
+        self.settings.ids = MessageIds(results.run_id)
+        self.delivery = delivery
+        if delivery is not None:
+            self.settings.tracker = delivery.bind(self.settings.ids, self.recorder)
+        self.signals = 0  # SIGINT/SIGTERM received (a first one during the delivery wait ends it)
         msg = profile.message
         self.pool = MessagePool(
             msg.size, msg.variants, wl.seed, msg.from_template, msg.to_template, msg.subject, dict(msg.headers)
@@ -97,6 +112,8 @@ class Engine:
         self.workload_scope = trio.CancelScope()
         self.t0 = 0.0
         self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight)
+        if delivery is not None:
+            self.progress.extra = delivery.progress_fields
 
     # --- top level --------------------------------------------------------
 
@@ -115,6 +132,8 @@ class Engine:
                 background.start_soon(self._signals)
                 background.start_soon(watchdog, self.control, watchdog_period(self.settings.timeouts))
                 background.start_soon(show_progress, self.progress, self.progress_mode)
+                if self.delivery is not None:
+                    background.start_soon(self.delivery.run)
                 with self.workload_scope:
                     async with trio.open_nursery() as work:
                         work.start_soon(self._timer)
@@ -122,6 +141,9 @@ class Engine:
                             work.start_soon(self._drive_open, work)
                         else:
                             work.start_soon(self._drive_closed, work)
+                if self.delivery is not None:
+                    seen = self.signals
+                    await self.delivery.wait(lambda: self.signals > seen, self.progress_mode != "none")
                 background.cancel_scope.cancel()
         finally:
             hlog.write(self.recorder.rotate(time.time()))
@@ -149,6 +171,7 @@ class Engine:
             count = 0
             async for _ in signals:
                 count += 1
+                self.signals += 1
                 self.status = "interrupted"
                 if count == 1:
                     self.begin_stop()
@@ -252,6 +275,7 @@ class Engine:
                 "profile": p.path,
                 "seed": p.workload.seed,
                 "values_clamped": self.recorder.clamped,
+                **({"delivery": self.delivery.summary()} if self.delivery is not None else {}),
             },
         )
 
@@ -300,7 +324,11 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
                 host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
-        engine = Engine(profile, host, port, results, mode)
+        delivery = None
+        if profile.delivery is not None:
+            delivery = DeliveryRun(profile.delivery)
+            delivery.start(stack)
+        engine = Engine(profile, host, port, results, mode, delivery)
         start = time.perf_counter()
         try:
             trio.run(engine.main)
@@ -309,6 +337,8 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
                 engine.status = "failed"
             raise
         finally:  # what was measured is written however the run ended
+            if delivery is not None:
+                delivery.finish(results.path)
             summary = engine.summary(time.perf_counter() - start)
             results.write_final(summary, engine.recorder.totals)
     return RunOutcome(engine.status, str(results.path), summary)

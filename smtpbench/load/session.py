@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from smtpbench.delivery.ids import MessageIds
+from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
@@ -85,6 +87,10 @@ class SessionSettings:
     recipients_max: int = 1
     sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
+    #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
+    ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
+    #: Delivery accounting (only when the profile has a [delivery] section).
+    tracker: Tracker | None = None
     family: int = 0
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
 
@@ -122,7 +128,7 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "deadline")
+    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "deadline", "started")
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -136,6 +142,8 @@ class Session:
         self.scope = trio.CancelScope()
         #: Trio time by which the current wait must end (inf: no wait armed).
         self.deadline = INF
+        #: perf_counter time the session started (its intended start in open runs): end_to_end counts from here.
+        self.started = 0.0
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
@@ -336,6 +344,8 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
     rec = s.recorder
     counts = rec.counters.counts
     coalesce = s.pipelined and st.pipeline_data
+    ids = st.ids
+    tracker = st.tracker
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
@@ -348,6 +358,7 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
                 s.arm(st.timeouts["mail"])
                 await conn.send_group(cmds)
         accepted = await _envelope_replies(s, cmds, s.pipelined)
+        n_rcpt = len(cmds) - 2
         cmds = None
         following = control.claim_message() if left > 0 else -1
         left -= 1
@@ -355,18 +366,23 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
             message_no = following
             continue
         msg = pool.pick(s.rng)
+        wire = ids.stamp(message_no, msg.wire)
         s.arm(st.timeouts["data_block"])
         s.mark = perf()
         if coalesce and following >= 0:
             cmds = envelope(s, following)
-            await conn.send_group([("DATA_END", msg.wire), *cmds])
+            await conn.send_group([("DATA_END", wire), *cmds])
         else:
-            await conn.send("DATA_END", msg.wire)
+            await conn.send("DATA_END", wire)
         written = s.mark
         counts["messages_sent"] += 1
-        counts["bytes_sent"] += msg.size
+        counts["bytes_sent"] += msg.size + len(wire) - len(msg.wire)
+        if tracker is not None:
+            tracker.sent(message_no, n_rcpt, s.started)
         _, reply = await s.reply("data_end", "data_end")
         end = s.mark
+        if tracker is not None:
+            tracker.replied(message_no, reply.code < 400, end)
         if reply.code < 400:
             counts["messages_accepted"] += 1
         else:
@@ -396,6 +412,7 @@ async def run_session(
     counts["sessions_started"] += 1
     control.sessions.add(s)
     start = perf()
+    s.started = start if intended is None else intended
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     try:
         with s.scope:

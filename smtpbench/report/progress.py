@@ -29,6 +29,7 @@ class ProgressState:
     started: float  # perf_counter at start
     total_duration: float | None
     in_flight: Callable[[], int]  # sessions running now, read at each refresh
+    extra: Callable[[], dict[str, str]] | None = None  # more fields (e.g. delivery counts), read at each refresh
 
 
 def choose_mode(requested: str, quiet: bool) -> str:
@@ -60,6 +61,7 @@ def _line(st: ProgressState, last: dict[str, float]) -> tuple[str, dict[str, str
         "txn p50": f"{p50:.2f} ms",
         "txn p99": f"{p99:.2f} ms",
         "errors": errors,
+        **(st.extra() if st.extra is not None else {}),
     }
     text = "  ".join(f"{k} {v}" for k, v in fields.items())
     return text, fields

@@ -31,8 +31,8 @@ class EmbeddedSink:
     holds the counters the child printed (None if it printed none).
     """
 
-    def __init__(self, config_args: list[str] | None = None, *, host: str = "127.0.0.1") -> None:
-        self.args = [sys.executable, "-m", "smtpbench", "sink", "--host", host, "--port", "0", "--quiet"]
+    def __init__(self, config_args: list[str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.args = [sys.executable, "-m", "smtpbench", "sink", "--host", host, "--port", str(port), "--quiet"]
         self.args += list(config_args or [])
         self.host = host
         self.port = 0
