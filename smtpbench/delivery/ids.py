@@ -28,7 +28,9 @@ class MessageIds:
         #: ``<run-id>.<worker>.``: every id of this run and worker starts with it.
         self.prefix = f"{run_id}.{worker}."
         p = self.prefix.encode("ascii")
-        self._fmt = b"Message-ID: <" + p + b"%d@" + ID_DOMAIN.encode() + b">\r\n" + HEADER.encode() + b": " + p + b"%d\r\n"
+        self._fmt = (
+            b"Message-ID: <" + p + b"%d@" + ID_DOMAIN.encode() + b">\r\n" + HEADER.encode() + b": " + p + b"%d\r\n"
+        )
 
     def id_of(self, n: int) -> str:
         """The id text of message ``n``."""

@@ -59,10 +59,10 @@ class Tracker:
     def _grow(self, n: int) -> None:
         while n >= len(self.state):
             self.state.extend(bytes(_CHUNK))
-            for arr in (self.rcpts, self.copies):
-                arr.frombytes(bytes(2 * _CHUNK))
-            for arr in (self.started_at, self.accepted_at, self.arrived_at):
-                arr.frombytes(bytes(8 * _CHUNK))
+            self.rcpts.frombytes(bytes(2 * _CHUNK))
+            self.copies.frombytes(bytes(2 * _CHUNK))
+            for times in (self.started_at, self.accepted_at, self.arrived_at):
+                times.frombytes(bytes(8 * _CHUNK))
 
     def sent(self, n: int, rcpts: int, started: float) -> None:
         """Message ``n`` with ``rcpts`` recipients, of a session started at ``started`` (perf s), was written."""

@@ -740,7 +740,9 @@ def _sink(sec: Section, workload_seed: int) -> SinkOptions:
     pause_at = parse_duration(sec.raw("pause_at"), sec.key("pause_at"), file=sec.file) if sec.has("pause_at") else None
     pause_for = parse_duration(sec.raw("pause_for", 0), sec.key("pause_for"), file=sec.file)
     if pause_at is not None and not 0 < pause_for <= MAX_SINK_DELAY:
-        sec.fail("pause_for", f"{format_duration(pause_for)} is out of range", expected="a duration above 0, at most 1h")
+        sec.fail(
+            "pause_for", f"{format_duration(pause_for)} is out of range", expected="a duration above 0, at most 1h"
+        )
     seed = sec.get_int("seed", workload_seed, minimum=0, maximum=MAX_SEED)
     return SinkOptions(delays=delays, seed=seed, pause_at=pause_at, pause_for=pause_for, **ratios)
 
