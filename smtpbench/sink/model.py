@@ -28,6 +28,8 @@ class SinkStats:
     auth_successes: int = 0
     auth_failures: int = 0
     internal_errors: int = 0
+    #: Accepted with 250, then dropped (the blackhole knob); included in messages_accepted.
+    messages_blackholed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """A JSON-ready copy of every counter."""

@@ -13,8 +13,10 @@ from itertools import count
 
 import trio
 
+from smtpbench.delivery.reporter import Reporter
 from smtpbench.sink import syntax
 from smtpbench.sink.config import SinkConfig
+from smtpbench.sink.downstream import Downstream, PauseGate
 from smtpbench.sink.model import SinkStats, StoredMessage
 from smtpbench.sink.session import Session
 
@@ -39,8 +41,15 @@ class SinkServer:
             or config.reject_data_temp
             or config.reject_data_perm
             or config.disconnect
+            or config.blackhole
         )
-        self.keeps_content = config.store_messages or config.store_dir is not None
+        self.keeps_content = config.store_messages or config.store_dir is not None or config.report_to is not None
+        self.reporter = None if config.report_to is None else Reporter(*config.report_to, config.report_buffer)
+        #: Blackhole and reports for each accepted message (None: neither is asked for).
+        self.downstream = (
+            Downstream(self.stats, config.blackhole, self.reporter) if config.blackhole or self.reporter else None
+        )
+        self.gate = PauseGate()
         self.local_domains = self._local_domains(config, host)
         faults = config.faults
         banner_host = "*" * 32 if "C-01" in faults else config.hostname
@@ -132,5 +141,9 @@ async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] 
     server = SinkServer(config, host, port)
     async with trio.open_nursery() as nursery:
         server._nursery = nursery
+        if server.reporter is not None:
+            nursery.start_soon(server.reporter.run)
+        if config.pause_at is not None:
+            nursery.start_soon(server.gate.schedule, config.pause_at, config.pause_for)
         task_status.started(server)
         await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)

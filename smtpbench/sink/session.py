@@ -225,6 +225,8 @@ class Session:
         scope = self.scope
         assert scope is not None
         while not self.closing:
+            if self.srv.gate.paused:  # the pause control: hold every reply (smtpbench.sink.downstream)
+                await self.srv.gate.wait()
             if self.out:
                 pending = b"".join(self.out)
                 self.out.clear()
@@ -732,7 +734,8 @@ class Session:
             stats.messages_accepted += 1
             stats.bytes_received += size
             mid = self.srv.next_id()
-            if content is not None:
+            downstream = self.srv.downstream  # blackhole and arrival reports (smtpbench.sink.downstream)
+            if (downstream is None or downstream.accept(content, len(self.rcpts), rng)) and content is not None:
                 self._deliver(content, via, mid)
             out.append(b"250 2.0.0 OK: queued as " + mid.encode() + b"\r\n")
         self._reset_transaction()
