@@ -92,7 +92,7 @@ class Tracker:
     def arrived(self, ident: str | None, epoch: float, copies: int = 1) -> None:
         """``copies`` copies (one per recipient delivered together) of message ``ident`` arrived at ``epoch``."""
         n = parse_number(ident, self.ids.prefix) if ident else None
-        if n is None or n > self.top or self.state[n] == UNSENT:
+        if n is None or not 0 < n <= self.top or self.state[n] == UNSENT:
             self.counts["unexpected"] += 1
             return
         first = not self.copies[n]

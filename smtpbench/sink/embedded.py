@@ -105,6 +105,11 @@ class EmbeddedSink:
             thread.join(STOP_TIMEOUT)
         self.returncode = proc.returncode
 
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the running child (SIGUSR1 pauses it, SIGUSR2 resumes: see ``smtpbench sink``)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signum)
+
     @property
     def stderr(self) -> str:
         """What the child wrote to stderr so far."""
