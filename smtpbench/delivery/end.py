@@ -70,7 +70,8 @@ class DeliveryRun:
             if cfg.report_listen is None or report_host in ("0.0.0.0", "::"):
                 report_host = "127.0.0.1" if ":" not in report_host else "::1"
             report_to = f"[{report_host}]:{report_port}" if ":" in report_host else f"{report_host}:{report_port}"
-            sink = EmbeddedSink([*cfg.sink.to_cli_args(), "--report-to", report_to], host=host, port=port)
+            args = [*cfg.sink.to_cli_args(), "--report-to", report_to, "--local-domain", "*"]
+            sink = EmbeddedSink(args, host=host, port=port)
             try:
                 stack.enter_context(sink)
             except (OSError, RuntimeError) as exc:

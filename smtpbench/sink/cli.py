@@ -46,7 +46,9 @@ def sink_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(2525, "--port", help="Port to listen on; 0 picks a free one."),
     hostname: str = typer.Option(DEFAULT_HOSTNAME, "--hostname", help="Name in the greeting and EHLO reply."),
-    local_domain: list[str] = typer.Option([], "--local-domain", help="Extra local domain (repeatable)."),
+    local_domain: list[str] = typer.Option(
+        [], "--local-domain", help="Extra local domain (repeatable); * accepts mail for every domain."
+    ),
     delay_banner: str = typer.Option("0", "--delay-banner", help="Delay before the greeting, e.g. 20ms."),
     delay_ehlo: str = typer.Option("0", "--delay-ehlo", help="Delay before the EHLO/HELO reply."),
     delay_mail: str = typer.Option("0", "--delay-mail", help="Delay before the MAIL reply."),

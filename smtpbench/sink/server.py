@@ -72,7 +72,9 @@ class SinkServer:
         return frozenset(names)
 
     def is_local_domain(self, domain: str) -> bool:
-        """True when mail for ``domain`` is delivered here (not relayed)."""
+        """True when mail for ``domain`` is delivered here (not relayed); ``*`` in the local domains: every domain."""
+        if "*" in self.local_domains:  # a delivery sink: the final destination of all the mail it gets
+            return True
         if domain.startswith("["):
             literal = syntax.address_literal(domain)
             return literal is not None and literal.lower() in self.local_domains
