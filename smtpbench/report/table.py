@@ -48,4 +48,12 @@ def print_summary(summary: dict[str, Any], results_dir: str, console: Console | 
         console.print("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["errors"].items())))
     if summary["unexpected_replies"]:
         console.print(f"unexpected replies: {summary['unexpected_replies']}")
+    d = summary.get("delivery")
+    if d:
+        console.print(
+            f"delivery: {d['delivered']:,}/{d['accepted']:,} delivered, {d['lost']:,} lost, "
+            f"{d['duplicated']:,} duplicated, {d['unexpected']:,} unexpected, "
+            f"{d['rejected_but_delivered']:,} rejected but delivered"
+            + (" (ids in delivery-problems.txt)" if d["lost"] or d["duplicated"] else "")
+        )
     console.print(f"results: {results_dir}")

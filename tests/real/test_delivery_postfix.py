@@ -19,6 +19,7 @@ from smtpbench.metrics.recorder import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from tests.peers import free_port
 from tests.real.conftest import Factory
 from tests.real.servers import RealServer
+from tests.test_engine import run
 
 PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "through-postfix.toml"
 
@@ -107,3 +108,22 @@ def test_paused_delivery_sink_latency_rises_and_recovers_nothing_lost(tmp_path: 
     assert after and min(after) < 1_000_000, intervals
     assert s["phases"]["delivery"]["max_us"] >= 3_000_000
     assert "timed out while receiving the initial server greeting" in postfix.log_text()  # it did retry
+
+
+def test_local_delivery_watched_in_maildir(tmp_path: Path, postfix: RealServer) -> None:
+    """Without relaying: Postfix delivers example.test into a Maildir, which the run watches."""
+    s = run(
+        tmp_path,
+        postfix.port,
+        '[workload]\nmodel = "open"\nrate = 30\nduration = "4s"\n'
+        '[message]\nto = "user{n}@example.test"\nrecipients = 2\n'
+        f'[delivery]\nmaildir = "{postfix.maildir}/all"\nwait = "60s"\n',
+    )
+    d = s["delivery"]
+    accepted = s["counts"]["messages_accepted"]
+    assert accepted >= 60
+    # One Maildir file per recipient: each message arrives as two copies, which is no duplicate.
+    assert d["accepted"] == d["delivered"] == accepted
+    assert d["lost"] == d["duplicated"] == d["unexpected"] == 0
+    assert "sink" not in d and "reports" not in d
+    assert s["phases"]["delivery"]["count"] == s["phases"]["end_to_end"]["count"] == accepted
