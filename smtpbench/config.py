@@ -1,9 +1,9 @@
 """Generic helpers for TOML configuration: loading, overrides, typed access, dumping.
 
-Nothing here knows the profile schema; :mod:`smtpbench.load.profile` and the
-conformance section build on it.  Every failure is a
-:class:`~smtpbench.errors.ConfigError` whose ``str()`` is one line naming the
-file and the full key path (``workload.stages[2].target``).
+Nothing here knows the profile schema (that is :mod:`smtpbench.load.profile`,
+validated with the field types of :mod:`smtpbench.fields`), and nothing here
+imports pydantic.  Every failure is a :class:`~smtpbench.errors.ConfigError`
+whose ``str()`` is one line naming the file and the key path.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
-import math
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from smtpbench.errors import ConfigError
 
@@ -39,7 +39,8 @@ def plain(text: str, limit: int = 80) -> str:
 
 def key_part(name: str) -> str:
     """``name`` as it would be written in TOML: bare if possible, else quoted."""
-    return name if _BARE_KEY.fullmatch(name) else _toml_string(name)
+    # A JSON string is a valid TOML basic string (the few escapes both need are spelt alike).
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def join_key(prefix: str, name: str) -> str:
@@ -177,171 +178,6 @@ def apply_override(data: dict[str, Any], assignment: str, *, origin: str = "--se
     return parts
 
 
-class Section:
-    """Typed, validated access to one table of a config file.
-
-    Getters return the value converted to the requested type, the default when
-    the key is absent, or raise ConfigError naming the full key path and what
-    was expected.  Values equal to ``None`` count as absent.
-    """
-
-    def __init__(self, data: Mapping[str, Any], path: str = "", file: str | None = None) -> None:
-        self.data = data
-        self.path = path
-        self.file = file
-
-    def key(self, name: str) -> str:
-        """The full key path of ``name`` in this table."""
-        return join_key(self.path, name)
-
-    def fail(self, name: str | None, problem: str, expected: str | None = None, hint: str | None = None) -> NoReturn:
-        """Raise a ConfigError for ``name`` (or the table itself when None)."""
-        key = self.key(name) if name is not None else (self.path or None)
-        raise ConfigError(problem, file=self.file, key=key, expected=expected, hint=hint)
-
-    def has(self, name: str) -> bool:
-        """True when ``name`` is present (and not None)."""
-        return self.data.get(name) is not None
-
-    def raw(self, name: str, default: Any = None) -> Any:
-        """The unconverted value of ``name``, or ``default``."""
-        value = self.data.get(name)
-        return default if value is None else value
-
-    def check_keys(self, allowed: Iterable[str], what: str = "key") -> None:
-        """Raise ConfigError for the first key not in ``allowed``, with a did-you-mean."""
-        allowed_list = list(allowed)
-        for name in self.data:
-            if name in allowed_list:
-                continue
-            guess = did_you_mean(name, allowed_list)
-            hint = f"did you mean {guess}?" if guess else None
-            choices = ", ".join(allowed_list)
-            self.fail(name, f"unknown {what}", expected=f"one of {choices}" if not guess else None, hint=hint)
-
-    def get_table(self, name: str) -> Section:
-        """The sub-table ``name`` as a Section (empty when absent)."""
-        value = self.raw(name, {})
-        if not isinstance(value, dict):
-            self.fail(name, f"got {type_name(value)} {shown(value)}", expected="a table")
-        return Section(value, self.key(name), self.file)
-
-    def get_str(
-        self, name: str, default: str | None = None, *, choices: Iterable[str] | None = None, nonempty: bool = True
-    ) -> str:
-        """A string; with ``choices``, one of them (matched case-insensitively, returned canonical)."""
-        value = self.raw(name, default)
-        options = list(choices) if choices is not None else None
-        expected = f"one of {', '.join(options)}" if options else "a string"
-        if value is None:
-            self.fail(name, "is required", expected=expected)
-        if not isinstance(value, str):
-            self.fail(name, f"got {type_name(value)} {shown(value)}", expected=expected)
-        if options is not None:
-            for option in options:
-                if value.lower() == option.lower():
-                    return option
-            guess = did_you_mean(value, options)
-            self.fail(
-                name,
-                f"{shown(value)} is not allowed",
-                expected=expected,
-                hint=f"did you mean {guess}?" if guess else None,
-            )
-        if nonempty and not value.strip():
-            self.fail(name, "must not be empty", expected="a non-empty string")
-        return value
-
-    def get_optional_str(self, name: str) -> str | None:
-        """A non-empty string, or None when absent."""
-        return self.get_str(name) if self.has(name) else None
-
-    def get_bool(self, name: str, default: bool | None = None) -> bool:
-        """A boolean (TOML true/false only; "yes" or 1 are errors)."""
-        value = self.raw(name, default)
-        if value is None:
-            self.fail(name, "is required", expected="true or false")
-        if not isinstance(value, bool):
-            self.fail(name, f"got {type_name(value)} {shown(value)}", expected="true or false")
-        return value
-
-    def get_int(
-        self, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
-        """An integer within [minimum, maximum] (floats and booleans are errors)."""
-        expected = describe_range("an integer", minimum, maximum)
-        value = self.raw(name, default)
-        if value is None:
-            self.fail(name, "is required", expected=expected)
-        return check_int(value, self.key(name), self.file, minimum, maximum)
-
-    def get_number(
-        self,
-        name: str,
-        default: float | None = None,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        positive: bool = False,
-    ) -> float:
-        """A finite number (int or float) within range; ``positive`` excludes zero."""
-        value = self.raw(name, default)
-        if value is None:
-            self.fail(name, "is required", expected=describe_range("a number", minimum, maximum, positive))
-        return check_number(value, self.key(name), self.file, minimum, maximum, positive)
-
-
-def describe_range(kind: str, minimum: float | None, maximum: float | None, positive: bool = False) -> str:
-    """Words for a numeric range, e.g. "an integer between 1 and 65535"."""
-    if positive:
-        noun = kind.split(" ", 1)[1]
-        return f"a positive {noun}" if maximum is None else f"a positive {noun} up to {_num(maximum)}"
-    if minimum is not None and maximum is not None:
-        return f"{kind} between {_num(minimum)} and {_num(maximum)}"
-    if minimum is not None:
-        return f"{kind} >= {_num(minimum)}"
-    if maximum is not None:
-        return f"{kind} <= {_num(maximum)}"
-    return kind
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def check_int(value: object, key: str, file: str | None, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int in range, else ConfigError naming ``key``."""
-    expected = describe_range("an integer", minimum, maximum)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"got {type_name(value)} {shown(value)}", file=file, key=key, expected=expected)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ConfigError(f"{shown(value)} is out of range", file=file, key=key, expected=expected)
-    return value
-
-
-def check_number(
-    value: object,
-    key: str,
-    file: str | None,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    positive: bool = False,
-) -> float:
-    """``value`` as a finite float in range, else ConfigError naming ``key``."""
-    expected = describe_range("a number", minimum, maximum, positive)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"got {type_name(value)} {shown(value)}", file=file, key=key, expected=expected)
-    number = float(value)
-    if (
-        not math.isfinite(number)
-        or (positive and number <= 0)
-        or (minimum is not None and number < minimum)
-        or (maximum is not None and number > maximum)
-    ):
-        raise ConfigError(f"{shown(value)} is out of range", file=file, key=key, expected=expected)
-    return number
-
-
 def is_secret_key(name: str) -> bool:
     """True for keys holding secrets: password, secret, token, pass (any case), also as a suffix like api_token."""
     last = re.split(r"[_\-.]", name.lower())[-1]
@@ -357,69 +193,16 @@ def redact(data: Any) -> Any:
     return copy.copy(data)
 
 
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{key_part(str(k))} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{" + items + "}" if items else "{}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
 def dump_toml(data: Mapping[str, Any]) -> str:
-    """``data`` as TOML text that :func:`tomllib.loads` reads back equal.
+    """``data`` as TOML text that :func:`tomllib.loads` reads back equal; keys whose value is None are omitted."""
+    import tomli_w  # only the resolved-profile dump needs it
 
-    Tables become ``[section]`` headers, arrays and tables inside arrays are
-    written inline; keys whose value is None are omitted (TOML has no null).
-    """
-    lines: list[str] = []
-    _dump_table(data, [], lines)
-    return "\n".join(lines).strip("\n") + "\n"
+    return tomli_w.dumps(_without_none(data))
 
 
-def _dump_table(table: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items() if v is not None and not isinstance(v, dict)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
-    if prefix and (scalars or not tables):
-        lines.append("")
-        lines.append("[" + ".".join(key_part(p) for p in prefix) + "]")
-    for k, v in scalars:
-        lines.append(f"{key_part(str(k))} = {_toml_value(v)}")
-    for k, v in tables:
-        _dump_table(v, [*prefix, str(k)], lines)
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value

@@ -133,9 +133,14 @@ def test_seed_is_recorded_in_resolved_profile(tmp_path: Path) -> None:
     assert fixed.workload.seed == 1234
 
 
-def test_conform_section_is_kept_opaque(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + '\n[conform]\nanything = [1, "two"]\n[conform.nested]\nx = 1\n')
-    assert load_profile(path).conform == {"anything": [1, "two"], "nested": {"x": 1}}
+def test_conform_section_is_validated_by_run_too(tmp_path: Path) -> None:
+    # Issue 9: [conform] is part of the schema, so `run` refuses what `conform` would refuse.
+    path = write(tmp_path, MINIMAL + '\n[conform]\nrcpt = "postmaster@example.test"\nonly = ["A-01", "D"]\n')
+    assert load_profile(path).conform == {"rcpt": "postmaster@example.test", "only": ["A-01", "D"]}
+    path = write(tmp_path, MINIMAL + '\n[conform]\nanything = [1, "two"]\n[conform.nested]\nx = 1\n', "bad.toml")
+    assert "conform.anything: unknown key" in error_of(path)
+    path = write(tmp_path, MINIMAL + "\n[conform]\ntimout = 3\n", "typo.toml")
+    assert "conform.timout: unknown key; did you mean timeout?" in error_of(path)
 
 
 # ------------------------------------------------------------ overrides and flags
@@ -357,7 +362,7 @@ def test_auth_password_from_env_and_file(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("SMTPBENCH_TEST_PW", "s3cret")
     assert auth.password() == "s3cret"
     secret = tmp_path / "pw.txt"
-    file_auth = dataclasses.replace(auth, password_env=None, password_file=str(secret))
+    file_auth = auth.model_copy(update={"password_env": None, "password_file": str(secret)})
     with pytest.raises(ConfigError, match="cannot read password file"):
         file_auth.password()
     secret.write_text("from-file\n", encoding="utf-8")
@@ -372,8 +377,10 @@ def test_auth_needs_exactly_one_password_source(tmp_path: Path) -> None:
 
 
 def test_resolved_profile_redacts_secrets(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + '\n[conform]\ntoken = "abc"\n[conform.login]\nPassword = "pw"\nuser = "u"\n')
-    text = resolved_toml(load_profile(path))
+    # The schema refuses every secret-named key now; the dump still redacts, should one ever get in.
+    profile = load_profile(write(tmp_path, MINIMAL))
+    profile = dataclasses.replace(profile, conform={"token": "abc", "login": {"Password": "pw", "user": "u"}})
+    text = resolved_toml(profile)
     assert "abc" not in text and '"pw"' not in text and 'user = "u"' in text
     assert text.count('"***"') == 2
 

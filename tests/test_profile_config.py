@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from smtpbench.config import (
-    Section,
     apply_override,
     did_you_mean,
     dump_toml,
@@ -73,26 +72,46 @@ def test_did_you_mean() -> None:
     assert did_you_mean("zzz", choices) is None
 
 
-def test_section_getters_name_the_full_key() -> None:
-    sec = Section({"n": 5, "s": "open", "b": True, "f": 0.5, "t": {"x": 1}, "bad": "1"}, "workload", "p.toml")
-    assert sec.get_int("n", minimum=1) == 5
-    assert sec.get_str("s", choices=["closed", "open"]) == "open"
-    assert sec.get_bool("b") is True
-    assert sec.get_number("f", positive=True) == 0.5
-    assert sec.get_table("t").key("x") == "workload.t.x"
-    assert sec.get_int("missing", 7) == 7
-    with pytest.raises(ConfigError, match=r"^p\.toml: workload\.bad: got a string '1' \(expected an integer\)$"):
-        sec.get_int("bad")
-    with pytest.raises(ConfigError, match=r"workload\.n: 5 is out of range \(expected an integer between 1 and 3\)"):
-        sec.get_int("n", minimum=1, maximum=3)
-    with pytest.raises(ConfigError, match=r"workload\.required: is required"):
-        sec.get_str("required")
-    with pytest.raises(ConfigError, match=r"workload\.b: got a boolean True \(expected a number\)"):
-        sec.get_number("b")
-    with pytest.raises(ConfigError, match=r"^p\.toml: workload\.weird: unknown key; did you mean weir\?$"):
-        Section({"s": 1, "weird": 2}, "workload", "p.toml").check_keys(["s", "weir"])
-    with pytest.raises(ConfigError, match=r'workload\."a b": unknown key'):
-        Section({"a b": 1}, "workload").check_keys(["x"])
+def test_field_types_name_the_full_key() -> None:
+    # Issue 9: the hand-written Section getters became pydantic field types (smtpbench.fields); same messages.
+    from typing import Annotated
+
+    from pydantic import Field, ValidationError
+
+    from smtpbench.fields import Bool, Table, choice, config_error, number, whole
+
+    class Inner(Table):
+        x: Annotated[int, whole()] = 0
+
+    class Workload(Table):
+        n: Annotated[int, whole(1, 3)] = 1
+        s: Annotated[str, choice("closed", "open")] = "closed"
+        b: Bool = False
+        f: Annotated[float, number(positive=True)] = 1.0
+        g: Annotated[float, number()] = 0.0
+        t: Inner = Field(default_factory=dict)
+        bad: Annotated[int, whole()] = 0
+        required: Annotated[str, choice("a")]
+        weir: int = 0
+
+    class File(Table):
+        workload: Workload
+
+    def error(data: dict[str, object]) -> str:
+        with pytest.raises(ValidationError) as info:
+            File.model_validate({"workload": {"required": "a", **data}})
+        return str(config_error(info.value, "p.toml"))
+
+    ok = File.model_validate({"workload": {"n": 3, "s": "OPEN", "b": True, "f": 0.5, "t": {"x": 1}, "required": "a"}})
+    assert (ok.workload.n, ok.workload.s, ok.workload.b, ok.workload.f, ok.workload.t.x) == (3, "open", True, 0.5, 1)
+    assert error({"bad": "1"}) == "p.toml: workload.bad: got a string '1' (expected an integer)"
+    assert "workload.n: 5 is out of range (expected an integer between 1 and 3)" in error({"n": 5})
+    with pytest.raises(ValidationError) as info:
+        File.model_validate({"workload": {}})
+    assert "workload.required: is required" in str(config_error(info.value, None))
+    assert "workload.g: got a boolean True (expected a number)" in error({"g": True})
+    assert error({"weird": 2}) == "p.toml: workload.weird: unknown key; did you mean weir?"
+    assert 'workload."a b": unknown key' in error({"a b": 1})
 
 
 def test_dump_toml_writes_tables_arrays_and_escapes() -> None:

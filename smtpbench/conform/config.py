@@ -18,32 +18,7 @@ from smtpbench.config import load_toml
 from smtpbench.conform.options import DEFAULT_PORT, ConformOptions
 from smtpbench.errors import ConfigError
 
-PASSWORD_ENV = "SMTPBENCH_PASSWORD"
-
-#: Profile keys of ``[conform]`` and the type each must have.
-PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "starttls": bool,
-    "tls": bool,
-    "ca_file": str,
-    "insecure": bool,
-    "user": str,
-    "password_file": str,
-    "rcpt": str,
-    "foreign_rcpt": str,
-    "helo": str,
-    "sender": str,
-    "only": (str, list),
-    "skip": (str, list),
-    "slow": bool,
-    "timeout": (int, float),
-    "check_timeout": (int, float),
-    "concurrency": int,
-    "json": str,
-    "junit": str,
-    "transcript": str,
-    "store_dir": str,
-    "quiet": bool,
-}
+PASSWORD_ENV = "SMTPBENCH_PASSWORD"  # also in conform.section, which imports pydantic
 
 
 def parse_target(text: str, source: str = "TARGET") -> tuple[str, int]:
@@ -79,42 +54,40 @@ def parse_port(value: object, source: str) -> int:
 
 
 def load_profile(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read ``[target]`` and ``[conform]`` from a TOML profile (other sections belong to other commands)."""
-    # The one profile reader of the project: syntax errors come with line and column.
+    """``[target]`` (raw) and the keys given in ``[conform]`` (validated) of a TOML profile.
+
+    Other sections belong to ``smtpbench run`` and are not looked at here.
+    """
+    from pydantic import ValidationError
+
+    from smtpbench.conform.section import ConformSection
+    from smtpbench.fields import config_error
+
     data = load_toml(path)
     target = data.get("target", {})
-    conform = data.get("conform", {})
-    for name, section in (("target", target), ("conform", conform)):
-        if not isinstance(section, dict):
-            raise ConfigError("must be a table", file=str(path), key=name, expected=f"[{name}]")
-    conform = {k.replace("-", "_"): v for k, v in conform.items()}
-    for key, value in conform.items():
-        if key == "password":
-            raise ConfigError(
-                "a password may not be stored in a profile",
-                file=str(path),
-                key="conform.password",
-                hint=f"use password_file or the {PASSWORD_ENV} environment variable",
-            )
-        if key not in PROFILE_KEYS:
-            raise ConfigError(
-                f"unknown key {key!r}", file=str(path), key="conform", expected=", ".join(sorted(PROFILE_KEYS))
-            )
-        want = PROFILE_KEYS[key]
-        if isinstance(value, bool) and want in (int, (int, float)) or not isinstance(value, want):
-            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
-            raise ConfigError(
-                f"wrong type {type(value).__name__}", file=str(path), key=f"conform.{key}", expected=names
-            )
-    return target, conform
+    if not isinstance(target, dict):
+        raise ConfigError("must be a table", file=str(path), key="target", expected="[target]")
+    try:
+        conform = ConformSection.model_validate(data.get("conform", {}))
+    except ValidationError as exc:
+        raise config_error(exc, str(path), ("conform",)) from None
+    return target, conform.model_dump(exclude_unset=True)
 
 
-def _names(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
+def _cli_values(cli: dict[str, Any]) -> dict[str, Any]:
+    """The command-line values given (``None``, ``()`` and ``False`` mean not given), validated like the profile's."""
+    from pydantic import ValidationError
+
+    from smtpbench.conform.section import ConformSection
+    from smtpbench.fields import config_error
+
+    given = {k: v for k, v in cli.items() if v is not None and v != () and v is not False}
+    try:
+        return ConformSection.model_validate(given).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        err = config_error(exc, None)
+        err.key = "--" + (err.key or "").split(".")[0].replace("_", "-")
+        raise err from None
 
 
 def read_password(password_file: str | None) -> str | None:
@@ -152,31 +125,16 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
             raise ConfigError("the profile names no target", file=target, key="target.host", expected="HOST[:PORT]")
     else:
         host, port = parse_target(target)
-    for key, value in cli.items():
-        if value is not None and value != () and value is not False:
-            merged[key] = value
+    merged.update(_cli_values(cli))
     if merged.get("starttls") and merged.get("tls"):
         raise ConfigError("--starttls and --tls exclude each other", key="--tls")
-    timeout = float(merged.get("timeout", 10.0))
-    if not 0 < timeout <= 600:
-        raise ConfigError(f"timeout {timeout:g} out of range", key="--timeout", expected="0 < seconds <= 600")
+    timeout = merged.get("timeout", 10.0)
     check_timeout = float(merged.get("check_timeout", max(60.0, timeout * 6)))
-    concurrency = int(merged.get("concurrency", 1))
-    if not 1 <= concurrency <= 16:
-        raise ConfigError(f"concurrency {concurrency} out of range", key="--concurrency", expected="1-16")
-    ca_file = merged.get("ca_file")
-    if ca_file and not Path(ca_file).is_file():
-        raise ConfigError(f"CA file {ca_file!r} does not exist", key="--ca-file")
-    for key in ("rcpt", "foreign_rcpt", "sender"):
-        value = merged.get(key)
-        if value is not None and ("@" not in value or any(c in value for c in "<>\r\n ")):
-            raise ConfigError(f"{value!r} is not a mailbox", key=f"--{key.replace('_', '-')}", expected="local@domain")
-    store_dir = merged.get("store_dir")
-    if store_dir and not Path(store_dir).is_dir():
-        raise ConfigError(f"store directory {store_dir!r} does not exist", key="--store-dir")
-    helo = merged.get("helo")
-    if helo is not None and (not helo or any(c in helo for c in " \r\n")):
-        raise ConfigError(f"{helo!r} is not a domain", key="--helo")
+    for key in ("ca_file", "store_dir"):
+        exists = Path.is_file if key == "ca_file" else Path.is_dir
+        if merged.get(key) and not exists(Path(merged[key])):
+            raise ConfigError(f"{merged[key]!r} does not exist", key=f"--{key.replace('_', '-')}")
+    ca_file, store_dir, helo = merged.get("ca_file"), merged.get("store_dir"), merged.get("helo")
     opts = ConformOptions(
         host=host,
         port=port or DEFAULT_PORT,
@@ -188,13 +146,13 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
         rcpt=merged.get("rcpt"),
         helo=helo or ConformOptions.helo,
         sender=merged.get("sender"),
-        only=_names(merged.get("only")),
-        skip=_names(merged.get("skip")),
+        only=merged.get("only", ()),
+        skip=merged.get("skip", ()),
         slow=bool(merged.get("slow", False)),
         timeout=timeout,
         check_timeout=check_timeout,
-        concurrency=concurrency,
-        json_path=merged.get("json"),
+        concurrency=merged.get("concurrency", 1),
+        json_path=merged.get("json_path"),
         junit_path=merged.get("junit"),
         transcript_dir=merged.get("transcript"),
         store_dir=store_dir,

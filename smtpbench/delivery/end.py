@@ -22,12 +22,12 @@ from typing import Any
 
 import trio
 
+from smtpbench.delivery.config import DeliveryConfig
 from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.listener import ReportListener, bind
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.delivery.watch import POLL_S, MaildirWatcher, MboxWatcher
 from smtpbench.errors import ConfigError, RunError
-from smtpbench.load.profile import DeliveryConfig
 from smtpbench.metrics.recorder import Recorder
 
 PROBLEMS_FILE = "delivery-problems.txt"

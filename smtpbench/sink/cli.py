@@ -26,7 +26,7 @@ from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
 from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
 from smtpbench.sink.faults import validate_faults
 from smtpbench.sink.server import SinkServer, serve
-from smtpbench.units import parse_duration, parse_ratio
+from smtpbench.units import parse_duration, parse_host_port, parse_ratio
 
 PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
 LISTENING_PREFIX = "smtpbench-sink listening on "
@@ -113,7 +113,7 @@ def sink_command(
             reject_data_perm=parse_ratio(reject_data_perm, "--reject-data-perm"),
             disconnect=parse_ratio(disconnect, "--disconnect"),
             blackhole=parse_ratio(blackhole, "--blackhole"),
-            report_to=None if report_to is None else _host_port(report_to, "--report-to"),
+            report_to=None if report_to is None else parse_host_port(report_to, "--report-to"),
             report_buffer=report_buffer,
             pause_at=None if pause_at is None else parse_duration(pause_at, "--pause-at"),
             pause_for=parse_duration(pause_for, "--pause-for"),
@@ -175,16 +175,6 @@ def _auth_users(user: str | None, password_file: Path | None) -> dict[str, str]:
             hint=f"set ${PASSWORD_ENV} or pass --auth-password-file",
         )
     return {user: password}
-
-
-def _host_port(text: str, key: str) -> tuple[str, int]:
-    from smtpbench.load.profile import parse_target
-
-    try:
-        return parse_target(text)
-    except ConfigError as exc:
-        exc.key = key
-        raise
 
 
 def _address(server: SinkServer) -> str:

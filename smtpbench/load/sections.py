@@ -1,0 +1,515 @@
+"""The sections of a profile as pydantic models: [target], [smtp], [workload], [message], [output].
+
+A section is a :class:`~smtpbench.fields.Table`; a key is a field: a type from
+:mod:`smtpbench.fields` and ``key(default, "description")`` (the JSON Schema and
+the README come from these).  A rule between keys lives in the section's
+``_check`` and raises :class:`~smtpbench.fields.Invalid` with ``loc=("key",)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, PlainSerializer, model_validator
+
+from smtpbench.config import shown, type_name
+from smtpbench.errors import ConfigError
+from smtpbench.fields import (
+    DURATION,
+    Bool,
+    Duration,
+    Invalid,
+    PositiveDuration,
+    Ratio,
+    Table,
+    Text,
+    apply,
+    checker,
+    choice,
+    key,
+    nested,
+    number,
+    template,
+    text,
+    whole,
+)
+from smtpbench.load.sizes import SizeDistribution
+from smtpbench.protocol.tables import TIMEOUTS
+from smtpbench.units import format_duration
+
+PLACEHOLDERS = ("n", "session", "rcpt", "worker")
+DEFAULT_HOST = "127.0.0.1"
+MAX_SESSIONS = 1_000_000
+MAX_RATE = 1_000_000.0
+MAX_RECIPIENTS = 1000
+MAX_SEED = 2**63 - 1
+MAX_COUNT = 10**12
+
+Seed = Annotated[int, whole(0, MAX_SEED)]
+Host = Annotated[str, text(printable=True, what="a host name or IP address")]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """For keys whose default depends on other keys: the description says it, the schema shows none."""
+    schema.pop("default", None)
+
+
+def _rfc_timeout(name: str) -> str:
+    return format_duration(TIMEOUTS.get(name, TIMEOUTS["other"]))
+
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(_ENV_NAME, value):
+        raise Invalid(f"{shown(value)} is not an environment variable name", expected="a name like SMTP_PASSWORD")
+    return value
+
+
+# ---------------------------------------------------------------- [target]
+
+
+class AuthConfig(Table):
+    """SMTP AUTH after EHLO (not with ``embedded``); the password itself is never in the profile."""
+
+    refused = {
+        "password": (
+            "passwords are never written in a profile",
+            "put it in an environment variable (password_env) or a file (password_file)",
+        )
+    }
+    username: Text = key(doc="Account name.")
+    mechanism: Annotated[str, choice("PLAIN", "LOGIN")] = key("PLAIN", "SASL mechanism.")
+    password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = key(
+        None, "Name of an environment variable holding the password (this or password_file)."
+    )
+    password_file: Text | None = key(
+        None, "File whose content (trailing newline removed) is the password (this or password_env)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.password_env is None) == (self.password_file is None):
+            raise Invalid(
+                "needs exactly one of password_env and password_file",
+                expected='password_env = "SMTP_PASSWORD" or password_file = "path"',
+            )
+        return self
+
+    def password(self) -> str:
+        """The password, read now from the environment variable or the file.
+
+        Raises ConfigError if the variable is unset/empty or the file is
+        missing, unreadable or empty.  A trailing newline of the file is removed.
+        """
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ConfigError(
+                    f"environment variable {self.password_env} is not set or empty", key="target.auth.password_env"
+                )
+            return value
+        assert self.password_file is not None  # guaranteed by validation: exactly one source
+        try:
+            text = Path(self.password_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(
+                f"cannot read password file {shown(self.password_file, 80)}: {reason}", key="target.auth.password_file"
+            ) from None
+        value = text.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ConfigError(
+                f"password file {shown(self.password_file, 80)} is empty", key="target.auth.password_file"
+            )
+        return value
+
+
+def _sink_delay(value: Any) -> float:
+    seconds: float = apply(DURATION, value)
+    if seconds > 3600:  # the sink's own limit
+        raise Invalid(f"{format_duration(seconds)} is too long", expected="a delay of at most 1h")
+    return seconds
+
+
+SinkDelay = Annotated[float, checker(_sink_delay, Duration), PlainSerializer(format_duration)]
+
+
+class SinkDelays(Table):
+    """Delays before the embedded sink's replies (at most 1h each)."""
+
+    banner: SinkDelay | None = key(None, "Before the 220 greeting.")
+    ehlo: SinkDelay | None = key(None, "Before the EHLO reply.")
+    mail: SinkDelay | None = key(None, "Before the MAIL reply.")
+    rcpt: SinkDelay | None = key(None, "Before each RCPT reply.")
+    data: SinkDelay | None = key(None, "Before the 354 reply.")
+    data_end: SinkDelay | None = key(None, "Before the reply to the final dot.")
+
+
+class SinkOptions(Table):
+    """Behaviour of the embedded sink (only with ``embedded = true``): ``smtpbench sink`` flags."""
+
+    delay: SinkDelays = key(default_factory=dict, doc="Delays before replies (none by default).")
+    reject_rcpt_temp: Ratio = key(0.0, "Ratio of RCPT answered 4xx.")
+    reject_rcpt_perm: Ratio = key(0.0, "Ratio of RCPT answered 5xx (temp + perm <= 1).")
+    reject_data_temp: Ratio = key(0.0, "Ratio of messages answered 4xx after the final dot.")
+    reject_data_perm: Ratio = key(0.0, "Ratio answered 5xx after the final dot (temp + perm <= 1).")
+    disconnect: Ratio = key(0.0, "Ratio of commands after which the sink drops the connection.")
+    blackhole: Ratio = key(0.0, "Ratio of messages accepted with 250 and then dropped (README, Delivery latency).")
+    pause_at: Duration | None = key(None, "Stop answering this long after the sink's start (with pause_for).")
+    pause_for: Annotated[float, checker(_sink_delay, Duration), PlainSerializer(format_duration)] | None = key(
+        None, "How long a pause lasts (with pause_at; at most 1h)."
+    )
+    seed: Seed | None = key(None, "Seed of the sink's random choices (default: workload.seed).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for kind in ("rcpt", "data"):
+            if getattr(self, f"reject_{kind}_temp") + getattr(self, f"reject_{kind}_perm") > 1.0:
+                raise Invalid(
+                    f"reject_{kind}_temp + reject_{kind}_perm exceed 1",
+                    expected="ratios that add up to at most 1",
+                    loc=(f"reject_{kind}_perm",),
+                )
+        if (self.pause_at is None) != (self.pause_for is None):
+            raise Invalid("pause_at and pause_for go together", loc=("pause_at" if self.pause_for else "pause_for",))
+        if self.pause_for == 0:
+            raise Invalid("a pause of 0 is none", expected="a duration above 0", loc=("pause_for",))
+        return self
+
+    def to_cli_args(self) -> list[str]:
+        """``smtpbench sink`` arguments reproducing these options.
+
+        Only non-default values are passed (zero delays and ratios are the
+        sink's defaults); durations are written as milliseconds (``20ms``).
+        """
+        args: list[str] = []
+        for name, seconds in self.delay:
+            if seconds:
+                args += [f"--delay-{name.replace('_', '-')}", format_duration(seconds)]
+        for name in ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect"):
+            if getattr(self, name) > 0:
+                args += [f"--{name.replace('_', '-')}", repr(getattr(self, name))]
+        if self.blackhole > 0:
+            args += ["--blackhole", repr(self.blackhole)]
+        if self.pause_at is not None and self.pause_for:
+            args += ["--pause-at", format_duration(self.pause_at), "--pause-for", format_duration(self.pause_for)]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
+        return args
+
+
+class TargetConfig(Table):
+    """Where the load goes.  With embedded the engine starts a sink and uses its address:
+    host is then 127.0.0.1 and port 0 (a free port)."""
+
+    host: Host = key(DEFAULT_HOST, "Server to test (name or IP). Not allowed with embedded.")
+    port: Annotated[int, whole(1, 65535)] = key(
+        25,
+        validate_default=False,
+        json_schema_extra=_no_default,
+        doc="TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.",
+    )
+    helo: Annotated[str, text(printable=True, what="a host name")] = key("smtpbench.example", "Name sent in EHLO/HELO.")
+    embedded: Bool = key(False, "Start our own sink on 127.0.0.1 (a free port) and test it.")
+    tls: Annotated[str, choice("none", "starttls", "implicit")] = key(
+        "none", "TLS: none, starttls (upgrade after EHLO) or implicit (TLS from connect)."
+    )
+    ca_file: Text | None = key(None, "PEM file of CA certificates to verify the server with.")
+    insecure: Bool = key(False, "Skip certificate verification (not with ca_file).")
+    auth: AuthConfig | None = key(None, "Optional SMTP AUTH after EHLO.")
+    sink: SinkOptions = key(default_factory=dict, doc="Embedded sink behaviour.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.tls == "none" and (self.ca_file is not None or self.insecure):
+            name = "ca_file" if self.ca_file is not None else "insecure"
+            raise Invalid(
+                'only applies with tls = "starttls" or "implicit"',
+                hint="set target.tls or remove this key",
+                loc=(name,),
+            )
+        if self.ca_file is not None and self.insecure:
+            hint = "use ca_file to verify, or insecure = true to skip verification"
+            raise Invalid("contradicts ca_file", hint=hint, loc=("insecure",))
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
+        if not self.embedded:
+            if self.given("sink"):
+                hint = "set target.embedded = true or remove [target.sink]"
+                raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
+            if not self.given("port"):
+                self.port = 465 if self.tls == "implicit" else 25
+            return self
+        for name in ("host", "port"):
+            if self.given(name):
+                raise Invalid(
+                    "is not allowed with embedded = true (the embedded sink listens on a free local port)",
+                    hint="remove it, or set embedded = false to test an external server",
+                    loc=(name,),
+                )
+        if self.tls != "none":
+            raise Invalid(
+                "the embedded sink speaks plain SMTP only", expected='"none" with embedded = true', loc=("tls",)
+            )
+        if self.auth is not None:
+            hint = "remove [target.auth] or set embedded = false"
+            raise Invalid("the embedded sink does not authenticate", hint=hint, loc=("auth",))
+        self.host, self.port = DEFAULT_HOST, 0
+        return self
+
+    def toml(self) -> dict[str, Any]:
+        """The table as written in a profile; only the keys that apply (no sink unless embedded, ...)."""
+        skip = {"host", "port", "ca_file", "insecure", "auth"} if self.embedded else {"sink"}
+        if self.tls == "none":
+            skip.add("insecure")
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+
+
+# ---------------------------------------------------------------- [smtp]
+
+
+class Timeouts(Table):
+    """Per-step reply timeouts (durations, > 0); RFC 5321 4.5.3.2 defaults."""
+
+    connect: PositiveDuration = key("30s", "TCP connect (and the TLS handshake of implicit TLS).")
+    banner: PositiveDuration = key(_rfc_timeout("banner"), doc="Awaiting the 220 greeting.")
+    ehlo: PositiveDuration = key(_rfc_timeout("ehlo"), doc="Awaiting the EHLO reply.")
+    tls: PositiveDuration = key(_rfc_timeout("tls"), doc="STARTTLS and its handshake.")
+    auth: PositiveDuration = key(_rfc_timeout("auth"), doc="Each AUTH exchange.")
+    mail: PositiveDuration = key(_rfc_timeout("mail"), doc="Awaiting the MAIL reply.")
+    rcpt: PositiveDuration = key(_rfc_timeout("rcpt"), doc="Awaiting each RCPT reply.")
+    data: PositiveDuration = key(_rfc_timeout("data"), doc="Awaiting 354.")
+    data_block: PositiveDuration = key(_rfc_timeout("data_block"), doc="Each write of message data.")
+    data_end: PositiveDuration = key(_rfc_timeout("data_end"), doc="Awaiting the reply to the final dot.")
+    quit: PositiveDuration = key(_rfc_timeout("quit"), doc="Awaiting the QUIT reply.")
+    other: PositiveDuration = key(_rfc_timeout("other"), doc="Any other command.")
+
+    def __getitem__(self, name: str) -> float:
+        """``timeouts["connect"]``: seconds."""
+        value: float = getattr(self, name)
+        return value
+
+
+class SmtpConfig(Table):
+    """Protocol choices: RFC 2920 pipelining and per-step timeouts in seconds."""
+
+    pipelining: Annotated[str, choice("auto", "on", "off")] = key("auto", "RFC 2920: auto (if advertised), on, off.")
+    pipeline_data: Bool = key(
+        True,
+        doc="When pipelining: send a message's data in the same write as the next transaction's MAIL, "
+        "RCPT and DATA (RFC 2920 3.1); false sends each message's data on its own.",
+    )
+    timeouts: Timeouts = key(default_factory=dict, doc="Per-step reply timeouts.")
+
+
+# ---------------------------------------------------------------- [workload]
+
+
+def _stage_target(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a number")
+    return value  # checked against the model (whole sessions or a rate) by WorkloadConfig
+
+
+class Stage(Table):
+    """A linear ramp over ``duration`` to ``target`` sessions (closed) or sessions/s (open)."""
+
+    duration: PositiveDuration = key(doc="Length of the ramp.")
+    target: Annotated[float, checker(_stage_target, Annotated[float, Field(ge=0)])] = key(
+        doc="Sessions (closed model, a whole number) or sessions/s (open model) at the end of the ramp."
+    )
+
+
+class WorkloadConfig(Table):
+    """How much load, shaped how.  sessions is 0 for the open model (and closed stages starting
+    from 0); rate is 0.0 for the closed model (and open stages starting from 0)."""
+
+    model: Annotated[str, choice("closed", "open")] = key(
+        "closed",
+        doc="closed: a fixed number of sessions, each sending as fast as replies allow; open: new sessions "
+        "arrive at a rate whatever the server does (no coordinated omission).",
+    )
+    sessions: Annotated[int, whole(1, MAX_SESSIONS)] = key(
+        0,
+        validate_default=False,
+        json_schema_extra=_no_default,
+        doc="Concurrent sessions (closed model only; required unless stages, then the starting count).",
+    )
+    rate: Annotated[float, number(0, MAX_RATE, positive=True)] = key(
+        0.0,
+        validate_default=False,
+        json_schema_extra=_no_default,
+        doc="New sessions per second (open model only; required unless stages, then the starting rate).",
+    )
+    arrival: Annotated[str, choice("uniform", "poisson")] = key(
+        "uniform", "Open model: uniform (evenly spaced) or poisson arrivals."
+    )
+    max_in_flight: Annotated[int, whole(1, MAX_SESSIONS)] = key(
+        10000,
+        doc="Open model: cap on concurrent sessions; an arrival beyond it waits for a free slot, the wait "
+        "counting in its schedule_lag and corrected latency, and counts.sessions_capped counts it.",
+    )
+    duration: PositiveDuration | None = key(None, "How long to generate load (not with stages).")
+    messages: Annotated[int, whole(1, MAX_COUNT)] | None = key(
+        None, "Stop after this many messages. At least one of duration, messages, stages."
+    )
+    messages_per_session: Annotated[int, whole(1, MAX_COUNT)] = key(1, "Messages sent over one connection before QUIT.")
+    think_time: Duration = key("0s", "Pause between messages within a session.")
+    grace: Duration = key("5s", "Time in-flight sessions get to finish at the end or on Ctrl-C.")
+    stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = key(
+        (), validate_default=False, doc="Linear ramps of sessions (closed) or rate (open), one after another."
+    )
+    seed: Seed = key(
+        default_factory=lambda: random.SystemRandom().randrange(2**32),
+        doc="Seed of every random choice (default: random, recorded in the resolved profile).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        closed = self.model == "closed"
+        wrong = ("rate", "arrival", "max_in_flight") if closed else ("sessions",)
+        for name in wrong:
+            if self.given(name):
+                hint = 'set workload.model = "open", or use sessions' if closed else "the open model starts "
+                hint += "" if closed else "sessions at a rate: use workload.rate"
+                raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
+        size = "sessions" if closed else "rate"
+        if not self.given(size) and not self.stages:
+            expected = f"an integer between 1 and {MAX_SESSIONS}" if closed else "a positive number of sessions/s"
+            raise Invalid(f"is required for the {self.model} model (or give stages)", expected=expected, loc=(size,))
+        bound = whole(0, MAX_SESSIONS) if closed else number(0, MAX_RATE)
+        for i, stage in enumerate(self.stages):
+            try:
+                stage.target = apply(bound, stage.target)
+            except Invalid as exc:
+                raise Invalid(exc.problem, expected=exc.expected, loc=("stages", i, "target")) from None
+        if self.stages and max([self.sessions, self.rate, *(s.target for s in self.stages)]) == 0:
+            problem = "every stage target is 0, so no session would ever start"
+            raise Invalid(problem, expected="at least one target above 0", loc=("stages",))
+        if self.duration is not None and self.stages:
+            hint = "the stages' durations add up to the run's length; remove one of them"
+            raise Invalid("duration and stages are mutually exclusive", hint=hint, loc=("duration",))
+        if self.duration is None and self.messages is None and not self.stages:
+            raise Invalid("needs at least one of duration, messages or stages", expected='e.g. duration = "30s"')
+        return self
+
+    @property
+    def total_duration(self) -> float | None:
+        """Seconds of load: ``duration``, or the sum of the stages; None if only a message count bounds the run."""
+        if self.duration is not None:
+            return self.duration
+        return sum(s.duration for s in self.stages) if self.stages else None
+
+    def toml(self) -> dict[str, Any]:
+        """The table as written in a profile; only the keys of its model."""
+        skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions"}
+        skip |= {name for name in ("sessions", "rate", "stages") if not getattr(self, name)}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+
+
+# ---------------------------------------------------------------- [message]
+
+
+class RecipientRange(Table):
+    """A uniform number of recipients per message."""
+
+    min: Annotated[int, whole(1, MAX_RECIPIENTS)] = key(1, "Fewest recipients.")
+    max: Annotated[int, whole(1, MAX_RECIPIENTS)] | None = key(None, "Most recipients (>= min).")
+
+
+def _recipients(value: Any) -> tuple[int, int]:
+    if not isinstance(value, dict):
+        count: int = apply(whole(1, MAX_RECIPIENTS), value)
+        return count, count
+    span = nested(RecipientRange, value)
+    hi = span.min if span.max is None else span.max
+    if hi < span.min:
+        raise Invalid(f"max ({hi}) is below min ({span.min})", expected="max >= min", loc=("max",))
+    return span.min, hi
+
+
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
+_RESERVED_HEADERS = {"from": "message.from", "to": "message.to", "subject": "message.subject"}
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+    for name, field in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise Invalid(
+                "is not a valid header field name", expected="printable ASCII without ':' or spaces", loc=(name,)
+            )
+        if name.lower() in _RESERVED_HEADERS:
+            raise Invalid("is set by smtpbench", hint=f"use {_RESERVED_HEADERS[name.lower()]}", loc=(name,))
+        if not isinstance(field, str):
+            raise Invalid(f"got {type_name(field)} {shown(field)}", expected="a string", loc=(name,))
+        if "\r" in field or "\n" in field:
+            raise Invalid("contains a line break", expected="a single-line value", loc=(name,))
+    return dict(value)
+
+
+_HeaderInput = Annotated[dict[Annotated[str, Field(pattern=r"^[!-9;-~]+$")], str], Field()]
+
+
+class MessageConfig(Table):
+    """What each message looks like.  Templates may use {n} (message number), {session}, {rcpt}
+    (recipient index) and {worker}, with format specs such as {n:06d}; literal braces are {{ and }}."""
+
+    size: SizeDistribution = key(
+        "10KiB",
+        doc='Message size (at most 1GiB): "10KiB", {distribution = "uniform", min, max}, '
+        '{distribution = "lognormal", median, sigma, min, max} (max defaults to 100 x median) '
+        'or [{size = "1KiB", weight = 70}, ...].',
+    )
+    recipients: Annotated[
+        tuple[int, int],
+        checker(_recipients, Annotated[int, Field(ge=1, le=MAX_RECIPIENTS)] | RecipientRange),
+        PlainSerializer(lambda r: r[0] if r[0] == r[1] else {"min": r[0], "max": r[1]}),
+    ] = key(1, "Recipients per message: 3 or {min = 1, max = 5}, 1..1000.")
+    from_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
+        "sender{n}@smtpbench.example", alias="from", doc="Envelope and header sender (a template)."
+    )
+    to_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
+        "user{n}@example.test", alias="to", doc="Recipient addresses (a template)."
+    )
+    subject: Annotated[str, template(PLACEHOLDERS, address=False)] = key(
+        "smtpbench message {n}", "Subject header (a template)."
+    )
+    variants: Annotated[int, whole(1, 10000)] = key(32, "Distinct bodies pre-rendered.")
+    headers: Annotated[dict[str, str], checker(_headers, _HeaderInput)] = key(
+        default_factory=dict,
+        json_schema_extra={"additionalProperties": False},  # names outside patternProperties are refused
+        doc='Extra header fields, {X-Foo = "bar"} (literal values).',
+    )
+
+    @property
+    def recipients_min(self) -> int:
+        """Fewest recipients of a message."""
+        return self.recipients[0]
+
+    @property
+    def recipients_max(self) -> int:
+        """Most recipients of a message."""
+        return self.recipients[1]
+
+
+# ---------------------------------------------------------------- [output]
+
+
+class OutputConfig(Table):
+    """Where results go and how progress is shown."""
+
+    results_dir: Annotated[str, text(what="a directory path")] = key(
+        "results", "Directory for the results of each run."
+    )
+    progress: Annotated[str, choice("auto", "live", "plain", "none")] = key(
+        "auto", "Progress display: auto, live, plain or none."
+    )
+    interval: PositiveDuration = key("1s", "Histogram log interval.")
