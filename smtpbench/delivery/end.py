@@ -33,6 +33,8 @@ from smtpbench.metrics.recorder import Recorder
 PROBLEMS_FILE = "delivery-problems.txt"
 #: How often the wait prints the outstanding count (plain progress).
 WAIT_REPORT_S = 5.0
+#: Once nothing is outstanding, reports still in flight get this long (late duplicates count too).
+SETTLE_S = 0.25
 
 
 class DeliveryRun:
@@ -47,6 +49,7 @@ class DeliveryRun:
         self.watchers: list[MaildirWatcher | MboxWatcher] = []
         self.waited_s = 0.0
         self._sock: Any = None
+        self._scans = 0  # watcher polls completed
 
     def start(self, stack: ExitStack) -> None:
         """Bind, start the delivery sink, note the folders' contents; raises ConfigError or RunError."""
@@ -98,6 +101,7 @@ class DeliveryRun:
         while True:
             for ident, epoch in await trio.to_thread.run_sync(watcher.scan):
                 self.tracker.arrived(ident, epoch)
+            self._scans += 1
             await trio.sleep(POLL_S)
 
     def progress_fields(self) -> dict[str, str]:
@@ -108,7 +112,12 @@ class DeliveryRun:
         return {"delivered": f"{t.delivered:,}", "outstanding": f"{t.outstanding:,}"}
 
     async def wait(self, stop: Callable[[], bool], show: bool) -> None:
-        """Wait up to ``wait`` seconds until nothing is outstanding, or ``stop()`` (a Ctrl-C) turns true."""
+        """Wait up to ``wait`` seconds until nothing is outstanding, or ``stop()`` (a Ctrl-C) turns true.
+
+        Then, within the same bound, let what is already on its way be seen
+        (late duplicates): every watched folder is scanned twice more, and
+        reports get :data:`SETTLE_S`.
+        """
         t = self.tracker
         assert t is not None
         start = time.monotonic()
@@ -122,6 +131,10 @@ class DeliveryRun:
                 last_shown = now
                 print(f"delivery: {t.outstanding:,} outstanding, {deadline - now:.0f}s left", flush=True)
             await trio.sleep(0.05)
+        settled = self._scans + 2 * len(self.watchers)
+        settle_end = min(time.monotonic() + SETTLE_S, deadline)
+        while not stop() and time.monotonic() < deadline and (self._scans < settled or time.monotonic() < settle_end):
+            await trio.sleep(0.02)
         self.waited_s = time.monotonic() - start
 
     def finish(self, results_path: Path) -> None:
