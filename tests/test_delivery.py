@@ -33,16 +33,21 @@ def problems(s: dict[str, Any]) -> list[tuple[str, str]]:
     return ID_LINE.findall((Path(s["_dir"]) / "delivery-problems.txt").read_text())
 
 
+def run_own_sink(tmp_path: Path, body: str, wait: str, sink_knobs: str) -> dict[str, Any]:
+    """Run ``body`` against the delivery sink the run itself starts (the sink is the server under test)."""
+    port = free_port()
+    delivery = f'[delivery]\nlisten = "127.0.0.1:{port}"\nwait = {wait}\n[delivery.sink]\n{sink_knobs}\n'
+    return run(tmp_path, port, body + delivery)
+
+
 def test_sink_alone_blackhole_lost_equals_what_the_sink_dropped(tmp_path: Path) -> None:
     """The run's own delivery sink is the server: 1 % blackholed -> lost is exactly the sink's count."""
-    port = free_port()
-    s = run(
+    s = run_own_sink(
         tmp_path,
-        port,
         "[workload]\nsessions = 4\nmessages = 3000\nmessages_per_session = 25\nseed = 11\n"
-        '[message]\nsize = "2KiB"\nrecipients = {min = 1, max = 3}\n'
-        f'[delivery]\nlisten = "127.0.0.1:{port}"\nwait = "3s"\n'
-        '[delivery.sink]\nblackhole = "1%"\n',
+        '[message]\nsize = "2KiB"\nrecipients = {min = 1, max = 3}\n',
+        '"3s"',
+        'blackhole = "1%"',
     )
     d = s["delivery"]
     dropped = d["sink"]["messages_blackholed"]
@@ -163,13 +168,11 @@ def test_every_message_carries_its_id(tmp_path: Path) -> None:
 
 def test_paused_sink_holds_replies(tmp_path: Path) -> None:
     """A scheduled pause of the delivery sink: replies stop for the pause, nothing is lost."""
-    port = free_port()
-    s = run(
+    s = run_own_sink(
         tmp_path,
-        port,
-        '[workload]\nsessions = 2\nduration = "3s"\nthink_time = "20ms"\n'
-        f'[delivery]\nlisten = "127.0.0.1:{port}"\nwait = "20s"\n'
-        '[delivery.sink]\npause_at = "1s"\npause_for = "1s"\n',
+        '[workload]\nsessions = 2\nduration = "3s"\nthink_time = "20ms"\n',
+        '"20s"',
+        'pause_at = "1s"\npause_for = "1s"',
     )
     d = s["delivery"]
     assert d["sink"]["pauses"] == 1 and 900 <= d["sink"]["paused_ms"] <= 1500
