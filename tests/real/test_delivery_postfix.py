@@ -127,3 +127,27 @@ def test_local_delivery_watched_in_maildir(tmp_path: Path, postfix: RealServer) 
     assert d["lost"] == d["duplicated"] == d["unexpected"] == 0
     assert "sink" not in d and "reports" not in d
     assert s["phases"]["delivery"]["count"] == s["phases"]["end_to_end"]["count"] == accepted
+
+
+def test_deferrals_at_the_next_hop_show_as_retry_cost(tmp_path: Path, real_factory: Factory) -> None:
+    """The delivery sink defers 30 % of messages at end of data (451): Postfix retries them (after 1 s here), the
+    retry cost shows in delivery latency, and nothing is lost or duplicated."""
+    sink_port = free_port()
+    postfix = relaying_postfix(real_factory, sink_port)
+    s = run_through(
+        tmp_path,
+        postfix,
+        sink_port,
+        'workload.duration="5s"',
+        "delivery.sink.reject_data_temp=0.3",
+        "message.recipients=1",
+    )
+    d = s["delivery"]
+    accepted = s["counts"]["messages_accepted"]
+    assert accepted >= 100
+    assert d["delivered"] == accepted and d["lost"] == d["duplicated"] == 0
+    deferred = d["sink"]["messages_rejected_temp"]
+    assert deferred >= accepted // 10  # ~30 %, at least once each for some messages
+    assert d["sink"]["messages_accepted"] == accepted  # each deferred one came back and was accepted once
+    delivery = s["phases"]["delivery"]
+    assert delivery["p50_us"] < 500_000 <= delivery["p90_us"], delivery  # the deferred share waited for a retry
