@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
@@ -22,6 +23,8 @@ from tests.real.servers import RealServer
 from tests.test_engine import run
 
 PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "through-postfix.toml"
+#: A run here takes 10-20 s on an idle machine (Postfix start, load, delivery wait): 3x+ headroom when loaded.
+pytestmark = pytest.mark.timeout(180)
 
 
 def relaying_postfix(real_factory: Factory, sink_port: int, **main_cf: str) -> RealServer:
@@ -34,7 +37,7 @@ def run_through(tmp_path: Path, server: RealServer, sink_port: int, *overrides: 
     """Run profiles/through-postfix.toml against ``server`` with its delivery sink on ``sink_port``."""
     prof = load_profile(
         str(PROFILE),
-        [f'delivery.listen="127.0.0.1:{sink_port}"', *overrides],
+        [f'delivery.listen="127.0.0.1:{sink_port}"', 'delivery.wait="40s"', *overrides],
         target=f"{server.host}:{server.port}",
         results_dir=str(tmp_path / "results"),
     )

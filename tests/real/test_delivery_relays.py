@@ -11,6 +11,8 @@ from tests.real import mta_exim, mta_opensmtpd
 from tests.real.conftest import Factory
 from tests.real.test_delivery_postfix import run_through
 
+pytestmark = pytest.mark.timeout(180)
+
 # README: Exim -- the router and transport (braces doubled: the harness's template is a str.format string).
 EXIM_ROUTER = """\
 to_delivery_sink:
