@@ -1,4 +1,4 @@
-"""The ``smtpbench`` command line: ``run``, ``conform``, ``sink`` and ``schema``.
+"""The ``smtpbench`` command line: ``run``, ``conform``, ``sink``, ``probe`` and ``schema``.
 
 Each subsystem registers its own sub-command (``register(app)``) so that this
 module stays a table of contents.  Exit codes (README, "Exit codes"): 0 done,
@@ -23,11 +23,13 @@ def _register_all() -> None:
     from smtpbench import schema_doc
     from smtpbench.conform import cli as conform_cli
     from smtpbench.load import cli as load_cli
+    from smtpbench.probe import cli as probe_cli
     from smtpbench.sink import cli as sink_cli
 
     load_cli.register(app)
     conform_cli.register(app)
     sink_cli.register(app)
+    probe_cli.register(app)
     schema_doc.register(app)
 
 

@@ -33,7 +33,6 @@ that reply to the MAIL reply; the next ``transaction`` starts at the write.
 
 from __future__ import annotations
 
-import base64
 import random
 import ssl
 import time
@@ -48,7 +47,7 @@ from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
 from smtpbench.net.errors import ReplyError, SessionTimeout, classify
-from smtpbench.protocol import commands
+from smtpbench.protocol import commands, sasl
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
 from smtpbench.protocol.tables import is_expected
@@ -252,10 +251,10 @@ async def step_auth(s: Session) -> None:
         for secret in (st.auth_username, st.auth_password):
             if reply.code != 334:
                 break
-            line = base64.b64encode(secret.encode()) + b"\r\n"
+            line = sasl.b64(secret).encode() + b"\r\n"
             reply = await s.command("AUTH_RESPONSE", line, "auth", "auth")
     else:
-        token = base64.b64encode(f"\0{st.auth_username}\0{st.auth_password}".encode()).decode()
+        token = sasl.plain_response(st.auth_username, st.auth_password)
         reply = await s.command("AUTH", f"AUTH PLAIN {token}\r\n".encode(), "auth", "auth")
     if reply.code != 235:
         raise ReplyError(f"AUTH failed: {reply.code}", "auth", reply.code)

@@ -57,6 +57,10 @@ TRANSITIONS: dict[tuple[State, str], tuple[State, State]] = {
     (S.RCPT, "RCPT"): (S.RCPT, S.RCPT),
     (S.RCPT, "DATA"): (S.DATA, S.RCPT),
     (S.DATA, "DATA_END"): (S.READY, S.READY),
+    # RFC 3030: a BDAT chunk keeps the transaction open; BDAT ... LAST ends it when accepted.
+    # A refused chunk leaves the transaction in an indeterminate state that only RSET clears.
+    (S.RCPT, "BDAT"): (S.RCPT, S.RCPT),
+    (S.RCPT, "BDAT_LAST"): (S.READY, S.RCPT),
     (S.READY, "STARTTLS"): (S.TLS, S.READY),
     (S.READY, "AUTH"): (S.AUTH, S.READY),
     (S.AUTH, "AUTH_RESPONSE"): (S.AUTH, S.READY),

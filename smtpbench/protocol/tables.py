@@ -80,3 +80,54 @@ def is_success(verb: str, code: int) -> bool:
     """True when ``code`` is a listed success reply for ``verb``."""
     c = COMMANDS.get(verb)
     return c is not None and code in c.success
+
+
+# --- human-readable meanings (annotation: ``smtpbench probe``) -------------
+
+REPLY_TEXT: dict[int, str] = {int(k): v for k, v in RAW["reply_text"].items()}
+REPLY_TEXT_BY_COMMAND: dict[tuple[str, int], str] = {
+    (verb, int(code)): text for verb, texts in RAW["reply_text_by_command"].items() for code, text in texts.items()
+}
+ENHANCED_CLASS: dict[str, str] = dict(RAW["enhanced_class"])
+ENHANCED_SUBJECT: dict[str, str] = dict(RAW["enhanced_subject"])
+ENHANCED_TEXT: dict[str, str] = dict(RAW["enhanced_text"])
+EHLO_KEYWORDS: dict[str, str] = dict(RAW["ehlo_keywords"])
+
+
+def reply_meaning(verb: str | None, code: int) -> str | None:
+    """What ``code`` means in answer to ``verb``: the command-specific text when the tables have one, else the code's own.
+
+    ``None`` for a code no table names (RFC 5321 4.2: then only its first digit has meaning).
+    """
+    if verb is not None:
+        text = REPLY_TEXT_BY_COMMAND.get((verb, code))
+        if text is not None:
+            return text
+    return REPLY_TEXT.get(code)
+
+
+def enhanced_meaning(status: str) -> str | None:
+    """``"2.1.5"`` -> ``"Success; Addressing Status: Destination address valid"`` (RFC 3463, IANA registry).
+
+    A registered subject with an unregistered detail still gets its class and
+    subject names; ``None`` when even the class is not 2, 4 or 5.
+    """
+    klass, _, rest = status.partition(".")
+    subject, _, _detail = rest.partition(".")
+    if klass not in ENHANCED_CLASS:
+        return None
+    parts = [ENHANCED_CLASS[klass]]
+    if subject in ENHANCED_SUBJECT:
+        detail = ENHANCED_TEXT.get(f"X.{rest}")
+        parts.append(
+            f"{ENHANCED_SUBJECT[subject]}: {detail}" if detail else f"{ENHANCED_SUBJECT[subject]} (unregistered detail)"
+        )
+    return "; ".join(parts)
+
+
+def ehlo_keyword_meaning(keyword: str, params: str = "") -> str | None:
+    """What an EHLO keyword offers, with its parameters filled in; ``None`` for keywords the tables do not know."""
+    text = EHLO_KEYWORDS.get(keyword.upper())
+    if text is None:
+        return None
+    return text.replace("{param}", params or "(none given)")

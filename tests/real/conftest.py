@@ -61,6 +61,12 @@ def opensmtpd(real_factory: Factory) -> RealServer:
     return real_factory("opensmtpd")
 
 
+@pytest.fixture
+def dovecot_lmtp(real_factory: Factory) -> RealServer:
+    """Dovecot's LMTP server: accepts every recipient (final delivery), a maildir per local part."""
+    return real_factory("dovecot-lmtp")
+
+
 @pytest.fixture(params=KINDS)
 def real_mta(request: pytest.FixtureRequest, real_factory: Factory) -> RealServer:
     """Each of the three servers in turn, with default options."""

@@ -130,6 +130,8 @@ class RealServer:
     stop_command: list[str] | None = None
     #: Extra files whose text :meth:`log_text` appends (e.g. the daemon's stderr).
     extra_logs: list[Path] = field(default_factory=list)
+    #: Helper servers this one depends on (e.g. Dovecot's auth service for Postfix's SASL): stopped after it.
+    companions: list[RealServer] = field(default_factory=list)
     _release: Callable[[], None] | None = None
     _stopped: bool = False
 
@@ -162,20 +164,26 @@ class RealServer:
         """The messages delivered so far, oldest first; with ``local``, only those for ``local@example.test``.
 
         A message's recipient is read from its delivery trace header (``Delivered-To:``, which Postfix and
-        OpenSMTPD add, or Exim's ``Envelope-to:``), so every server may use its own maildir layout.
+        OpenSMTPD add, or Exim's ``Envelope-to:``) or, for per-user maildirs (Dovecot, which omits
+        ``Delivered-To:`` on a copy shared by several recipients), from the directory ``maildir/<local>/``.
         """
         files = [p for p in self.maildir.rglob("*") if p.is_file() and p.parent.name in ("new", "cur")]
         files.sort(key=lambda p: (p.stat().st_mtime, p.name))
-        messages = [p.read_bytes() for p in files]
         if local is None:
-            return messages
+            return [p.read_bytes() for p in files]
         rx = re.compile(
             rb"^(?:Delivered-To|Envelope-to|X-Original-To):[ \t]*<?"
             + re.escape(f"{local}@{LOCAL_DOMAIN}".encode())
             + rb">?\s*$",
             re.I | re.M,
         )
-        return [m for m in messages if rx.search(m.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n"))]
+        found = []
+        for path in files:
+            data = path.read_bytes()
+            header = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+            if path.relative_to(self.maildir).parts[0] == local or rx.search(header):
+                found.append(data)
+        return found
 
     def wait_delivered(self, count: int, timeout: float = 30.0, local: str | None = None) -> list[bytes]:
         """Wait until at least ``count`` messages were delivered; returns them all."""
@@ -217,10 +225,14 @@ class RealServer:
         finally:
             if self._release:
                 self._release()
+            for companion in self.companions:
+                companion.stop()
 
     def remove(self) -> None:
-        """Delete the working directory (call after :meth:`stop`)."""
+        """Delete the working directory, and the companions' (call after :meth:`stop`)."""
         shutil.rmtree(self.workdir, ignore_errors=True)
+        for companion in self.companions:
+            companion.remove()
 
 
 def make_workdir(name: str) -> Path:
@@ -242,16 +254,27 @@ def require_root() -> None:
         raise Unavailable("the real MTAs need root (they switch to their own users): run the tests as root")
 
 
-def wait_listening(server: RealServer, proc: subprocess.Popen[bytes]) -> None:
+def launch(server: RealServer, argv: list[str], output: Path) -> RealServer:
+    """Run the server's foreground daemon ``argv`` (stdout and stderr into ``output``), own it, and wait until it
+    listens.  If it exits first (RuntimeError, with its log) or does not listen within START_TIMEOUT
+    (TimeoutError), everything is stopped and removed first: a server that is installed but cannot start is a
+    failure, not a skip."""
+    with open(output, "wb") as out:
+        # A session of its own: the daemon and its children never get the test runner's signals.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    server.proc = proc
+
     def ready() -> bool:
         if proc.poll() is not None:
-            raise Unavailable(
+            raise RuntimeError(
                 f"{server.name} exited with status {proc.returncode} while starting:\n{server.log_text()[-3000:]}"
             )
         return port_open(server.host, server.port)
 
     try:
         wait_until(ready, START_TIMEOUT, f"{server.name} to listen on {server.address}", interval=0.1)
-    except TimeoutError:
+    except BaseException:
         server.stop()
+        server.remove()
         raise
+    return server

@@ -6,13 +6,14 @@
 # - Exim 4 and OpenSMTPD: both conflict with Postfix as "the" MTA, so their .debs are downloaded and unpacked
 #   with `dpkg -x` into $SMTPBENCH_REAL_ROOT (default /var/cache/smtpbench-real/root); only their shared-library
 #   dependencies and the system users their binaries were built for are installed.
-# - Dovecot (LMTP) the same way, for the LMTP tests.
+# - Dovecot's LMTP server (dovecot-lmtpd): no conflict, installed system-wide (not started by the package where
+#   policy-rc.d denies it, as in containers; the tests run private instances with `dovecot -F -c CONF`).
 set -euo pipefail
 
 CACHE=${SMTPBENCH_REAL_CACHE:-/var/cache/smtpbench-real}
 ROOT=${SMTPBENCH_REAL_ROOT:-$CACHE/root}
-STAMP=$ROOT/.complete-v1
-UNPACKED="exim4-base exim4-daemon-light exim4-config opensmtpd dovecot-core dovecot-lmtpd"
+STAMP=$ROOT/.complete-v2
+UNPACKED="exim4-base exim4-daemon-light exim4-config opensmtpd"
 # Shared libraries of the unpacked binaries (checked with ldd below) and the tools the harness calls.
 LIBS="libidn12 libevent-2.1-7 libdb5.3 libpam0g libssl3 libsasl2-2 libgnutls30 libpcre2-8-0 libexttextcat-2.0-0 libsodium23 libstemmer0d liblz4-1 libzstd1 libcap2 libicu72 libwrap0"
 
@@ -24,6 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 missing=""
 command -v postfix >/dev/null || missing="postfix"
+[ -x /usr/lib/dovecot/lmtp ] || missing="$missing dovecot-lmtpd"
 for p in $LIBS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
@@ -36,10 +38,10 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# System users the binaries look up by name at start (compiled in: Debian-exim; opensmtpd/opensmtpq; dovecot).
+# System users the unpacked binaries look up by name at start (compiled in: Debian-exim; opensmtpd/opensmtpq).
 getent group Debian-exim >/dev/null || groupadd --system Debian-exim
 id Debian-exim >/dev/null 2>&1 || useradd --system --gid Debian-exim --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim
-for name in opensmtpd opensmtpq dovecot dovenull; do
+for name in opensmtpd opensmtpq; do
     getent group "$name" >/dev/null || groupadd --system "$name"
     id "$name" >/dev/null 2>&1 || useradd --system --gid "$name" --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
 done
@@ -69,4 +71,4 @@ if [ ! -e /usr/libexec/opensmtpd ]; then
     ln -s "$ROOT/usr/libexec/opensmtpd" /usr/libexec/opensmtpd
 fi
 mkdir -p /var/lib/opensmtpd/empty
-echo "tests/real/install.sh: postfix $(postconf -d -h mail_version 2>/dev/null), unpacked in $ROOT: $(ls "$ROOT/usr/sbin" | grep -cE '^(exim4|smtpd|dovecot)$') servers"
+echo "tests/real/install.sh: postfix $(postconf -d -h mail_version 2>/dev/null), dovecot $(dovecot --version | cut -d' ' -f1), unpacked in $ROOT: $(ls "$ROOT/usr/sbin" | grep -cE '^(exim4|smtpd)$') servers"

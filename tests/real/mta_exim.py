@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tests.peers import free_port
@@ -14,11 +15,11 @@ from tests.real.harness import (
     REAL_ROOT,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
 )
 
 # ------------------------------------------------------------------------------------------------------ Exim
@@ -27,12 +28,13 @@ from tests.real.harness import (
 # loopback test needs; every anti-abuse limit (smtp_max_unknown_commands, smtp_max_synprot_errors,
 # smtp_accept_max_nonmail, ...) keeps its default because conform must cope with them.  Differences from the
 # default, and why: no `require verify = sender` and no dnslookup router (tests must not need DNS); a fixed
-# maildir for every local part (4.96 refuses tainted $local_part in file names).
+# maildir for every local part (4.96 refuses tainted $local_part in file names).  Like the default, the
+# primary host name (@) is a local domain: an unqualified RCPT TO:<Postmaster> is qualified with it.
 EXIM_CONF = """\
 primary_hostname = {hostname}
 # Exim re-executes itself (deliveries, queue runs): the unpacked binary, not the compiled-in /usr/sbin/exim4.
 exim_path = {binary}
-domainlist local_domains = {domain}
+domainlist local_domains = @ : {domain}
 domainlist relay_to_domains =
 hostlist   relay_from_hosts =
 local_interfaces = 127.0.0.1
@@ -149,11 +151,15 @@ def exim_binary() -> Path:
     return binary
 
 
-def start_exim(tls: bool = False, auth: tuple[str, str] | None = None) -> RealServer:
+def start_exim(
+    tls: bool = False, auth: tuple[str, str] | None = None, main: Mapping[str, str] | None = None
+) -> RealServer:
     """Start Exim 4 (``exim4 -C CONF -bdf``) from the unpacked Debian package on 127.0.0.1:<free port>.
 
     ``tls`` adds STARTTLS (trustme certificate); ``auth=(user, password)`` adds AUTH PLAIN and LOGIN with
-    those credentials (Exim advertises them on plain connections too).
+    those credentials (Exim advertises them on plain connections too).  ``main`` sets main-section options,
+    replacing the harness's value where it has one, e.g. ``{"smtp_max_unknown_commands": "100"}`` or
+    ``{"acl_smtp_expn": "accept"}``.
     """
     require_root()
     binary = exim_binary()
@@ -181,6 +187,8 @@ def start_exim(tls: bool = False, auth: tuple[str, str] | None = None) -> RealSe
             auth=auth_text,
         )
     )
+    if main:
+        conf.write_text(_set_main_options(conf.read_text(), main))
     conf.chmod(0o644)
     check = subprocess.run([str(binary), "-C", str(conf), "-bV"], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
@@ -196,16 +204,24 @@ def start_exim(tls: bool = False, auth: tuple[str, str] | None = None) -> RealSe
         tls=tls_files,
         extra_logs=[work / "log" / "paniclog", work / "log" / "rejectlog", work / "exim.stderr"],
     )
-    with open(work / "exim.stderr", "wb") as err:
-        # -bdf: the daemon stays in the foreground (our child); -q1s runs the queue every second so deferred
-        # deliveries are retried quickly.
-        proc = subprocess.Popen(
-            [str(binary), "-C", str(conf), "-bdf", "-q1s", "-oP", str(work / "exim.pid")],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # -bdf: the daemon stays in the foreground (our child); -q1s runs the queue every second so deferred
+    # deliveries are retried quickly.
+    return launch(
+        server, [str(binary), "-C", str(conf), "-bdf", "-q1s", "-oP", str(work / "exim.pid")], work / "exim.stderr"
+    )
+
+
+def _constant(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: text
+
+
+def _set_main_options(text: str, options: Mapping[str, str]) -> str:
+    """``text`` with each main-section option set once: an existing line is replaced, a new one goes last."""
+    head, sep, rest = text.partition("\nbegin acl\n")
+    for name, value in options.items():
+        line = f"{name} = {value}"
+        # A replacement function, so that backslashes in the value stay literal.
+        head, count = re.subn(rf"^{re.escape(name)}\s*=.*$", _constant(line), head, flags=re.M)
+        if not count:
+            head += "\n" + line
+    return head + sep + rest

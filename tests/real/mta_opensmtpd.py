@@ -16,11 +16,11 @@ from tests.real.harness import (
     REAL_ROOT,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
     wait_until,
 )
 
@@ -33,9 +33,10 @@ OPENSMTPD_LOCK = Path("/tmp/smtpbench-real-opensmtpd.lock")
 OPENSMTPD_CONF = """\
 {pki}
 listen on 127.0.0.1 port {port} hostname {hostname} {listen_tls}
+table domains {{ "{domain}", "{hostname}" }}
 table vusers file:{work}/vusers
 action "local" maildir "{work}/mail/all" virtual <vusers>
-match from any for domain "{domain}" action "local"
+match from any for domain <domains> action "local"
 """
 
 
@@ -69,8 +70,10 @@ def start_opensmtpd(tls: bool = False, lock_timeout: float = 120.0) -> RealServe
     try:
         (work / "mail").mkdir()
         os.chown(work / "mail", vmail.pw_uid, vmail.pw_gid)
-        # Every example.test recipient is the system user opensmtpd (delivery runs as that user).
-        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\n")
+        # Every example.test recipient is the system user opensmtpd (delivery runs as that user).  The host name
+        # is a local domain for postmaster only: OpenSMTPD qualifies an unqualified RCPT TO:<Postmaster> with it
+        # (a catch-all there would accept relay-looking local parts such as a%b@host, confusing SEC-01).
+        (work / "vusers").write_text(f"@{LOCAL_DOMAIN} opensmtpd\npostmaster@{HOSTNAME} opensmtpd\n")
         port = free_port()
         tls_files = make_tls_files(work) if tls else None
         conf = work / "smtpd.conf"
@@ -104,18 +107,8 @@ def start_opensmtpd(tls: bool = False, lock_timeout: float = 120.0) -> RealServe
         tls=tls_files,
         _release=lock.close,
     )
-    with open(work / "smtpd.log", "wb") as log:
-        # -d: foreground, log to stderr (the log file); -v for the SMTP session trace.
-        proc = subprocess.Popen(
-            [str(binary), "-d", "-v", "-f", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # -d: foreground, log to stderr (the log file); -v for the SMTP session trace.
+    return launch(server, [str(binary), "-d", "-v", "-f", str(conf)], work / "smtpd.log")
 
 
 def _try_lock(handle: Any) -> bool:

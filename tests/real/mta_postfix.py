@@ -14,12 +14,13 @@ from tests.real.harness import (
     LOCAL_DOMAIN,
     RealServer,
     Unavailable,
+    launch,
     make_tls_files,
     make_workdir,
     require_root,
     system_user,
-    wait_listening,
 )
+from tests.real.mta_dovecot import start_dovecot_auth
 
 # --------------------------------------------------------------------------------------------------- Postfix
 
@@ -63,14 +64,17 @@ def postfix_version() -> str:
     return out.stdout.strip()
 
 
-def start_postfix(main_cf: Mapping[str, str] | None = None, tls: bool = False) -> RealServer:
+def start_postfix(
+    main_cf: Mapping[str, str] | None = None, tls: bool = False, auth: tuple[str, str] | None = None
+) -> RealServer:
     """Start a private Postfix instance (``postfix -c DIR start-fg``) listening on 127.0.0.1:<free port>.
 
     ``main_cf`` overrides or adds main.cf parameters, e.g. ``{"smtpd_forbid_bare_newline": "yes"}`` or, to
     relay through it, ``{"relayhost": "[127.0.0.1]:PORT", "mynetworks": "127.0.0.0/8"}`` (the queue retries
     after 1 s here).  By default no client is in ``mynetworks``, so relaying is refused with
     ``554 5.7.1 Relay access denied`` (``reject_unauth_destination``).  ``tls`` adds STARTTLS (trustme
-    certificate, ``server.tls.ca`` verifies it).
+    certificate, ``server.tls.ca`` verifies it).  ``auth=(user, password)`` enables SMTP AUTH (PLAIN, LOGIN,
+    also without TLS) through a private Dovecot auth service (``smtpd_sasl_type = dovecot``), stopped with Postfix.
     """
     require_root()
     version = postfix_version()
@@ -128,6 +132,13 @@ def start_postfix(main_cf: Mapping[str, str] | None = None, tls: bool = False) -
             smtpd_tls_key_file=str(tls_files.key),
             smtpd_tls_security_level="may",
         )
+    companions = [start_dovecot_auth(*auth)] if auth else []
+    if companions:
+        params.update(
+            smtpd_sasl_auth_enable="yes",
+            smtpd_sasl_type="dovecot",
+            smtpd_sasl_path=f"inet:127.0.0.1:{companions[0].port}",
+        )
     params.update(main_cf or {})
     (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in params.items()))
     (conf / "master.cf").write_text(POSTFIX_MASTER_CF.format(port=f"127.0.0.1:{port}"))
@@ -142,16 +153,7 @@ def start_postfix(main_cf: Mapping[str, str] | None = None, tls: bool = False) -
         tls=tls_files,
         stop_command=["postfix", "-c", str(conf), "stop"],
         extra_logs=[work / "postfix.stderr"],
+        companions=companions,
     )
-    with open(work / "postfix.stderr", "wb") as err:
-        # start-fg keeps the master process our child, so stop() can account for every process it forks.
-        proc = subprocess.Popen(
-            ["postfix", "-c", str(conf), "start-fg"],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            start_new_session=True,
-        )
-    server.proc = proc
-    wait_listening(server, proc)
-    return server
+    # start-fg keeps the master process our child, so stop() can account for every process it forks.
+    return launch(server, ["postfix", "-c", str(conf), "start-fg"], work / "postfix.stderr")

@@ -31,6 +31,7 @@ from tests.real.harness import (
     port_open,
     wait_until,
 )
+from tests.real.mta_dovecot import start_dovecot_lmtp
 from tests.real.mta_exim import start_exim
 from tests.real.mta_opensmtpd import start_opensmtpd
 from tests.real.mta_postfix import postfix_version, start_postfix
@@ -50,6 +51,7 @@ __all__ = [
     "postfix_version",
     "provide",
     "skip_or_fail",
+    "start_dovecot_lmtp",
     "start_exim",
     "start_opensmtpd",
     "start_postfix",
@@ -61,6 +63,8 @@ STARTERS: dict[str, Callable[..., RealServer]] = {
     "postfix": start_postfix,
     "exim": start_exim,
     "opensmtpd": start_opensmtpd,
+    # LMTP, not SMTP: not one of the conftest's real_mta kinds.
+    "dovecot-lmtp": start_dovecot_lmtp,
 }
 
 

@@ -45,6 +45,16 @@ def test_local_mail_is_delivered_and_relaying_refused(real_mta: RealServer) -> N
     assert real_mta.delivered("victim") == [] and real_mta.delivered("nobody") == []
 
 
+def test_unqualified_postmaster_is_accepted(real_mta: RealServer) -> None:
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> (no domain, any case) MUST be accepted: the configs get this right."""
+    with smtplib.SMTP(real_mta.host, real_mta.port, timeout=30) as s:
+        s.ehlo("client.example")
+        assert s.mail("sender@example.test")[0] == 250
+        for rcpt in ("<Postmaster>", "<POSTMASTER>", "<postmaster@example.test>"):
+            code, text = s.docmd(f"RCPT TO:{rcpt}")
+            assert code == 250, (rcpt, code, text)
+
+
 def test_stop_leaves_no_process_and_frees_the_port(tmp_path: Path) -> None:
     server = provide("postfix")
     try:
@@ -136,8 +146,9 @@ def test_opensmtpd_debian_starttls_handshake_is_broken(real_factory: Factory) ->
     server.wait_log(r'disconnected reason="io-error: .*SSL routines', timeout=30)
 
 
-def test_exim_auth_plain_and_login(real_factory: Factory) -> None:
-    server = real_factory("exim", auth=("alice", "s3cret"))
+@pytest.mark.parametrize("kind", ["exim", "postfix"])
+def test_auth_plain_and_login(real_factory: Factory, kind: str) -> None:
+    server = real_factory(kind, auth=("alice", "s3cret"))
     for mechanism in ("PLAIN", "LOGIN"):
         with smtplib.SMTP(server.host, server.port, timeout=30) as s:
             s.ehlo("client.example")
@@ -147,6 +158,26 @@ def test_exim_auth_plain_and_login(real_factory: Factory) -> None:
             s.ehlo("client.example")
             s.user, s.password = "alice", "s3cret"
             assert s.auth(mechanism, getattr(s, f"auth_{mechanism.lower()}"))[0] == 235
+
+
+def test_exim_main_options_override_the_defaults(real_factory: Factory) -> None:
+    """Exim closes after 3 unknown commands by default; raising the two limits that count them keeps it open.
+
+    An unknown command counts against smtp_max_unknown_commands *and* smtp_max_synprot_errors (both 3).
+    """
+    for limit, survives in ((None, False), ("100", True)):
+        options = {"smtp_max_unknown_commands": limit, "smtp_max_synprot_errors": limit} if limit else None
+        server = real_factory("exim", main=options)
+        with smtplib.SMTP(server.host, server.port, timeout=30) as s:
+            s.ehlo("client.example")
+            replies = [s.docmd(f"XBOGUS{i}") for i in range(4)]
+            assert [code for code, _ in replies] == [500] * 4, replies
+            if survives:
+                assert s.noop()[0] == 250
+            else:
+                assert replies[3][1] == b"Too many unrecognized commands"
+                with pytest.raises(smtplib.SMTPServerDisconnected):
+                    s.noop()
 
 
 def test_smtpbench_run_against_postfix_matches_its_log(postfix: RealServer, tmp_path: Path) -> None:
@@ -179,6 +210,19 @@ def test_smtpbench_run_against_postfix_matches_its_log(postfix: RealServer, tmp_
     assert summary["counts"]["sessions_completed"] == sessions
     logged = postfix.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 .*quit=1", count=sessions)
     assert len(logged) == sessions
+
+
+def test_dovecot_lmtp_delivers_per_recipient(dovecot_lmtp: RealServer) -> None:
+    """LMTP gives one reply per recipient after the data; both copies land in their maildirs."""
+    with smtplib.LMTP(dovecot_lmtp.host, dovecot_lmtp.port, timeout=30) as s:
+        assert s.ehlo("client.example")[0] == 250  # smtplib.LMTP sends LHLO
+        assert s.mail("sender@example.test")[0] == 250
+        assert s.rcpt("user@example.test")[0] == 250 and s.rcpt("other@example.test")[0] == 250
+        assert s.docmd("DATA")[0] == 354
+        s.send(b"Subject: lmtp\r\n\r\nhi\r\n.\r\n")
+        assert [s.getreply()[0], s.getreply()[0]] == [250, 250]  # one reply per recipient (RFC 2033 4.2)
+    assert len(dovecot_lmtp.wait_delivered(2)) == 2
+    assert len(dovecot_lmtp.delivered("user")) == 1 and len(dovecot_lmtp.delivered("other")) == 1
 
 
 def test_unavailable_server_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:

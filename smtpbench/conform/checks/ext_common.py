@@ -9,7 +9,6 @@ the "undo whatever this command started" clean-ups.
 
 from __future__ import annotations
 
-import base64
 import re
 import ssl
 
@@ -18,6 +17,7 @@ from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 from smtpbench.net.errors import classify
 from smtpbench.net.tls import client_context
 from smtpbench.protocol.replies import ReplyParser
+from smtpbench.protocol.sasl import b64, plain_response
 
 #: A SASL challenge or response: base64 and nothing else (RFC 4954 4).
 BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -111,16 +111,6 @@ def mechanisms(extensions: dict[str, str]) -> set[str]:
         if keyword.startswith("AUTH="):
             words |= {keyword[5:], *params.upper().split()}
     return words
-
-
-def plain_response(user: str, password: str) -> str:
-    """The base64 PLAIN initial response for ``user``/``password`` (RFC 4616, empty authzid)."""
-    return base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
-
-
-def b64(text: str) -> str:
-    """``text`` UTF-8 encoded, then base64."""
-    return base64.b64encode(text.encode()).decode("ascii")
 
 
 async def authenticate(session: Session, user: str, password: str, mechs: set[str]) -> Exchange:
