@@ -47,6 +47,15 @@ def run_through(tmp_path: Path, server: RealServer, sink_port: int, *overrides: 
     return summary
 
 
+def through_postfix(
+    tmp_path: Path, real_factory: Factory, overrides: list[str], **main_cf: str
+) -> tuple[dict[str, Any], RealServer]:
+    """A relaying Postfix (``main_cf`` added) and a run through it to its delivery sink: (summary, server)."""
+    sink_port = free_port()
+    postfix = relaying_postfix(real_factory, sink_port, **main_cf)
+    return run_through(tmp_path, postfix, sink_port, *overrides), postfix
+
+
 def delivery_intervals(results: str) -> list[tuple[float, int, int]]:
     """(interval start epoch, count, max µs) of each ``delivery`` interval in the run's histograms.hlog."""
     reader = HistogramLogReader(
@@ -62,9 +71,7 @@ def delivery_intervals(results: str) -> list[tuple[float, int, int]]:
 
 
 def test_steady_run_every_accepted_message_delivered_once(tmp_path: Path, real_factory: Factory) -> None:
-    sink_port = free_port()
-    postfix = relaying_postfix(real_factory, sink_port)
-    s = run_through(tmp_path, postfix, sink_port, 'workload.duration="6s"')
+    s, _ = through_postfix(tmp_path, real_factory, ['workload.duration="6s"'])
     d = s["delivery"]
     accepted = s["counts"]["messages_accepted"]
     assert accepted >= 100 and s["counts"]["errors"] == 0
@@ -85,16 +92,8 @@ def test_paused_delivery_sink_latency_rises_and_recovers_nothing_lost(tmp_path: 
     """The next hop stops answering for 5 s mid-run: Postfix gives up on the greeting after 2 s, keeps the mail
     queued and retries (after 1 s here); delivery latency rises then falls back, and after the wait every
     accepted message has arrived once."""
-    sink_port = free_port()
-    postfix = relaying_postfix(real_factory, sink_port, smtp_helo_timeout="2s")
-    s = run_through(
-        tmp_path,
-        postfix,
-        sink_port,
-        'workload.duration="14s"',
-        'delivery.sink.pause_at="4s"',
-        'delivery.sink.pause_for="5s"',
-    )
+    overrides = ['workload.duration="14s"', 'delivery.sink.pause_at="4s"', 'delivery.sink.pause_for="5s"']
+    s, postfix = through_postfix(tmp_path, real_factory, overrides, smtp_helo_timeout="2s")
     d = s["delivery"]
     accepted = s["counts"]["messages_accepted"]
     assert accepted >= 200
@@ -135,16 +134,8 @@ def test_local_delivery_watched_in_maildir(tmp_path: Path, postfix: RealServer) 
 def test_deferrals_at_the_next_hop_show_as_retry_cost(tmp_path: Path, real_factory: Factory) -> None:
     """The delivery sink defers 30 % of messages at end of data (451): Postfix retries them (after 1 s here), the
     retry cost shows in delivery latency, and nothing is lost or duplicated."""
-    sink_port = free_port()
-    postfix = relaying_postfix(real_factory, sink_port)
-    s = run_through(
-        tmp_path,
-        postfix,
-        sink_port,
-        'workload.duration="5s"',
-        "delivery.sink.reject_data_temp=0.3",
-        "message.recipients=1",
-    )
+    overrides = ['workload.duration="5s"', "delivery.sink.reject_data_temp=0.3", "message.recipients=1"]
+    s, _ = through_postfix(tmp_path, real_factory, overrides)
     d = s["delivery"]
     accepted = s["counts"]["messages_accepted"]
     assert accepted >= 100
