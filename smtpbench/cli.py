@@ -1,4 +1,4 @@
-"""The ``smtpbench`` command line: ``run``, ``conform``, ``sink``, ``probe`` and ``schema``.
+"""The ``smtpbench`` command line: ``run``, ``conform``, ``compare``, ``report``, ``sink``, ``probe`` and ``schema``.
 
 Each subsystem registers its own sub-command (``register(app)``) so that this
 module stays a table of contents.  Exit codes (README, "Exit codes"): 0 done,
@@ -24,10 +24,12 @@ def _register_all() -> None:
     from smtpbench.conform import cli as conform_cli
     from smtpbench.load import cli as load_cli
     from smtpbench.probe import cli as probe_cli
+    from smtpbench.report import cli as report_cli
     from smtpbench.sink import cli as sink_cli
 
     load_cli.register(app)
     conform_cli.register(app)
+    report_cli.register(app)
     sink_cli.register(app)
     probe_cli.register(app)
     schema_doc.register(app)

@@ -22,6 +22,9 @@ def run_command(
     progress: Annotated[
         str | None, typer.Option("--progress", help="auto | live | plain | none (overrides [output].progress).")
     ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.html (overrides [output] report).")
+    ] = False,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
     from smtpbench.load.engine import execute
@@ -41,10 +44,26 @@ def run_command(
         raise typer.Exit(EXIT_RUN_ERROR) from None
     if not quiet:
         print_summary(outcome.summary, outcome.results_path)
+    if prof.output.report and not no_report:
+        _write_report(outcome.results_path, quiet)
     if outcome.status != "completed":
         print(f"smtpbench: run {outcome.status}; results kept in {outcome.results_path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
     raise typer.Exit(EXIT_OK)
+
+
+def _write_report(results_path: str, quiet: bool) -> None:
+    """Write RUN/report.html; a failure is one warning line, never a lost run or another exit code."""
+    from smtpbench.report.html import write_report
+    from smtpbench.report.rundata import load_run
+
+    try:
+        path = write_report([load_run(results_path)])
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"smtpbench: warning: report not written: {exc}", file=sys.stderr)
+        return
+    if not quiet:
+        print(f"report: {path}")
 
 
 def register(app: typer.Typer) -> None:

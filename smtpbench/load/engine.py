@@ -14,8 +14,8 @@ context, embedded sink), then runs one Trio event loop:
 * a **timer** ends arrivals after the duration (or when the message budget
   is spent) and gives sessions in flight ``grace`` seconds before cancelling;
 * an **interval task** rotates the histograms every ``output.interval`` and
-  appends them to ``histograms.hlog`` (flushed), so measurements survive even
-  a killed process;
+  appends them to ``histograms.hlog`` and the counters to ``timeline.jsonl``
+  (flushed), so measurements survive even a killed process;
 * a **signal watcher**: the first SIGINT/SIGTERM stops arrivals (status
   ``interrupted``), the second cancels sessions at once;
 * the **progress view**.
@@ -54,6 +54,7 @@ from smtpbench.load.session import (
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.summary import build_summary
+from smtpbench.metrics.timeline import TimelineWriter
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
 from smtpbench.report.progress import ProgressState, choose_mode, show_progress
@@ -125,10 +126,13 @@ class Engine:
         except OSError:
             st.sockaddr = None  # each session retries and counts a "resolve" error
         hlog = HlogWriter(self.results.open_hlog(), self.started_epoch)
+        timeline = TimelineWriter(
+            self.results.open_timeline(), self.started_epoch, self.recorder.counters, lambda: self.in_flight
+        )
         self.t0 = self.progress.started = time.perf_counter()
         try:
             async with trio.open_nursery() as background:
-                background.start_soon(self._intervals, hlog)
+                background.start_soon(self._intervals, hlog, timeline)
                 background.start_soon(self._signals)
                 background.start_soon(watchdog, self.control, watchdog_period(self.settings.timeouts))
                 background.start_soon(show_progress, self.progress, self.progress_mode)
@@ -146,7 +150,9 @@ class Engine:
                     await self.delivery.wait(lambda: self.signals > seen, self.progress_mode != "none")
                 background.cancel_scope.cancel()
         finally:
-            hlog.write(self.recorder.rotate(time.time()))
+            now = time.time()
+            hlog.write(self.recorder.rotate(now))
+            timeline.write(now)
             self.results.close_hlog()
 
     def begin_stop(self) -> None:
@@ -178,11 +184,13 @@ class Engine:
                 else:
                     self.workload_scope.cancel()
 
-    async def _intervals(self, hlog: HlogWriter) -> None:
+    async def _intervals(self, hlog: HlogWriter, timeline: TimelineWriter) -> None:
         interval = self.profile.output.interval
         while True:
             await trio.sleep(interval)
-            hlog.write(self.recorder.rotate(time.time()))
+            now = time.time()
+            hlog.write(self.recorder.rotate(now))
+            timeline.write(now)
 
     # --- workload models --------------------------------------------------
 

@@ -53,6 +53,7 @@ class ResultsDir:
         except OSError as exc:
             raise RunError(f"results folder {self.path} is not writable: {exc.strerror or exc}") from None
         self._hlog: IO[str] | None = None
+        self._timeline: IO[str] | None = None
 
     def write_profile(self, text: str) -> None:
         """The resolved profile (secrets already redacted by the caller)."""
@@ -64,11 +65,17 @@ class ResultsDir:
         self._hlog = open(self.path / "histograms.hlog", "w", encoding="ascii", buffering=1)  # noqa: SIM115
         return self._hlog
 
+    def open_timeline(self) -> IO[str]:
+        """Open ``timeline.jsonl`` (counters per interval) for streaming."""
+        self._timeline = open(self.path / "timeline.jsonl", "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        return self._timeline
+
     def close_hlog(self) -> None:
-        """Close the interval log if open."""
-        if self._hlog is not None:
-            self._hlog.close()
-            self._hlog = None
+        """Close the interval log and the timeline if open."""
+        for f in (self._hlog, self._timeline):
+            if f is not None:
+                f.close()
+        self._hlog = self._timeline = None
 
     def write_final(self, summary: dict[str, Any], histograms: dict[str, HdrHistogram]) -> None:
         """``summary.json`` and one ``<phase>.hgrm`` per recorded phase."""

@@ -513,3 +513,4 @@ class OutputConfig(Table):
         "auto", "Progress display: auto, live, plain or none."
     )
     interval: PositiveDuration = key("1s", "Histogram log interval.")
+    report: Bool = key(True, "Write report.html (smtpbench report) into the results folder at the end of the run.")

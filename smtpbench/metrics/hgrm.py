@@ -8,12 +8,16 @@ unscaled.
 
 from __future__ import annotations
 
+import ctypes
 import math
+from array import array
+from itertools import compress
 from typing import IO
 
 from hdrh.histogram import HdrHistogram
 
 UNIT_RATIO = 1000.0  # µs -> ms
+_ARRAY_CODES = {2: "H", 4: "I", 8: "Q"}  # hdrh counter word size -> array typecode
 
 
 def mean_and_stddev(h: HdrHistogram) -> tuple[float, float]:
@@ -37,6 +41,49 @@ def mean_and_stddev(h: HdrHistogram) -> tuple[float, float]:
     mean = float(sum(m * c for m, c in medians)) / n
     var = sum((m - mean) ** 2 * c for m, c in medians) / n
     return mean, math.sqrt(var)
+
+
+def _index_of(h: HdrHistogram, value: int) -> int:
+    """The counts index of ``value`` (hdrh's layout, with int.bit_length instead of its bit-counting loop)."""
+    bucket = max(
+        0, (int(value) | h.sub_bucket_mask).bit_length() - h.unit_magnitude - h.sub_bucket_half_count_magnitude - 1
+    )
+    sub = int(value) >> (bucket + h.unit_magnitude)
+    return ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub - h.sub_bucket_half_count
+
+
+def values_at_percentiles(h: HdrHistogram, percentiles: tuple[float, ...]) -> list[int]:
+    """Values of ``h`` at ``percentiles`` (0 < p <= 100), equal to hdrh's ``get_value_at_percentile``; 0 when empty.
+
+    hdrh walks the buckets one Python call at a time and finds each value's
+    bucket with a bit-counting loop (~0.2 ms a value).  Here the non-empty
+    buckets are picked in C (a copy of the counts up to the maximum's bucket,
+    through ``itertools.compress``) and a bucket's highest equivalent value
+    comes from its index, so the per-interval statistics of a report stay cheap.
+    """
+    word = ctypes.sizeof(h.counts._type_)
+    counts = array(_ARRAY_CODES[word], bytes(h.counts))
+    end = _index_of(h, h.get_max_value()) + 1
+    if sum(counts[:end]) == h.get_total_count():  # else trust nothing: walk the whole array
+        counts = counts[:end]
+    targets = sorted(set(percentiles))
+    found: dict[float, int] = {}
+    k, total = 0, 0
+    target = h.get_target_count_at_percentile(targets[0]) if targets else 0
+    for index in compress(range(len(counts)), counts):
+        total += counts[index]
+        if total < target:
+            continue
+        bucket = max(0, (index >> h.sub_bucket_half_count_magnitude) - 1)
+        highest = h.get_value_from_index(index) + (1 << (h.unit_magnitude + bucket)) - 1
+        while k < len(targets) and total >= target:
+            found[targets[k]] = highest
+            k += 1
+            if k < len(targets):
+                target = h.get_target_count_at_percentile(targets[k])
+        if k == len(targets):
+            break
+    return [int(found.get(p, 0)) for p in percentiles]
 
 
 def write_hgrm(out: IO[str], h: HdrHistogram, ticks_per_half_distance: int = 5) -> None:

@@ -1,4 +1,4 @@
-"""Writer for the HdrHistogram interval log format (version 1.3, tagged).
+"""Writer and reader for the HdrHistogram interval log format (version 1.3, tagged).
 
 The ``hdrhistogram`` package's own writer cannot write tags and crashes in
 ``output_start_time``, so we write the format ourselves; tests read our files
@@ -19,7 +19,12 @@ Format (one interval line per tag per interval, times relative to BaseTime)::
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+from hdrh.histogram import HdrHistogram
 
 from smtpbench.metrics.recorder import Interval
 
@@ -48,3 +53,85 @@ class HlogWriter:
             max_ms = iv.histogram.get_max_value() / MAX_VALUE_UNIT_RATIO
             self.out.write(f"Tag={iv.tag},{iv.start - self.base:.3f},{iv.end - iv.start:.3f},{max_ms:.3f},{payload}\n")
         self.out.flush()
+
+
+@dataclass
+class LogInterval:
+    """One interval line read back from an hlog: tag, start (s since BaseTime), length (s), payload.
+
+    The histogram stays encoded (a decoded one takes ~190 KB) and is decoded
+    on each access of :attr:`histogram`, so a long log can be read in little memory.
+    """
+
+    tag: str
+    start: float
+    length: float
+    encoded: str
+    where: str = ""  # "FILE: line N", for errors
+
+    @property
+    def histogram(self) -> HdrHistogram:
+        """The interval's histogram, freshly decoded; a corrupt payload raises ``ValueError`` naming its line."""
+        try:
+            return decode(self.encoded)
+        except Exception as exc:  # hdrh raises assorted types on a bad payload
+            raise ValueError(f"{self.where}: not an interval histogram ({type(exc).__name__})") from None
+
+
+_decoded = 0
+#: A young-generation collection after this many decodes (see :func:`decode`).
+COLLECT_EVERY = 4
+
+
+def decode(encoded: str) -> HdrHistogram:
+    """Decode one histogram, keeping the garbage of earlier decodes bounded.
+
+    An hdrh histogram and its encoder refer to each other, so a decoded
+    histogram is not freed when dropped but only when the cycle collector
+    runs, which allocation counts rarely trigger (few objects, ~190 KB each).
+    A cheap young-generation collection every few decodes bounds that garbage
+    to a few histograms however long the log.
+    """
+    global _decoded
+    _decoded += 1
+    if _decoded % COLLECT_EVERY == 0:
+        gc.collect(0)
+    return HdrHistogram.decode(encoded)
+
+
+def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
+    """Read an interval log written by :class:`HlogWriter`: ``(base_epoch, intervals)``.
+
+    Guarantees the intervals in file order.  Payloads are decoded on use
+    (:attr:`LogInterval.histogram`).  A truncated last line (a killed run) is
+    skipped, as HdrHistogram's readers do; any other line without the four
+    fields raises ``ValueError`` naming its line number.  Untagged lines
+    (other writers) get the tag ``""``.
+    """
+    base = 0.0
+    out: list[LogInterval] = []
+    with open(path, encoding="ascii", errors="replace") as f:
+        lines = f.read().split("\n")
+    for no, line in enumerate(lines, 1):
+        if line.startswith("#[BaseTime:"):
+            base = float(line.split()[1])
+        if not line or line.startswith("#") or line.startswith('"StartTimestamp"'):
+            continue
+        tag = ""
+        if line.startswith("Tag="):
+            tag, _, line = line[4:].partition(",")
+        fields = line.split(",")
+        try:
+            if len(fields) != 4 or not fields[3]:
+                raise ValueError("expected 4 fields")
+            out.append(LogInterval(tag, float(fields[0]), float(fields[1]), fields[3], f"{path}: line {no}"))
+        except ValueError as exc:
+            if no >= len(lines) - 1:  # the last line of a log cut short
+                break
+            raise ValueError(f"{path}: line {no}: not an interval line ({exc})") from None
+    if out:  # a killed run may have left its last payload cut short: check that one only
+        try:
+            out[-1].histogram  # noqa: B018 (decoding is the check)
+        except ValueError:
+            out.pop()
+    return base, out
