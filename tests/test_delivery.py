@@ -330,3 +330,24 @@ def test_sink_cli_stats_count_blackholed(tmp_path: Path) -> None:
     assert s["counts"]["messages_accepted"] == 5
     written = json.loads(stats.read_text())
     assert written["messages_blackholed"] == 5 == written["messages_accepted"]
+
+
+def test_compare_and_report_show_delivery(tmp_path: Path) -> None:
+    """compare has the delivery phases and counts (--fail-if on lost), the HTML report charts the new phases."""
+    from tests.test_compare_report import compare_json, invoke
+
+    body = "[workload]\nsessions = 2\nmessages = 400\nmessages_per_session = 20\nseed = 5\n"
+    clean = run_own_sink(tmp_path, body, '"2s"', "blackhole = 0")
+    lossy = run_own_sink(tmp_path, body, '"2s"', 'blackhole = "10%"')
+    assert clean["delivery"]["lost"] == 0 < lossy["delivery"]["lost"]
+    code, doc = compare_json(clean["_dir"], lossy["_dir"], "--fail-if", "delivery.lost > 0")
+    assert code == 1
+    metrics = {r["metric"]: r for r in doc["rows"]}
+    assert metrics["delivery.lost"]["new"][0]["delta"] == lossy["delivery"]["lost"]
+    assert {"end_to_end.p99", "delivery.p50", "delivery.duplicated"} <= set(metrics)
+    code, _ = compare_json(lossy["_dir"], clean["_dir"], "--fail-if", "delivery.lost > 0")
+    assert code == 0
+    code, _, err = invoke("report", lossy["_dir"], "-o", str(tmp_path / "report.html"))
+    assert code == 0, err
+    html = (tmp_path / "report.html").read_text()
+    assert "end_to_end" in html and "delivery" in html
