@@ -8,7 +8,13 @@ could not be carried out (target unusable, results not writable).
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
+
+#: The installed distribution (the import package and command are "smtpbench").
+DISTRIBUTION = "smtpbench-loadtest"
 
 app = typer.Typer(
     name="smtpbench",
@@ -16,7 +22,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup would eat bracketed words such as "[target]" or "HOST[:PORT]".
+    rich_markup_mode=None,
 )
+
+
+def version_text() -> str:
+    """``smtpbench <version>`` from the installed package's metadata."""
+    try:
+        return f"smtpbench {metadata.version(DISTRIBUTION)}"
+    except metadata.PackageNotFoundError:
+        return "smtpbench (version unknown: not installed as a package)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True),
+    ] = False,
+) -> None:
+    """SMTP load and conformance testing."""
 
 
 def _register_all() -> None:

@@ -15,6 +15,7 @@ from smtpbench.load.engine import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.metrics.recorder import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from tests.accounting import assert_accounted
 from tests.peers import CountingHandler, aiosmtpd_server
 
 
@@ -54,6 +55,7 @@ def test_closed_budget_counts_match_server(tmp_path: Path) -> None:
         )
     assert s["status"] == "completed"
     assert s["counts"]["messages_accepted"] == 60 == handler.messages
+    assert_accounted(s)
     assert handler.recipients == 120
     assert s["counts"]["errors"] == 0
     assert s["phases"]["rcpt"]["count"] == 120
@@ -79,11 +81,16 @@ def test_hlog_decodes_and_totals_match_summary(tmp_path: Path) -> None:
 
 
 def test_injected_delay_measured(tmp_path: Path) -> None:
-    """A server answering end-of-data after 20 ms gives a data_end p50 close to 20 ms."""
-    with aiosmtpd_server(CountingHandler(data_delay=0.020)) as (ctl, handler):
+    """A server answering end-of-data after 100 ms gives a data_end p50 within 20 % above 100 ms.
+
+    The delay was 20 ms (20..24 ms): on a loaded 2-core machine the scheduler alone adds 2..6 ms to a
+    wake-up, so the same 20 % window failed by chance.  A larger delay keeps the relative precision
+    and puts the noise far inside the window.
+    """
+    with aiosmtpd_server(CountingHandler(data_delay=0.100)) as (ctl, handler):
         s = run(tmp_path, ctl.port, "[workload]\nsessions = 2\nmessages = 40\nmessages_per_session = 10\n")
     p50 = s["phases"]["data_end"]["p50_us"]
-    assert 20_000 <= p50 <= 24_000, p50
+    assert 100_000 <= p50 <= 120_000, p50
     assert handler.messages == 40
 
 
@@ -104,13 +111,16 @@ def test_open_model_records_corrected_views(tmp_path: Path) -> None:
     assert s["corrected"]["session"]["p50_us"] >= s["phases"]["session"]["p50_us"]
     assert s["schedule_lag"]["count"] == started
     assert handler.messages == s["counts"]["messages_accepted"]
+    assert_accounted(s)
 
 
 def test_refused_target_is_an_error_kind_not_a_crash(tmp_path: Path) -> None:
     from tests.peers import free_port
 
     s = run(tmp_path, free_port(), '[workload]\nsessions = 2\nduration = "0.5s"\n[smtp.timeouts]\nconnect = "1s"\n')
-    assert s["status"] == "completed"
+    # Issue 8: a run in which no session completed has failed, and says why.
+    assert s["status"] == "failed"
+    assert "dominant cause: refused" in s["status_reason"]
     assert s["errors"].get("refused", 0) > 0
     assert s["counts"]["messages_accepted"] == 0
 

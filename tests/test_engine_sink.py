@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,13 @@ def test_pipelined_counts_match_sink(tmp_path: Path, pipeline_data: bool) -> Non
 
 @pytest.mark.parametrize("pipeline_data", [True, False])
 def test_sink_delay_at_end_of_data_is_measured(tmp_path: Path, pipeline_data: bool) -> None:
-    """A 20 ms delay before the reply to the final dot gives data_end p50 close to 20 ms."""
-    with SinkThread(store_messages=False, delays={"data_end": 0.020}) as srv:
+    """A 100 ms delay before the reply to the final dot gives data_end p50 within 15 % above 100 ms.
+
+    The delay was 20 ms (20..23 ms): under load (load average 7 on 2 cores, a CPU hog) the median
+    reached 23.2..25.6 ms with the sink in a thread or in its own process alike (scheduler wake-up
+    noise, not the client), so it failed by chance.  100 ms keeps the relative precision.
+    """
+    with SinkThread(store_messages=False, delays={"data_end": 0.100}) as srv:
         s = run(
             tmp_path,
             srv.port,
@@ -44,7 +50,7 @@ def test_sink_delay_at_end_of_data_is_measured(tmp_path: Path, pipeline_data: bo
         )
         accepted = srv.stats.messages_accepted
     p50 = s["phases"]["data_end"]["p50_us"]
-    assert 20_000 <= p50 <= 23_000, p50
+    assert 100_000 <= p50 <= 115_000, p50
     assert s["phases"]["mail"]["p50_us"] < 5_000  # the delay is not blamed on the next MAIL
     assert s["counts"]["messages_accepted"] == 80 == accepted
 
@@ -59,3 +65,50 @@ def test_sink_rejects_are_counted_like_the_sink_saw_them(tmp_path: Path) -> None
     assert stats.messages_rejected_temp > 0
     assert c["messages_accepted"] + c["messages_rejected"] == 300
     assert s["errors"]["temp_fail"] == stats.messages_rejected_temp
+
+
+def run_on_sink(tmp_path: Path, body: str, **sink: Any) -> dict[str, Any]:
+    """``run`` the profile ``body`` against a fresh sink (``sink``: its settings)."""
+    with SinkThread(store_messages=False, **sink) as srv:
+        return run(tmp_path, srv.port, body)
+
+
+@pytest.mark.parametrize("pipeline_data", [True, False])
+def test_transaction_is_this_messages_service_not_the_previous_ones(tmp_path: Path, pipeline_data: bool) -> None:
+    """Issue 8, section 2: with the end of data delayed 20 ms, transaction p50 ~ data_end p50 + mail p50.
+
+    With ``pipeline_data`` the next MAIL goes out with the previous data; its transaction starts at the
+    previous final reply, so it must not carry that message's 20 ms wait as well (which gave ~2x before).
+    """
+    s = run_on_sink(
+        tmp_path,
+        f"[smtp]\npipeline_data = {str(pipeline_data).lower()}\n"
+        "[workload]\nsessions = 4\nmessages = 120\nmessages_per_session = 10\n",
+        delays={"data_end": 0.020},
+    )
+    ph = s["phases"]
+    expected = ph["data_end"]["p50_us"] + ph["mail"]["p50_us"]
+    assert abs(ph["transaction"]["p50_us"] - expected) <= 0.15 * expected, (ph["transaction"], expected)
+    assert s["counts"]["messages_accepted"] == 120
+
+
+def test_think_time_pauses_between_messages_of_a_session(tmp_path: Path) -> None:
+    """One session of 3 messages with think_time 150 ms: two pauses inside the session, none in a transaction."""
+    s = run_on_sink(
+        tmp_path, '[workload]\nsessions = 1\nmessages = 3\nmessages_per_session = 3\nthink_time = "150ms"\n'
+    )
+    assert s["counts"]["sessions_completed"] == 1 and s["counts"]["messages_accepted"] == 3
+    assert s["phases"]["session"]["min_us"] >= 300_000
+    # Were the pause inside, 2 of the 3 transactions (the p50) would last >= 150 ms.
+    assert s["phases"]["transaction"]["p50_us"] < 150_000
+
+
+def test_session_pause_pauses_between_sessions_of_a_closed_loop(tmp_path: Path) -> None:
+    """One loop, session_pause 400 ms, 1.2 s: at most 4 sessions (0, 0.4, 0.8, 1.2 s), none holding the pause."""
+    s = run_on_sink(
+        tmp_path, '[workload]\nsessions = 1\nduration = "1.2s"\nsession_pause = "400ms"\nmessages_per_session = 2\n'
+    )
+    c = s["counts"]
+    assert 1 <= c["sessions_started"] <= 4, c
+    assert c["sessions_completed"] == c["sessions_started"]
+    assert s["phases"]["session"]["p50_us"] < 400_000

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from smtpbench.errors import EXIT_RUN_ERROR
+from tests.accounting import assert_accounted
 from tests.hostile import HostileServer, MiniSMTP, cli_argv, write_profile
 from tests.test_engine import read_hlog
 
@@ -112,7 +113,10 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     assert summary["counts"]["sessions_started"] > 0
     assert summary["counts"]["messages_sent"] > 0
     assert summary["counts"]["messages_accepted"] == 0
-    read_hlog(d / "histograms.hlog")
+    # Cut off by the second SIGINT while awaiting the final reply: unfinished, every one accounted for.
+    assert summary["unfinished"].get("data_end", 0) > 0, summary["unfinished"]
+    assert_accounted(summary)
+    assert read_hlog(d / "histograms.hlog")["unfinished_wait"] == summary["counts"]["sessions_unfinished"]
 
 
 def test_sigkill_leaves_readable_hlog(tmp_path: Path) -> None:

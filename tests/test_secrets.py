@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpbench.errors import EXIT_USAGE
+from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE
 from tests.hostile import HostileServer, MiniSMTP, cli_argv, only_run_dir, write_profile
 
 USER = "bench-user"
@@ -92,7 +92,9 @@ def test_rejected_password_not_echoed(tmp_path: Path) -> None:
     server = MiniSMTP(auth=(USER, "another-password"))
     auth = f'[target.auth]\nusername = "{USER}"\npassword_env = "SMTPBENCH_TEST_SECRET"\n'
     code, out, err = run_with_auth(tmp_path, server, auth, {"SMTPBENCH_TEST_SECRET": SECRET})
-    assert code == 0, err
+    # Every session fails at AUTH, so the run itself failed (issue 8): exit 3, saying why, without the secret.
+    assert code == EXIT_RUN_ERROR, err
+    assert "run failed: no session completed" in err and "perm_fail" in err
     assert server.auth_bad > 0 and server.auth_ok == 0
     run = Path(only_run_dir(str(tmp_path)))
     assert '"perm_fail"' in (run / "summary.json").read_text()

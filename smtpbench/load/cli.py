@@ -47,7 +47,9 @@ def run_command(
     if prof.output.report and not no_report:
         _write_report(outcome.results_path, quiet)
     if outcome.status != "completed":
-        print(f"smtpbench: run {outcome.status}; results kept in {outcome.results_path}", file=sys.stderr)
+        reason = outcome.summary.get("status_reason")
+        because = f": {reason}" if reason else ""
+        print(f"smtpbench: run {outcome.status}{because}; results kept in {outcome.results_path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
     raise typer.Exit(EXIT_OK)
 

@@ -6,11 +6,14 @@ Theory of operation
 *before* any traffic (results folder, resolved profile, message pool, TLS
 context, embedded sink), then runs one Trio event loop:
 
+* first, the target is **resolved once**: a name that does not resolve ends
+  the run before any traffic (status ``failed``);
 * a **driver** starts sessions: the closed model keeps ``level(t)`` session
-  loops alive (each loop: session, think time, repeat); the open model starts
-  one session per intended arrival time, capped by ``max_in_flight`` with a
-  capacity limiter, and records how late each one really started
+  loops alive (each loop: session, ``session_pause``, repeat); the open model
+  starts one session per intended arrival time, capped by ``max_in_flight``
+  with a capacity limiter, and records how late each one really started
   (``schedule_lag``) and latencies from the intended start (``corrected.*``);
+  arrivals due before the end that never started are ``arrivals_dropped``;
 * a **timer** ends arrivals after the duration (or when the message budget
   is spent) and gives sessions in flight ``grace`` seconds before cancelling;
 * an **interval task** rotates the histograms every ``output.interval`` and
@@ -18,9 +21,12 @@ context, embedded sink), then runs one Trio event loop:
   (flushed), so measurements survive even a killed process;
 * a **signal watcher**: the first SIGINT/SIGTERM stops arrivals (status
   ``interrupted``), the second cancels sessions at once;
+* the **generator health** probe and sampler (:mod:`smtpbench.load.health`);
 * the **progress view**.
 
-Whatever happens, the results measured so far are written at the end.
+Whatever happens, the results measured so far are written at the end.  A
+run in which no session completed ends with status ``failed`` and a reason
+naming the dominant error kind (exit 3).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import datetime as dt
 import random
 import signal
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ import trio
 from smtpbench.delivery.end import DeliveryRun
 from smtpbench.delivery.ids import MessageIds
 from smtpbench.errors import RunError
+from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
@@ -62,6 +70,10 @@ from smtpbench.report.progress import ProgressState, choose_mode, show_progress
 #: An open-model session that starts later than this after its intended time counts as late.
 LATE_THRESHOLD_S = 0.010
 CONTROLLER_TICK_S = 0.1
+#: The live view lists sessions waiting in one phase for longer than this as stuck.
+STUCK_AFTER_S = 1.0
+#: Health samples are taken every output interval, but at least this often.
+HEALTH_PERIOD_MAX_S = 1.0
 
 
 @dataclass
@@ -112,29 +124,37 @@ class Engine:
         self.session_no = 0
         self.workload_scope = trio.CancelScope()
         self.t0 = 0.0
-        self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight)
-        if delivery is not None:
-            self.progress.extra = delivery.progress_fields
+        #: Why the run failed (status ``failed``), in words.
+        self.reason: str | None = None
+        #: Seconds since start at which arrivals stopped (open model: arrivals due later were not asked for).
+        self.stop_rel: float | None = None
+        #: Open model: perf time the next arrival is due (None while the driver is not behind an arrival)
+        #: and whether max_in_flight holds it.
+        self.driver_due: float | None = None
+        self.driver_held = False
+        self.arrivals_dropped = 0
+        period = min(profile.output.interval, HEALTH_PERIOD_MAX_S)
+        self.health = GeneratorHealth(self.recorder, period, self._driver_behind)
+        self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight, self._live_notes)
 
     # --- top level --------------------------------------------------------
 
     async def main(self) -> None:
-        """Run the workload to its end, then flush the last interval."""
-        st = self.settings
-        try:
-            st.family, st.sockaddr = await resolve(st.host, st.port)
-        except OSError:
-            st.sockaddr = None  # each session retries and counts a "resolve" error
+        """Resolve the target, run the workload to its end, then flush the last interval."""
         hlog = HlogWriter(self.results.open_hlog(), self.started_epoch)
         timeline = TimelineWriter(
             self.results.open_timeline(), self.started_epoch, self.recorder.counters, lambda: self.in_flight
         )
         self.t0 = self.progress.started = time.perf_counter()
         try:
+            if not await self._resolve():
+                return
             async with trio.open_nursery() as background:
                 background.start_soon(self._intervals, hlog, timeline)
                 background.start_soon(self._signals)
                 background.start_soon(watchdog, self.control, watchdog_period(self.settings.timeouts))
+                background.start_soon(self.health.probe)
+                background.start_soon(self.health.sample)
                 background.start_soon(show_progress, self.progress, self.progress_mode)
                 if self.delivery is not None:
                     background.start_soon(self.delivery.run)
@@ -150,14 +170,35 @@ class Engine:
                     await self.delivery.wait(lambda: self.signals > seen, self.progress_mode != "none")
                 background.cancel_scope.cancel()
         finally:
+            self.health.finish()
             now = time.time()
             hlog.write(self.recorder.rotate(now))
             timeline.write(now)
             self.results.close_hlog()
 
+    async def _resolve(self) -> bool:
+        """Resolve the target once, bounded by the connect timeout; False (run failed) when it does not."""
+        st = self.settings
+        limit = st.timeouts["connect"]
+        try:
+            with trio.fail_after(limit):
+                st.family, st.sockaddr = await resolve(st.host, st.port)
+            return True
+        except trio.TooSlowError:
+            detail = f"did not resolve within {limit:g}s"
+        except OSError as exc:
+            detail = f"does not resolve ({getattr(exc, 'strerror', None) or exc})"
+        self.recorder.counters.errors["resolve"] += 1
+        self.status = "failed"
+        self.reason = f"target {st.host} {detail}; no session was started"
+        return False
+
     def begin_stop(self) -> None:
         """Stop arrivals; sessions in flight get the grace period."""
         self.control.stopping = True
+        if self.stop_rel is None:
+            elapsed = time.perf_counter() - self.t0
+            self.stop_rel = elapsed if self.total_duration is None else min(elapsed, self.total_duration)
         if self.workload_scope.deadline == float("inf"):
             self.workload_scope.deadline = trio.current_time() + self.profile.workload.grace
 
@@ -203,7 +244,7 @@ class Engine:
 
         async def loop() -> None:
             nonlocal active
-            think = self.profile.workload.think_time
+            pause = self.profile.workload.session_pause
             try:
                 while not self.control.stopping:
                     self.in_flight += 1
@@ -214,8 +255,8 @@ class Engine:
                     # Ramp-down: retire this loop when there are more than the level asks.
                     if active > round(self.shape.level(time.perf_counter() - self.t0)):
                         return
-                    if think:
-                        await trio.sleep(think)
+                    if pause:
+                        await trio.sleep(pause)
                     else:
                         await trio.lowlevel.checkpoint()
             finally:
@@ -246,43 +287,114 @@ class Engine:
                 self.in_flight -= 1
                 limiter.release_on_behalf_of(intended)
 
-        while not self.control.stopping:
-            t_rel = schedule.next()
-            if self.total_duration is not None and t_rel >= self.total_duration:
-                break
-            intended = self.t0 + t_rel
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await trio.sleep(delay)
-            if self.control.stopping:
-                break
-            if limiter.available_tokens == 0:
-                counts["sessions_capped"] += 1
-            await limiter.acquire_on_behalf_of(intended)
-            if self.control.stopping:
-                limiter.release_on_behalf_of(intended)
-                break
-            self.in_flight += 1
-            work.start_soon(one, intended)
+        pending: float | None = None  # the arrival due next, not started yet (seconds since start)
+        try:
+            while not self.control.stopping:
+                t_rel = schedule.next()
+                if self.total_duration is not None and t_rel >= self.total_duration:
+                    break
+                pending = t_rel
+                intended = self.t0 + t_rel
+                self.driver_due = intended
+                delay = intended - time.perf_counter()
+                if delay > 0:
+                    await trio.sleep(delay)
+                if self.control.stopping:
+                    break
+                if limiter.available_tokens == 0:
+                    counts["sessions_capped"] += 1
+                    self.driver_held = True  # waiting on the server's sessions, not on the generator
+                await limiter.acquire_on_behalf_of(intended)
+                self.driver_held = False
+                if self.control.stopping:
+                    limiter.release_on_behalf_of(intended)
+                    break
+                self.in_flight += 1
+                work.start_soon(one, intended)
+                pending = None
+        finally:
+            self.driver_due, self.driver_held = None, False
+            self.arrivals_dropped = self._dropped(schedule, pending)
+
+    def _dropped(self, schedule: ArrivalSchedule, pending: float | None) -> int:
+        """Arrivals due before arrivals stopped that never started: ``pending`` and the rest of the schedule."""
+        stop = self.stop_rel if self.stop_rel is not None else time.perf_counter() - self.t0
+        if pending is None or pending >= stop:
+            return 0
+        return 1 + schedule.count_until(stop)
+
+    def _driver_behind(self) -> float:
+        """Seconds the open-model driver is behind its schedule now (0 when on time or held by max_in_flight)."""
+        due = self.driver_due
+        if due is None or self.driver_held:
+            return 0.0
+        return max(time.perf_counter() - due, 0.0)
+
+    def _live_notes(self) -> dict[str, str]:
+        """Extra rows of the live view: generator health and sessions stuck in a phase."""
+        now = time.perf_counter()
+        stuck: Counter[str] = Counter(
+            s.phase for s in self.control.sessions if s.phase != "think" and now - s.mark > STUCK_AFTER_S
+        )
+        notes = {"generator": self.health.live_text()}
+        if self.delivery is not None:
+            notes.update(self.delivery.progress_fields())
+        if stuck:
+            notes[f"stuck > {STUCK_AFTER_S:g}s"] = ", ".join(f"{p}={n}" for p, n in stuck.most_common())
+        behind = self._driver_behind()
+        if behind > BEHIND_BOUND_S:
+            notes["arrivals"] = f"{behind:.1f}s behind schedule"
+        warning = self.health.now_warning()
+        if warning:
+            notes["WARNING"] = warning
+        return notes
 
     # --- results ----------------------------------------------------------
+
+    def judge(self) -> None:
+        """A run that would be ``completed`` but in which no session completed is ``failed``, with the reason."""
+        counters = self.recorder.counters
+        counts = counters.counts
+        if self.status != "completed" or counts["sessions_completed"] > 0:
+            return
+        self.status = "failed"
+        started = counts["sessions_started"]
+        causes = Counter(counters.errors)
+        if counts["sessions_unfinished"]:
+            phase = counters.unfinished.most_common(1)[0][0]
+            causes[f"unfinished in {phase}"] = counts["sessions_unfinished"]
+        if not started:
+            self.reason = "no session started"
+        elif causes:
+            kind, n = causes.most_common(1)[0]
+            self.reason = f"no session completed of {started} started; dominant cause: {kind} ({n})"
+        else:
+            self.reason = f"no session completed of {started} started"
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         """The summary document of what was measured so far."""
         p = self.profile
+        counters = self.recorder.counters.to_dict()
+        if p.workload.model == "open":
+            counters["counts"]["arrivals_dropped"] = self.arrivals_dropped
+        extra: dict[str, Any] = {"status_reason": self.reason}
+        extra["unfinished"] = counters.pop("unfinished")
+        extra["unfinished_min_wait_us"] = counters.pop("unfinished_min_wait_us")
+        extra["generator"] = self.health.verdict(self.recorder.totals.get(LOOP_LAG))
         return build_summary(
             run_id=self.results.run_id,
             status=self.status,
             started_at=dt.datetime.fromtimestamp(self.started_epoch, dt.UTC).isoformat(timespec="seconds"),
             elapsed_s=elapsed,
             histograms=self.recorder.totals,
-            counters=self.recorder.counters.to_dict(),
+            counters=counters,
             model=p.workload.model,
             target=f"{self.settings.host}:{self.settings.port}",
             extra={
                 "profile": p.path,
                 "seed": p.workload.seed,
                 "values_clamped": self.recorder.clamped,
+                **extra,
                 **({"delivery": self.delivery.summary()} if self.delivery is not None else {}),
             },
         )
@@ -311,6 +423,7 @@ def _settings(profile: Profile, host: str, port: int) -> SessionSettings:
         recipients_max=profile.message.recipients_max,
         sender=AddressTemplate(profile.message.from_template),
         recipient=AddressTemplate(profile.message.to_template),
+        think_time=profile.workload.think_time,
     )
 
 
@@ -347,6 +460,7 @@ def execute(profile: Profile, *, quiet: bool = False, progress: str | None = Non
         finally:  # what was measured is written however the run ended
             if delivery is not None:
                 delivery.finish(results.path)
+            engine.judge()
             summary = engine.summary(time.perf_counter() - start)
             results.write_final(summary, engine.recorder.totals)
     return RunOutcome(engine.status, str(results.path), summary)

@@ -51,6 +51,19 @@ class LoadShape:
             start_level = stage.target
         return start_level
 
+    def integral(self, a: float, b: float) -> float:
+        """The area under the level between ``a`` and ``b`` (exact: trapezoids between the stage corners)."""
+        if b <= a:
+            return 0.0
+        corners = [a, b]
+        t = 0.0
+        for stage in self.stages:
+            t += stage.duration
+            if a < t < b:
+                corners.append(t)
+        corners.sort()
+        return sum((y - x) * (self.level(x) + self.level(y)) / 2 for x, y in zip(corners, corners[1:], strict=False))
+
 
 class ArrivalSchedule:
     """Intended start times of open-model sessions.
@@ -62,6 +75,8 @@ class ArrivalSchedule:
     """
 
     IDLE_STEP = 0.01
+    #: :meth:`count_until` walks the schedule arrival by arrival up to this many, then integrates the rate.
+    EXACT_COUNT_MAX = 100_000
 
     def __init__(self, shape: LoadShape, arrival: str, rng: random.Random) -> None:
         self.shape = shape
@@ -70,12 +85,32 @@ class ArrivalSchedule:
         self.t = 0.0
 
     def next(self) -> float:
-        """Advance to and return the next intended start (seconds since start)."""
+        """Advance to and return the next intended start (seconds since start).
+
+        ``inf`` once the rate is zero for good (after the last stage): no arrival ever comes.
+        """
+        end = self.shape.duration
         while True:
             rate = self.shape.level(self.t)
             if rate <= 0:
+                if end is not None and self.t >= end:
+                    return float("inf")
                 self.t += self.IDLE_STEP
                 continue
             gap = self.rng.expovariate(rate) if self.poisson else 1.0 / rate
             self.t += gap
             return self.t
+
+    def count_until(self, end: float) -> int:
+        """Consume and count the arrivals after the current one that fall before ``end``.
+
+        Exact (the very times :meth:`next` gives) for the first
+        :data:`EXACT_COUNT_MAX`; beyond that, the rest is the rate's integral
+        (rounded), so a rate far beyond the generator costs bounded time to count.
+        """
+        n = 0
+        while n < self.EXACT_COUNT_MAX:
+            if self.next() >= end:
+                return n
+            n += 1
+        return n + round(self.shape.integral(self.t, end))

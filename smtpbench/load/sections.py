@@ -360,7 +360,12 @@ class WorkloadConfig(Table):
         None, "Stop after this many messages. At least one of duration, messages, stages."
     )
     messages_per_session: Annotated[int, whole(1, MAX_COUNT)] = key(1, "Messages sent over one connection before QUIT.")
-    think_time: Duration = key("0s", "Pause between messages within a session.")
+    think_time: Duration = key(
+        "0s", "Pause between messages within a session (after a message's final reply, before the next MAIL)."
+    )
+    session_pause: Duration = key(
+        "0s", "Closed model: pause between a session's QUIT and the next session of the same loop."
+    )
     grace: Duration = key("5s", "Time in-flight sessions get to finish at the end or on Ctrl-C.")
     stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = key(
         (), validate_default=False, doc="Linear ramps of sessions (closed) or rate (open), one after another."
@@ -373,11 +378,13 @@ class WorkloadConfig(Table):
     @model_validator(mode="after")
     def _check(self) -> Self:
         closed = self.model == "closed"
-        wrong = ("rate", "arrival", "max_in_flight") if closed else ("sessions",)
+        wrong = ("rate", "arrival", "max_in_flight") if closed else ("sessions", "session_pause")
         for name in wrong:
             if self.given(name):
                 hint = 'set workload.model = "open", or use sessions' if closed else "the open model starts "
                 hint += "" if closed else "sessions at a rate: use workload.rate"
+                if name == "session_pause":
+                    hint = "the open model's arrival rate sets the pace between sessions"
                 raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
         size = "sessions" if closed else "rate"
         if not self.given(size) and not self.stages:
@@ -408,7 +415,7 @@ class WorkloadConfig(Table):
 
     def toml(self) -> dict[str, Any]:
         """The table as written in a profile; only the keys of its model."""
-        skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions"}
+        skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions", "session_pause"}
         skip |= {name for name in ("sessions", "rate", "stages") if not getattr(self, name)}
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
 

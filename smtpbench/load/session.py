@@ -28,7 +28,18 @@ is send -> reply, and in a pipelined group it is the gap since the previous
 reply (the first one since the group was sent).  With ``pipeline_data`` a
 message's data and the next envelope share one write: ``data_end`` still
 runs from that write to the data's reply, and the next ``mail`` phase from
-that reply to the MAIL reply; the next ``transaction`` starts at the write.
+that reply to the MAIL reply.  A ``transaction`` runs from the later of (its
+MAIL written) and (the previous message's final reply) to its own final
+reply, so it never carries the previous message's wait: with or without
+``pipeline_data`` it is about ``mail + rcpt + data + data_end``.
+
+Accounting: every session that starts ends in exactly one outcome, counted
+in ``sessions_completed``, ``sessions_failed`` (with its error kind) or
+``sessions_unfinished`` (the run's end cancelled it while it waited; its
+phase and the time it had waited are recorded).  Every message whose MAIL
+was written (``messages_sent``) likewise ends ``accepted``, ``rejected``,
+``failed`` (its session failed) or ``unfinished``.  A session tracks the
+phase it waits in (:attr:`Session.phase`) and its messages still open.
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.metrics.recorder import Recorder
-from smtpbench.net.connection import SMTPConnection, connect_tcp, resolve
+from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionTimeout, classify
 from smtpbench.protocol import commands, sasl
 from smtpbench.protocol.replies import Reply, ReplyParser
@@ -59,6 +70,8 @@ INF = float("inf")
 DEADLINE_SLACK_RATIO = 0.01
 DEADLINE_SLACK_MAX_S = 0.25
 DEADLINE_SLACK_MIN_S = 0.001
+#: The phase (histogram tag) of the time unfinished sessions had waited when the run ended.
+UNFINISHED_WAIT = "unfinished_wait"
 
 
 def watchdog_period(timeouts: dict[str, float]) -> float:
@@ -86,6 +99,7 @@ class SessionSettings:
     recipients_max: int = 1
     sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
+    think_time: float = 0.0  # pause between the messages of a session
     #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
     ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
     #: Delivery accounting (only when the profile has a [delivery] section).
@@ -120,6 +134,8 @@ class Control:
                 self.stopping = True
                 return -1
             self.budget -= 1
+            if self.budget == 0:
+                self.stopping = True  # the last message is claimed: start no session that would have none
         self.message_no += 1
         return self.message_no
 
@@ -127,7 +143,20 @@ class Control:
 class Session:
     """State of one running session, handed to every step."""
 
-    __slots__ = ("settings", "recorder", "conn", "number", "mark", "rng", "pipelined", "scope", "deadline", "started")
+    __slots__ = (
+        "settings",
+        "recorder",
+        "conn",
+        "number",
+        "mark",
+        "rng",
+        "pipelined",
+        "scope",
+        "deadline",
+        "phase",
+        "open_messages",
+        "started",
+    )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
         self.settings = settings
@@ -141,6 +170,10 @@ class Session:
         self.scope = trio.CancelScope()
         #: Trio time by which the current wait must end (inf: no wait armed).
         self.deadline = INF
+        #: The phase the session waits in now (``think`` while pausing between messages).
+        self.phase = "connect"
+        #: Messages whose MAIL was written and whose outcome is not known yet.
+        self.open_messages = 0
         #: perf_counter time the session started (its intended start in open runs): end_to_end counts from here.
         self.started = 0.0
 
@@ -156,6 +189,7 @@ class Session:
         """Await the next reply, record ``phase`` since the last mark, count the reply."""
         assert self.conn is not None
         self.arm(self.settings.timeouts[timeout_key])
+        self.phase = phase
         verb, reply = await self.conn.next_reply(None, phase)
         now = perf()
         recorder = self.recorder
@@ -174,6 +208,7 @@ class Session:
         """Send one command and await its reply (lockstep)."""
         assert self.conn is not None
         self.arm(self.settings.timeouts[timeout_key])
+        self.phase = phase
         self.mark = perf()
         await self.conn.send(verb, line)
         return (await self.reply(phase, timeout_key))[1]
@@ -183,14 +218,14 @@ Step = Callable[[Session], Awaitable[None]]
 
 
 async def step_connect(s: Session) -> None:
-    """TCP connect to the resolved address (resolving again if that failed at start)."""
+    """TCP connect to the address the engine resolved once before any traffic."""
     st = s.settings
+    assert st.sockaddr is not None, "the target is resolved before the first session"
     s.disarm()
+    s.phase = "connect"
     s.mark = perf()
     try:
         with trio.fail_after(st.timeouts["connect"]):
-            if st.sockaddr is None:
-                st.family, st.sockaddr = await resolve(st.host, st.port)
             stream = await connect_tcp(st.family, st.sockaddr)
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
@@ -204,6 +239,7 @@ async def step_implicit_tls(s: Session) -> None:
     """TLS handshake right after connect (SMTPS, port 465 style)."""
     assert s.conn is not None and s.settings.ssl_context is not None
     s.disarm()
+    s.phase = "tls"
     await s.conn.start_tls(s.settings.ssl_context, s.settings.host, s.settings.timeouts["tls"])
     now = perf()
     s.recorder.record("tls", int((now - s.mark) * 1_000_000))
@@ -322,6 +358,7 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     if conn.protocol.state is State.DATA:
         return True
     counts["messages_rejected"] += 1
+    s.open_messages -= 1
     rec.counters.errors[_reject_kind(refusal or 554)] += 1
     if conn.protocol.state in (State.MAIL, State.RCPT):
         await s.command("RSET", commands.RSET, "rset", "other")
@@ -332,17 +369,19 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
     """Up to ``messages_per_session`` transactions on the session's connection.
 
     Pipelined (RFC 2920), an envelope goes out in one write; with
-    ``pipeline_data`` a message's data also carries the next envelope in the
-    same write (RFC 2920 3.1 lets message content start a group).  Then the
-    next transaction starts at that write, and its ``mail`` phase runs from
-    the reply to the previous message's data.
+    ``pipeline_data`` (and no ``think_time``) a message's data also carries
+    the next envelope in the same write (RFC 2920 3.1 lets message content
+    start a group).  Then the next ``mail`` phase and the next transaction
+    start at the reply to the previous message's data (module notes, Timing).
+    With ``think_time`` the session pauses that long between messages.
     """
     st = s.settings
     conn = s.conn
     assert conn is not None
     rec = s.recorder
     counts = rec.counters.counts
-    coalesce = s.pipelined and st.pipeline_data
+    think = st.think_time
+    coalesce = s.pipelined and st.pipeline_data and not think
     ids = st.ids
     tracker = st.tracker
     left = st.messages_per_session - 1
@@ -353,45 +392,63 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
         if cmds is None:
             cmds = envelope(s, message_no)
             start = s.mark = perf()
+            counts["messages_sent"] += 1
+            s.open_messages += 1
             if s.pipelined:
+                s.phase = "mail"
                 s.arm(st.timeouts["mail"])
                 await conn.send_group(cmds)
         accepted = await _envelope_replies(s, cmds, s.pipelined)
         n_rcpt = len(cmds) - 2
         cmds = None
-        following = control.claim_message() if left > 0 else -1
+        following = -1
+        if accepted:
+            msg = pool.pick(s.rng)
+            wire = ids.stamp(message_no, msg.wire)
+            s.arm(st.timeouts["data_block"])
+            s.phase = "data_end"
+            s.mark = perf()
+            if coalesce and left > 0:
+                following = control.claim_message()
+                left -= 1
+            if following >= 0:
+                cmds = envelope(s, following)
+                counts["messages_sent"] += 1
+                s.open_messages += 1
+                await conn.send_group([("DATA_END", wire), *cmds])
+            else:
+                await conn.send("DATA_END", wire)
+            counts["bytes_sent"] += msg.size + len(wire) - len(msg.wire)
+            if tracker is not None:
+                tracker.sent(message_no, n_rcpt, s.started)
+            _, reply = await s.reply("data_end", "data_end")
+            end = s.mark
+            if tracker is not None:
+                tracker.replied(message_no, reply.code < 400, end)
+            s.open_messages -= 1
+            if reply.code < 400:
+                counts["messages_accepted"] += 1
+            else:
+                counts["messages_rejected"] += 1
+                rec.counters.errors[_reject_kind(reply.code)] += 1
+            rec.record("transaction", int((end - start) * 1_000_000))
+            if lag_us is not None:
+                rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
+            if following >= 0:
+                # The next envelope went out with this data; its transaction starts at this
+                # reply (the later of its MAIL written and the previous final reply).
+                start = end
+                message_no = following
+                continue
+        if left <= 0:
+            return
         left -= 1
-        if not accepted:
-            message_no = following
-            continue
-        msg = pool.pick(s.rng)
-        wire = ids.stamp(message_no, msg.wire)
-        s.arm(st.timeouts["data_block"])
-        s.mark = perf()
-        if coalesce and following >= 0:
-            cmds = envelope(s, following)
-            await conn.send_group([("DATA_END", wire), *cmds])
-        else:
-            await conn.send("DATA_END", wire)
-        written = s.mark
-        counts["messages_sent"] += 1
-        counts["bytes_sent"] += msg.size + len(wire) - len(msg.wire)
-        if tracker is not None:
-            tracker.sent(message_no, n_rcpt, s.started)
-        _, reply = await s.reply("data_end", "data_end")
-        end = s.mark
-        if tracker is not None:
-            tracker.replied(message_no, reply.code < 400, end)
-        if reply.code < 400:
-            counts["messages_accepted"] += 1
-        else:
-            counts["messages_rejected"] += 1
-            rec.counters.errors[_reject_kind(reply.code)] += 1
-        rec.record("transaction", int((end - start) * 1_000_000))
-        if lag_us is not None:
-            rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
-        start = written
-        message_no = following
+        if think:
+            s.disarm()  # a pause is not a wait on the server
+            s.phase = "think"
+            s.mark = perf()
+            await trio.sleep(think)
+        message_no = control.claim_message()
 
 
 async def run_session(
@@ -403,16 +460,20 @@ async def run_session(
 ) -> None:
     """Run one whole session; never raises for server misbehaviour.
 
-    Errors are counted by kind in the recorder; cancellation (the run's
-    end) propagates after the connection is closed.
+    Guarantees exactly one outcome per call (module notes, Accounting):
+    completed, failed (its error counted by kind) or, when the run's end
+    cancels it, unfinished (phase and wait recorded, ``unfinished_wait``
+    histogram); cancellation then propagates after the connection is closed.
     """
     rec = s.recorder
-    counts = rec.counters.counts
+    counters = rec.counters
+    counts = counters.counts
     counts["sessions_started"] += 1
     control.sessions.add(s)
     start = perf()
     s.started = start if intended is None else intended
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
+    outcome = ""  # stays empty when the run's end cuts the session off
     try:
         with s.scope:
             try:
@@ -424,15 +485,39 @@ async def run_session(
                 rec.record("session", int((end - start) * 1_000_000))
                 if intended is not None:
                     rec.record("corrected.session", int((end - intended) * 1_000_000))
-                counts["sessions_completed"] += 1
+                outcome = "completed"
             except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
-                rec.counters.errors[classify(exc)] += 1
+                counters.errors[classify(exc)] += 1
+                outcome = "failed"
         if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
-            rec.counters.errors[SessionTimeout.kind] += 1
+            counters.errors[SessionTimeout.kind] += 1
+            outcome = "failed"
     finally:
         control.sessions.discard(s)
+        _settle(s, outcome, start, intended)
         if s.conn is not None:
             await s.conn.aclose()
+
+
+def _settle(s: Session, outcome: str, start: float, intended: float | None) -> None:
+    """Count the session's one outcome, and its open messages as failed or unfinished."""
+    rec = s.recorder
+    counts = rec.counters.counts
+    if outcome == "completed":
+        counts["sessions_completed"] += 1
+    elif outcome == "failed":
+        counts["sessions_failed"] += 1
+        counts["messages_failed"] += s.open_messages
+    else:
+        now = perf()
+        waited = int((now - start) * 1_000_000)
+        counts["sessions_unfinished"] += 1
+        counts["messages_unfinished"] += s.open_messages
+        rec.counters.note_unfinished(s.phase, waited)
+        rec.record(UNFINISHED_WAIT, waited)
+        if intended is not None:
+            rec.record("corrected." + UNFINISHED_WAIT, int((now - intended) * 1_000_000))
+    s.open_messages = 0
 
 
 async def watchdog(control: Control, period: float) -> None:

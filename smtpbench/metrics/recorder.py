@@ -55,10 +55,23 @@ class Counters:
     replies: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     unexpected: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     errors: Counter[str] = field(default_factory=Counter)
+    #: Sessions the run's end cut off, by the phase each was waiting in.
+    unfinished: Counter[str] = field(default_factory=Counter)
+    #: The shortest time (µs since its start) any of those sessions had waited, by phase (merges by min).
+    unfinished_min_wait_us: dict[str, int] = field(default_factory=dict)
+
+    def note_unfinished(self, phase: str, waited_us: int) -> None:
+        """Count one session cut off by the run's end while in ``phase``, after ``waited_us``."""
+        self.unfinished[phase] += 1
+        best = self.unfinished_min_wait_us.get(phase)
+        if best is None or waited_us < best:
+            self.unfinished_min_wait_us[phase] = waited_us
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (reply codes as string keys)."""
         return {
+            "unfinished": dict(self.unfinished),
+            "unfinished_min_wait_us": dict(self.unfinished_min_wait_us),
             "counts": dict(self.counts),
             "replies": {v: {str(c): n for c, n in sorted(codes.items())} for v, codes in sorted(self.replies.items())},
             "unexpected_replies": {
@@ -171,6 +184,8 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
     errors: Counter[str] = Counter()
     replies: dict[str, Counter[str]] = defaultdict(Counter)
     unexpected: dict[str, Counter[str]] = defaultdict(Counter)
+    unfinished: Counter[str] = Counter()
+    min_wait: dict[str, int] = {}
     for snap in snapshots:
         for tag, enc in snap["histograms"].items():
             h = hists.get(tag)
@@ -180,6 +195,9 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
         c = snap["counters"]
         counts.update(c["counts"])
         errors.update(c["errors"])
+        unfinished.update(c.get("unfinished", {}))
+        for phase, us in c.get("unfinished_min_wait_us", {}).items():
+            min_wait[phase] = min(us, min_wait.get(phase, us))
         for v, codes in c["replies"].items():
             replies[v].update(codes)
         for v, codes in c["unexpected_replies"].items():
@@ -189,5 +207,7 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
         "errors": dict(errors),
         "replies": {v: dict(c) for v, c in replies.items()},
         "unexpected_replies": {v: dict(c) for v, c in unexpected.items()},
+        "unfinished": dict(unfinished),
+        "unfinished_min_wait_us": min_wait,
     }
     return hists, merged

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import trio
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from smtpbench.metrics.recorder import Recorder
@@ -29,7 +30,8 @@ class ProgressState:
     started: float  # perf_counter at start
     total_duration: float | None
     in_flight: Callable[[], int]  # sessions running now, read at each refresh
-    extra: Callable[[], dict[str, str]] | None = None  # more fields (e.g. delivery counts), read at each refresh
+    #: Extra rows (generator health, stuck sessions by phase, warnings), read at each refresh.
+    notes: Callable[[], dict[str, str]] | None = None
 
 
 def choose_mode(requested: str, quiet: bool) -> str:
@@ -61,8 +63,9 @@ def _line(st: ProgressState, last: dict[str, float]) -> tuple[str, dict[str, str
         "txn p50": f"{p50:.2f} ms",
         "txn p99": f"{p99:.2f} ms",
         "errors": errors,
-        **(st.extra() if st.extra is not None else {}),
     }
+    if st.notes is not None:
+        fields.update(st.notes())
     text = "  ".join(f"{k} {v}" for k, v in fields.items())
     return text, fields
 
@@ -83,5 +86,5 @@ async def show_progress(st: ProgressState, mode: str, plain_every: float = 5.0) 
             _, fields = _line(st, last)
             table = Table(show_header=False, box=None, title="smtpbench run")
             for k, v in fields.items():
-                table.add_row(k, v)
+                table.add_row(k, f"[bold red]{escape(v)}[/]" if k == "WARNING" else escape(v))
             live.update(table)

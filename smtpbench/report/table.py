@@ -12,16 +12,60 @@ def _ms(v: Any) -> str:
     return f"{v / 1000:.3f}" if isinstance(v, int | float) else "-"
 
 
+#: What a session in each phase was waiting for, in words.
+WAITING_FOR = {
+    "connect": "to connect",
+    "tls": "for the TLS handshake",
+    "banner": "for the banner",
+    "ehlo": "for the EHLO reply",
+    "starttls": "for the STARTTLS reply",
+    "auth": "for the AUTH reply",
+    "mail": "for the MAIL reply",
+    "rcpt": "for a RCPT reply",
+    "data": "for the DATA reply",
+    "data_end": "for the reply to the message data",
+    "rset": "for the RSET reply",
+    "quit": "for the QUIT reply",
+    "think": "in think_time",
+}
+
+
+def outcome_lines(summary: dict[str, Any]) -> list[str]:
+    """The final lines in words: why a run failed, unfinished sessions, dropped arrivals, a saturated generator."""
+    lines = []
+    c = summary["counts"]
+    if summary.get("status_reason"):
+        lines.append(f"run {summary['status']}: {summary['status_reason']}")
+    waits = summary.get("unfinished_min_wait_us", {})
+    for phase, n in sorted(summary.get("unfinished", {}).items(), key=lambda kv: -kv[1]):
+        what = WAITING_FOR.get(phase, f"in {phase}")
+        were = "session was" if n == 1 else "sessions were"
+        lines.append(
+            f"{n:,} {were} still waiting {what} when the run ended (waited >= {waits.get(phase, 0) / 1e6:.1f} s)"
+        )
+    if c.get("arrivals_dropped"):
+        lines.append(
+            f"{c['arrivals_dropped']:,} of {c['arrivals_intended']:,} intended arrivals never started "
+            "(the generator fell behind or max_in_flight held them until the end)"
+        )
+    gen = summary.get("generator") or {}
+    if gen.get("saturated"):
+        lines.append(f"WARNING: the generator was saturated ({gen['reason']}): latencies include its own delays")
+    return lines
+
+
 def print_summary(summary: dict[str, Any], results_dir: str, console: Console | None = None) -> None:
     """Print counts, throughput and the per-phase latency table (ms)."""
     console = console or Console()
     c = summary["counts"]
     t = summary["throughput"]
     console.print(
-        f"[bold]{summary['status']}[/bold] run {summary['run_id']} in {summary['elapsed_s']:.1f}s: "
+        f"{summary['status']} run {summary['run_id']} in {summary['elapsed_s']:.1f}s: "
         f"{c['messages_accepted']:,} messages accepted ({t['messages_per_s']:,.1f}/s), "
-        f"{c['messages_rejected']:,} rejected, {c['sessions_completed']:,}/{c['sessions_started']:,} sessions, "
-        f"{c['errors']:,} errors"
+        f"{c['messages_rejected']:,} rejected, {c['sessions_completed']:,}/{c['sessions_started']:,} sessions "
+        f"completed ({c['sessions_failed']:,} failed, {c['sessions_unfinished']:,} unfinished), "
+        f"{c['errors']:,} errors",
+        markup=False,
     )
     table = Table(title="latency (ms)")
     for col in ("phase", "count", "min", "p50", "p90", "p99", "p99.9", "max"):
@@ -54,6 +98,9 @@ def print_summary(summary: dict[str, Any], results_dir: str, console: Console | 
             f"delivery: {d['delivered']:,}/{d['accepted']:,} delivered, {d['lost']:,} lost, "
             f"{d['duplicated']:,} duplicated, {d['unexpected']:,} unexpected, "
             f"{d['rejected_but_delivered']:,} rejected but delivered"
-            + (" (ids in delivery-problems.txt)" if d["lost"] or d["duplicated"] else "")
+            + (" (ids in delivery-problems.txt)" if d["lost"] or d["duplicated"] else ""),
+            markup=False,
         )
-    console.print(f"results: {results_dir}")
+    for line in outcome_lines(summary):
+        console.print(line, style="bold red" if line.startswith(("WARNING", "run failed")) else None, markup=False)
+    console.print(f"results: {results_dir}", markup=False)
