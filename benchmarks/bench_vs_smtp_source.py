@@ -123,12 +123,17 @@ def smtp_sink(port: int) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.05)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace_s: float = 5) -> None:
+    """SIGTERM ``proc``; SIGKILL it if it has not ended within ``grace_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_child(cmd: list[str], sink_pid: int) -> tuple[float, float, float, str]:

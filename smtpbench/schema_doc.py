@@ -70,7 +70,7 @@ def reference_table(schema: dict[str, Any]) -> str:
     def table(path: str, node: dict[str, Any]) -> None:
         rows.append(f"| **`[{path}]`** | | {_cell(node.get('description', ''))} |")
         subtables, required = [], node.get("required", [])
-        for key, prop in node["properties"].items():
+        for key, prop in node.get("properties", {}).items():  # a map of free keys ([thresholds]) has none
             target = resolve(prop)
             if "properties" in target:
                 subtables.append((f"{path}.{key}", {**target, "description": prop.get("description", "")}))

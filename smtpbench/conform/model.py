@@ -16,10 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from smtpbench.conform.probe import Probe
+from typing import Any
 
 
 class Level(enum.Enum):
@@ -152,7 +149,9 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
 
 
-Script = Callable[["Probe"], Awaitable[Finding]]
+#: A check's script; its argument is a :class:`~smtpbench.conform.probe.Probe`, typed
+#: loosely here because probe imports this module (no import cycle, tests/test_architecture.py).
+Script = Callable[[Any], Awaitable[Finding]]
 
 
 @dataclass(frozen=True)

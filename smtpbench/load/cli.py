@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
 
 
 def run_command(
@@ -25,6 +25,10 @@ def run_command(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Do not write report.html (overrides [output] report).")
     ] = False,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="A pass/fail criterion, e.g. 'transaction.p99<250ms' (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
     from smtpbench.load.engine import execute
@@ -34,7 +38,9 @@ def run_command(
     try:
         if progress is not None and progress not in ("auto", "live", "plain", "none"):
             raise ConfigError(f"--progress: unknown mode {progress!r}", expected="auto, live, plain or none")
-        prof = load_profile(profile, set_ or (), target=target, duration=duration, results_dir=results_dir)
+        prof = load_profile(
+            profile, set_ or (), target=target, duration=duration, results_dir=results_dir, thresholds=threshold or ()
+        )
         outcome = execute(prof, quiet=quiet, progress=progress)
     except ConfigError as exc:
         print(f"smtpbench: error: {exc}", file=sys.stderr)
@@ -46,11 +52,16 @@ def run_command(
         print_summary(outcome.summary, outcome.results_path)
     if prof.output.report and not no_report:
         _write_report(outcome.results_path, quiet)
-    if outcome.status != "completed":
+    failed = [t for t in outcome.summary.get("thresholds", []) if not t["ok"]]
+    if outcome.status not in ("completed", "aborted_by_threshold"):
         reason = outcome.summary.get("status_reason")
         because = f": {reason}" if reason else ""
         print(f"smtpbench: run {outcome.status}{because}; results kept in {outcome.results_path}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR)
+    if failed:
+        names = ", ".join(f"{t['metric']} {t['condition']} ({t['shown']})" for t in failed)
+        print(f"smtpbench: {len(failed)} threshold(s) failed: {names}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK)
 
 

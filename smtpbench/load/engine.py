@@ -62,6 +62,7 @@ from smtpbench.load.session import (
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.summary import build_summary
+from smtpbench.metrics.thresholds import breached, evaluate
 from smtpbench.metrics.timeline import TimelineWriter
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
@@ -136,6 +137,9 @@ class Engine:
         period = min(profile.output.interval, HEALTH_PERIOD_MAX_S)
         self.health = GeneratorHealth(self.recorder, period, self._driver_behind)
         self.progress = ProgressState(self.recorder, 0.0, self.total_duration, lambda: self.in_flight, self._live_notes)
+        self.criteria = profile.criteria()
+        #: Thresholds failing at the last interval (for the live view).
+        self.failing: list[dict[str, Any]] = []
 
     # --- top level --------------------------------------------------------
 
@@ -232,6 +236,20 @@ class Engine:
             now = time.time()
             hlog.write(self.recorder.rotate(now))
             timeline.write(now)
+            if self.criteria:
+                self._judge_thresholds()
+
+    def _judge_thresholds(self) -> None:
+        """Judge the thresholds on the figures so far; an ``abort_on_fail`` one that fails stops the run."""
+        elapsed = time.perf_counter() - self.t0
+        doc = self.summary(elapsed)
+        self.failing = [r for r in evaluate(self.criteria, doc) if not r["ok"] and r["value"] is not None]
+        hit = breached(self.criteria, doc, elapsed)
+        if hit is not None and self.status == "completed" and not self.control.stopping:
+            self.status = "aborted_by_threshold"
+            failing = next(r for r in self.failing if r["metric"] == hit.metric and r["condition"] == hit.condition)
+            self.reason = f"threshold {hit.metric} {hit.condition} failed at {elapsed:.1f}s ({failing['shown']})"
+            self.begin_stop()
 
     # --- workload models --------------------------------------------------
 
@@ -347,6 +365,8 @@ class Engine:
         warning = self.health.now_warning()
         if warning:
             notes["WARNING"] = warning
+        if self.failing:
+            notes["thresholds"] = ", ".join(f"✗ {r['metric']} {r['condition']} ({r['shown']})" for r in self.failing)
         return notes
 
     # --- results ----------------------------------------------------------
@@ -372,7 +392,7 @@ class Engine:
             self.reason = f"no session completed of {started} started"
 
     def summary(self, elapsed: float) -> dict[str, Any]:
-        """The summary document of what was measured so far."""
+        """The summary document of what was measured so far, with the thresholds judged on it."""
         p = self.profile
         counters = self.recorder.counters.to_dict()
         if p.workload.model == "open":
@@ -381,7 +401,7 @@ class Engine:
         extra["unfinished"] = counters.pop("unfinished")
         extra["unfinished_min_wait_us"] = counters.pop("unfinished_min_wait_us")
         extra["generator"] = self.health.verdict(self.recorder.totals.get(LOOP_LAG))
-        return build_summary(
+        doc = build_summary(
             run_id=self.results.run_id,
             status=self.status,
             started_at=dt.datetime.fromtimestamp(self.started_epoch, dt.UTC).isoformat(timespec="seconds"),
@@ -398,6 +418,9 @@ class Engine:
                 **({"delivery": self.delivery.summary()} if self.delivery is not None else {}),
             },
         )
+        if self.criteria:
+            doc["thresholds"] = evaluate(self.criteria, doc)
+        return doc
 
 
 def _settings(profile: Profile, host: str, port: int) -> SessionSettings:

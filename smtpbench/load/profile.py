@@ -33,7 +33,7 @@ from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml
 from smtpbench.conform.section import ConformSection
 from smtpbench.delivery.config import DeliveryConfig
 from smtpbench.errors import ConfigError
-from smtpbench.fields import Table, checker, config_error, key, nested
+from smtpbench.fields import Invalid, Table, checker, config_error, key, nested
 from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names of the profile)
     AuthConfig,
     MessageConfig,
@@ -44,6 +44,7 @@ from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names 
     WorkloadConfig,
 )
 from smtpbench.load.sizes import FixedSize, LognormalSize, SizeSpec, UniformSize, WeightedSize  # noqa: F401
+from smtpbench.metrics.thresholds import Threshold, metric_names, parse_cli_threshold, parse_threshold, parse_thresholds
 from smtpbench.units import parse_host_port
 
 # ---------------------------------------------------------------- the file
@@ -51,6 +52,34 @@ from smtpbench.units import parse_host_port
 
 def _conform(value: Any) -> dict[str, Any]:
     return nested(ConformSection, value).model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _thresholds(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+    for metric, spec in value.items():
+        for i, one in enumerate(spec if isinstance(spec, list) else [spec]):
+            try:
+                parse_threshold(metric, one, key="")
+            except ConfigError as exc:
+                loc: tuple[str | int, ...] = (metric, i) if isinstance(spec, list) else (metric,)
+                raise Invalid(exc.problem, expected=exc.expected, hint=exc.hint, loc=loc) from None
+    return dict(value)
+
+
+class _ThresholdTable(Table):
+    condition: str = key(doc='An operator and a value, like "< 250ms", "< 1%" or ">= 500".')
+    abort_on_fail: bool = key(False, "Stop the run (status aborted_by_threshold) as soon as the condition fails.")
+    delay: str = key("0s", "With abort_on_fail: judge only after this much of the run.")
+
+
+_ThresholdSpec = str | _ThresholdTable
+_ThresholdsInput = dict[str, _ThresholdSpec | list[_ThresholdSpec]]
+
+
+def _metric_names(schema: dict[str, Any]) -> None:
+    # The table's keys are metric names: listing them closes it (an editor flags and completes names).
+    schema["propertyNames"] = {"enum": metric_names()}
 
 
 class ProfileFile(Table):
@@ -66,6 +95,11 @@ class ProfileFile(Table):
         default_factory=dict, doc="Settings of smtpbench conform (its long options)."
     )
     delivery: DeliveryConfig | None = key(None, "End-to-end delivery tracking (README, Delivery latency).")
+    thresholds: Annotated[dict[str, Any], checker(_thresholds, _ThresholdsInput)] = key(
+        default_factory=dict,
+        json_schema_extra=_metric_names,
+        doc='Pass/fail criteria, k6 style: "transaction.p99" = "< 250ms" (README, "Thresholds"); exit 1 when one fails.',
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -87,8 +121,13 @@ class Profile:
     message: MessageConfig
     output: OutputConfig
     conform: dict[str, Any]
+    thresholds: dict[str, Any]
     raw: dict[str, Any]
     delivery: DeliveryConfig | None = None
+
+    def criteria(self) -> list[Threshold]:
+        """The parsed ``[thresholds]`` (already validated when the profile was loaded)."""
+        return parse_thresholds(self.thresholds, file=self.path)
 
 
 SECTIONS = tuple(ProfileFile.model_fields)
@@ -104,13 +143,15 @@ def load_profile(
     target: str | None = None,
     duration: str | None = None,
     results_dir: str | None = None,
+    thresholds: Sequence[str] = (),
 ) -> Profile:
     """Read, override and validate the profile at ``path``.
 
     ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then
     ``target`` (``HOST:PORT``, ``[::1]:25``) switches to an external server,
     ``duration`` replaces ``workload.duration`` and ``results_dir`` replaces
-    ``output.results_dir``.  Guarantees a fully validated Profile, or raises
+    ``output.results_dir``; each of ``thresholds`` (``--threshold
+    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  Guarantees a fully validated Profile, or raises
     ConfigError whose one-line message names the file (and the option that
     set the value, if any), the key path and what was expected.
     """
@@ -138,6 +179,15 @@ def load_profile(
     if results_dir is not None:
         _ensure_table(data, "output", path)["results_dir"] = results_dir
         origins["output.results_dir"] = f"--results-dir {results_dir}"
+    for text in thresholds:
+        criterion = parse_cli_threshold(text)
+        table = _ensure_table(data, "thresholds", path)
+        given = table.get(criterion.metric)
+        table[criterion.metric] = [
+            *(given if isinstance(given, list) else [given] if given else []),
+            criterion.condition,
+        ]
+        origins[f"thresholds.{criterion.metric}"] = f"--threshold {text}"
     try:
         return profile_from_dict(data, path)
     except ConfigError as exc:
@@ -192,8 +242,13 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     Loading this dict back (:func:`profile_from_dict`) gives an equal profile
     (apart from ``path`` and ``raw``).  Secrets are not redacted here.
     """
-    data = {name: getattr(profile, name).toml() for name in SECTIONS if name != "conform" and getattr(profile, name)}
-    return {**data, "conform": copy.deepcopy(profile.conform)}
+    plain_tables = ("conform", "thresholds")
+    data = {
+        name: getattr(profile, name).toml()
+        for name in SECTIONS
+        if name not in plain_tables and getattr(profile, name) is not None
+    }
+    return {**data, **{name: copy.deepcopy(getattr(profile, name)) for name in plain_tables}}
 
 
 def resolved_toml(profile: Profile) -> str:

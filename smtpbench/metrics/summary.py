@@ -32,6 +32,8 @@ PHASE_ORDER = (
     "session",
     "unfinished_wait",
 )
+#: Every phase name a run can record (thresholds and compare check names against it).
+KNOWN_PHASES = (*PHASE_ORDER, "schedule_lag", "unfinished_wait", "generator.loop_lag", "delivery", "end_to_end")
 CORRECTED_PREFIX = "corrected."
 SCHEDULE_LAG = "schedule_lag"
 #: Histograms of the generator itself (``generator.loop_lag``): in the hlog, summarised under ``generator``.

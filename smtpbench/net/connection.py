@@ -8,48 +8,21 @@ by the load engine (through :meth:`send` / :meth:`next_reply`) and by the
 conformance suite (through :meth:`send_raw` / :meth:`receive_raw`,
 which bypass the state machine so that out-of-order probes can be sent).
 
-Speed: on a plain TCP stream, bytes are written and read straight on the
-socket's file descriptor while that does not block, and only a write that
-would block, or a read with nothing to read, goes through Trio (which
-waits).  A Trio ``send_all``/``receive_some`` costs a trip through the
-scheduler even when the socket is ready; skipping it roughly halves the
-client CPU per message.  A read that found data at once still passes a Trio
-checkpoint, so cancellation and fairness between sessions are as before.
-Errors are translated as Trio's ``SocketStream`` does (``BrokenResourceError``
-from the ``OSError``), so callers see the same exceptions.
+Speed: bytes go through :mod:`smtpbench.net.fdio`, straight on the socket's
+file descriptor while that does not block.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import ssl
-from typing import NoReturn
 
 import trio
 
 from smtpbench.net.errors import ConnectionClosed, SessionTimeout, TLSHandshakeError
+from smtpbench.net.fdio import receive_some, send_all
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol
-
-RECEIVE_SIZE = 65536
-_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
-
-
-def _raise_stream_error(exc: OSError) -> NoReturn:
-    # The same translation as trio.SocketStream, so classify() sees the same chain.
-    if exc.errno in _CLOSED_ERRNOS:
-        raise trio.ClosedResourceError("this socket was already closed") from None
-    raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-
-
-def _plain_fd(stream: trio.abc.Stream) -> int:
-    """The fd to use directly for ``stream``, or -1 (TLS, closed, half-closed, other streams)."""
-    if type(stream) is not trio.SocketStream:
-        return -1
-    sock = stream.socket
-    return -1 if sock.did_shutdown_SHUT_WR else sock.fileno()
 
 
 async def resolve(host: str, port: int) -> tuple[int, tuple[str, int] | tuple[str, int, int, int]]:
@@ -78,33 +51,6 @@ async def connect_tcp(family: int, sockaddr: tuple[str, int] | tuple[str, int, i
     return trio.SocketStream(sock)
 
 
-async def _read_fd(fd: int) -> bytes:
-    """Read what is there on a non-blocking socket fd, waiting (through Trio) when nothing is.
-
-    Always passes a Trio checkpoint, as ``receive_some`` does; b"" at EOF.
-    """
-    try:
-        data = os.read(fd, RECEIVE_SIZE)
-    except BlockingIOError:
-        pass
-    except OSError as exc:
-        _raise_stream_error(exc)
-    else:
-        await trio.lowlevel.checkpoint()
-        return data
-    while True:
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        except OSError as exc:
-            _raise_stream_error(exc)
-        try:
-            return os.read(fd, RECEIVE_SIZE)
-        except BlockingIOError:
-            continue  # a spurious wake-up: wait again
-        except OSError as exc:
-            _raise_stream_error(exc)
-
-
 class SMTPConnection:
     """A client session's stream, protocol state and reply reader."""
 
@@ -125,18 +71,7 @@ class SMTPConnection:
         """
         if self.raw_log is not None:
             self.raw_log.append((">", data))
-        fd = _plain_fd(self.stream)
-        if fd >= 0 and data:
-            try:
-                sent = os.write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                _raise_stream_error(exc)
-            if sent == len(data):
-                return
-            data = data[sent:]
-        await self.stream.send_all(data)
+        await send_all(self.stream, data)
 
     async def send(self, verb: str, line: bytes) -> None:
         """Send one command through the state machine."""
@@ -153,11 +88,7 @@ class SMTPConnection:
         Raises :class:`ConnectionClosed` at EOF and trio's Broken/ClosedResourceError
         on a broken connection; never returns ``b""``.
         """
-        fd = _plain_fd(self.stream)
-        if fd < 0:
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
-        else:
-            data = await _read_fd(fd)
+        data = await receive_some(self.stream)
         if not data:
             raise ConnectionClosed("server closed the connection")
         if self.raw_log is not None:

@@ -4,9 +4,9 @@ Client side: functions that build exact command bytes, and
 :func:`encode_data` which turns any message body into a CRLF-normalised,
 dot-stuffed octet string ending in ``CRLF.CRLF``.
 
-Server side (used by the sink): :func:`parse_command` splits a received line
-into verb and argument, :func:`parse_path` reads ``<path> params``, and
-:class:`DataReceiver` finds the end of data incrementally and undoes the
+Server side (used by :mod:`smtpbench.protocol.server`): :func:`split_path` and
+:func:`split_params` read ``<path> params`` (:func:`parse_path`: as a dict),
+and :class:`DataReceiver` finds the end of data incrementally and undoes the
 dot-stuffing.
 """
 
@@ -82,17 +82,6 @@ def encode_data(body: bytes) -> bytes:
 
 
 # --- server side -----------------------------------------------------------
-
-
-def parse_command(line: bytes) -> tuple[str, str]:
-    """Split a command line (without CRLF) into ``(VERB, argument)``.
-
-    The verb is upper-cased (commands are case-insensitive, 2.4); the
-    argument keeps its case and loses one separating space.
-    """
-    text = line.decode("utf-8", "surrogateescape")
-    verb, _, arg = text.partition(" ")
-    return verb.upper(), arg
 
 
 def split_path(arg: str, keyword: str) -> tuple[str, str] | None:
@@ -174,15 +163,16 @@ class DataReceiver:
 
     def _account(self, window: bytes, upto: int) -> None:
         skip = self._skip
-        self._skip = max(skip - upto, 0)
         if upto <= skip:
+            self._skip = skip - upto
             return
-        new = window[skip:upto]
-        self.size += len(new)
+        self._skip = 0
+        # Counted without slicing: the octets are copied only when kept.
+        self.size += upto - skip
         if self.max_size and self.size > self.max_size:
             self.overflow = True
         if self.keep and not self.overflow:
-            self.content += new
+            self.content += window[skip:upto]
 
     def message(self) -> bytes:
         """The received content with dot-stuffing undone (needs ``keep``)."""

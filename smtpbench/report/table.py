@@ -103,4 +103,14 @@ def print_summary(summary: dict[str, Any], results_dir: str, console: Console | 
         )
     for line in outcome_lines(summary):
         console.print(line, style="bold red" if line.startswith(("WARNING", "run failed")) else None, markup=False)
+    for line, ok in threshold_lines(summary):
+        console.print(line, style=None if ok else "bold red", markup=False)
     console.print(f"results: {results_dir}", markup=False)
+
+
+def threshold_lines(summary: dict[str, Any]) -> list[tuple[str, bool]]:
+    """One line per threshold, marked ✓ or ✗ with the value it was judged on, and whether it held."""
+    return [
+        (f"{'✓' if t['ok'] else '✗'} {t['metric']} {t['condition']} (was {t['shown']})", t["ok"])
+        for t in summary.get("thresholds", [])
+    ]

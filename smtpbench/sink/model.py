@@ -4,29 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from smtpbench.protocol.server_state import ServerCounters
+
 
 @dataclass
-class SinkStats:
-    """Counters of one sink process; plain ints, updated on the event loop only."""
+class SinkStats(ServerCounters):
+    """Counters of one sink process: the protocol's (:class:`ServerCounters`) plus the connections'.
+
+    Plain ints, updated on the event loop only.
+    """
 
     connections: int = 0
     active: int = 0
-    sessions_completed: int = 0
-    commands: int = 0
-    messages_accepted: int = 0
-    messages_rejected_temp: int = 0
-    messages_rejected_perm: int = 0
-    recipients_accepted: int = 0
-    recipients_rejected: int = 0
-    bytes_received: int = 0
-    bad_commands: int = 0
     idle_timeouts: int = 0
     disconnects_injected: int = 0
     aborted_sessions: int = 0
     tls_handshakes: int = 0
     tls_failures: int = 0
-    auth_successes: int = 0
-    auth_failures: int = 0
     internal_errors: int = 0
     #: Accepted with 250, then dropped (the blackhole knob); included in messages_accepted.
     messages_blackholed: int = 0

@@ -1,7 +1,8 @@
 """Server-side address and parameter syntax (RFC 5321 4.1.2, 4.1.3; RFC 3461 4).
 
 Pure functions over ``str`` (command lines decoded with ``surrogateescape``),
-used by the session to choose between 250, 501 and 553.
+used by the server role (:mod:`smtpbench.protocol.server`) to choose
+between 250, 501 and 553.
 """
 
 from __future__ import annotations
