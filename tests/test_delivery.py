@@ -332,14 +332,20 @@ def test_sink_cli_stats_count_blackholed(tmp_path: Path) -> None:
     assert written["messages_blackholed"] == 5 == written["messages_accepted"]
 
 
-def test_compare_and_report_show_delivery(tmp_path: Path) -> None:
-    """compare has the delivery phases and counts (--fail-if on lost), the HTML report charts the new phases."""
+def test_thresholds_compare_and_report_show_delivery(tmp_path: Path) -> None:
+    """Thresholds and compare have the delivery phases and counts (--fail-if on lost), the HTML report charts the new phases."""
     from tests.test_compare_report import compare_json, invoke
 
-    body = "[workload]\nsessions = 2\nmessages = 400\nmessages_per_session = 20\nseed = 5\n"
+    body = (
+        "[workload]\nsessions = 2\nmessages = 400\nmessages_per_session = 20\nseed = 5\n"
+        '[thresholds]\n"delivery.lost" = "== 0"\n"end_to_end.p50" = "< 10s"\n'
+    )
     clean = run_own_sink(tmp_path, body, '"2s"', "blackhole = 0")
     lossy = run_own_sink(tmp_path, body, '"2s"', 'blackhole = "10%"')
     assert clean["delivery"]["lost"] == 0 < lossy["delivery"]["lost"]
+    # Thresholds gate on delivery counts and phases.
+    assert [t["ok"] for t in clean["thresholds"]] == [True, True]
+    assert [(t["metric"], t["ok"]) for t in lossy["thresholds"]] == [("delivery.lost", False), ("end_to_end.p50", True)]
     code, doc = compare_json(clean["_dir"], lossy["_dir"], "--fail-if", "delivery.lost > 0")
     assert code == 1
     metrics = {r["metric"]: r for r in doc["rows"]}

@@ -35,6 +35,7 @@ from typing import Any
 from smtpbench.config import did_you_mean
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.hgrm import mean_and_stddev
+from smtpbench.metrics.summary import DELIVERY_COUNTS
 from smtpbench.report.rundata import STATS, RunData, interval_stats, robust_spread
 
 NOISE_MIN_COUNT = 10
@@ -46,8 +47,6 @@ THROUGHPUT_COUNTS = {
     "messages_sent_per_s": "messages_sent",
     "sessions_per_s": "sessions_completed",
 }
-#: Counts of summary.json's ``delivery`` section compared as metrics (more is worse).
-DELIVERY_COUNTS = ("lost", "duplicated", "unexpected", "rejected_but_delivered")
 #: Statistics a condition may name (summary.json key, percentile used per interval; 100 = max, 0 = min).
 CONDITION_STATS = {**STATS, "min": "min_us", "mean": "mean_us"}
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9, "max": 100.0}

@@ -92,7 +92,7 @@ def test_paused_delivery_sink_latency_rises_and_recovers_nothing_lost(tmp_path: 
     """The next hop stops answering for 5 s mid-run: Postfix gives up on the greeting after 2 s, keeps the mail
     queued and retries (after 1 s here); delivery latency rises then falls back, and after the wait every
     accepted message has arrived once."""
-    overrides = ['workload.duration="14s"', 'delivery.sink.pause_at="4s"', 'delivery.sink.pause_for="5s"']
+    overrides = ['workload.duration="20s"', 'delivery.sink.pause_at="4s"', 'delivery.sink.pause_for="5s"']
     s, postfix = through_postfix(tmp_path, real_factory, overrides, smtp_helo_timeout="2s")
     d = s["delivery"]
     accepted = s["counts"]["messages_accepted"]
