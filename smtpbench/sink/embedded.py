@@ -18,14 +18,15 @@ from typing import IO
 
 from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
 
-START_TIMEOUT = 10.0
+#: A child starts in ~0.6 s on an idle machine; a full test suite on 2 loaded cores once took over 10 s.
+START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
 class EmbeddedSink:
     """``with EmbeddedSink(["--delay-rcpt", "5ms"]) as (host, port): ...``.
 
-    Guarantees: startup waits at most 10 s for the listening line, else the
+    Guarantees: startup waits at most 30 s for the listening line, else the
     child is killed and ``RuntimeError`` raised (with its stderr); exit sends
     SIGTERM and waits at most 10 s before killing.  After exit, ``stats``
     holds the counters the child printed (None if it printed none).
