@@ -182,3 +182,31 @@ def format_size(octets: int) -> str:
 def _trim(number: float, places: int) -> str:
     text = f"{number:.{places}f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+def parse_host_port(text: str, key: str = "--target") -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT`` or ``[IPv6]:PORT``.
+
+    Raises ConfigError (naming ``key``) for a missing or invalid port, an
+    empty host, or an unbracketed IPv6 address.
+    """
+    expected = "HOST:PORT, like 127.0.0.1:2525 or [::1]:25"
+    value = text.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(f"{_shown(text)} is not an address", key=key, expected=expected)
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            raise ConfigError(f"{_shown(text)} has no port", key=key, expected=expected)
+        if ":" in host:
+            raise ConfigError(
+                f"{_shown(text)}: put an IPv6 address in brackets", key=key, expected="[IPv6]:PORT like [::1]:25"
+            )
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"{_shown(text)} has no valid host", key=key, expected=expected)
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{_shown(text)} has no valid port", key=key, expected="a port between 1 and 65535")
+    return host, int(port_text)

@@ -47,6 +47,8 @@ from typing import Any
 
 import trio
 
+from smtpbench.delivery.end import DeliveryRun
+from smtpbench.delivery.ids import MessageIds
 from smtpbench.errors import RunError
 from smtpbench.load.extensions import message_extensions, message_pool, split_counts
 from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
@@ -103,6 +105,7 @@ class Engine:
         results: ResultsDir,
         progress_mode: str,
         shard: ShardPlan | None = None,
+        delivery: DeliveryRun | None = None,
     ) -> None:
         self.profile = profile
         self.shard = shard
@@ -118,6 +121,11 @@ class Engine:
         self.settings = _settings(profile, host, port, self.part)
         self.settings.extensions = message_extensions(profile.message, results.run_id)
         self.steps = opening_steps(self.settings)
+        self.settings.ids = MessageIds(results.run_id)
+        self.delivery = delivery
+        if delivery is not None:
+            self.settings.tracker = delivery.bind(self.settings.ids, self.recorder)
+        self.signals = 0  # SIGINT/SIGTERM received (a first one during the delivery wait ends it)
         self.pool = message_pool(profile)
         initial = (wl.sessions if wl.model == "closed" else wl.rate) or 0
         self.shape = LoadShape(float(initial), [Ramp(s.duration, s.target) for s in wl.stages])
@@ -162,6 +170,8 @@ class Engine:
                 background.start_soon(self.health.probe)
                 background.start_soon(self.health.sample)
                 background.start_soon(show_progress, self.progress, self.progress_mode)
+                if self.delivery is not None:
+                    background.start_soon(self.delivery.run)
                 with self.workload_scope:
                     async with trio.open_nursery() as work:
                         work.start_soon(self._timer)
@@ -169,6 +179,9 @@ class Engine:
                             work.start_soon(self._drive_open, work)
                         else:
                             work.start_soon(self._drive_closed, work)
+                if self.delivery is not None:
+                    seen = self.signals
+                    await self.delivery.wait(lambda: self.signals > seen, self.progress_mode != "none")
                 background.cancel_scope.cancel()
         finally:
             self.health.finish()
@@ -235,6 +248,7 @@ class Engine:
             count = 0
             async for _ in signals:
                 count += 1
+                self.signals += 1
                 self.status = "interrupted"
                 if count == 1:
                     self.begin_stop()
@@ -368,6 +382,8 @@ class Engine:
             s.phase for s in self.control.sessions if s.phase != "think" and now - s.mark > STUCK_AFTER_S
         )
         notes = {"generator": self.health.live_text()}
+        if self.delivery is not None:
+            notes.update(self.delivery.progress_fields())
         if stuck:
             notes[f"stuck > {STUCK_AFTER_S:g}s"] = ", ".join(f"{p}={n}" for p, n in stuck.most_common())
         behind = self._driver_behind()
@@ -428,6 +444,7 @@ class Engine:
                 "seed": p.workload.seed,
                 "values_clamped": self.recorder.clamped,
                 **extra,
+                **({"delivery": self.delivery.summary()} if self.delivery is not None else {}),
             },
         )
         if self.criteria:
@@ -495,7 +512,11 @@ def execute(
                 host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
-        engine = Engine(profile, host, port, results, mode, shard)
+        delivery = None
+        if profile.delivery is not None:
+            delivery = DeliveryRun(profile.delivery)
+            delivery.start(stack)
+        engine = Engine(profile, host, port, results, mode, shard, delivery)
         start = time.perf_counter()
         try:
             trio.run(engine.main)
@@ -504,6 +525,8 @@ def execute(
                 engine.status = "failed"
             raise
         finally:  # what was measured is written however the run ended
+            if delivery is not None:
+                delivery.finish(results.path)
             engine.judge()
             # From the common start time for a shard (not from the wait before it).
             begin = engine.t0 if shard is not None and engine.t0 else start

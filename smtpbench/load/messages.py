@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import random
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -74,8 +73,8 @@ def render_message(
     msg["To"] = recipient
     msg["Subject"] = subject
     msg["Date"] = email.utils.formatdate(localtime=False)
-    token = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(16))
-    msg["Message-ID"] = f"<{token}@smtpbench.example>"
+    # No Message-ID here: every message gets its own (with X-Smtpbench-Id) when sent,
+    # see smtpbench.delivery.ids.MessageIds.stamp.
     for k, v in headers.items():
         msg[k] = v
     head_len = len(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))

@@ -126,7 +126,7 @@ def build(
     msg["To"] = Address(display_name=rng.choice(names), addr_spec=recipient)
     msg["Subject"] = subject + (_SUBJECT_UTF8 if non_ascii else "")
     msg["Date"] = email.utils.formatdate(localtime=False)
-    msg["Message-ID"] = f"<{rng.getrandbits(64):016x}@smtpbench.example>"
+    # No Message-ID: each message gets its own with its X-Smtpbench-Id when sent (delivery.ids).
     for k, v in headers.items():
         msg[k] = v
     head = len(msg.as_bytes())

@@ -31,6 +31,7 @@ from pydantic import ValidationError, model_validator
 
 from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml, plain, redact, shown, type_name
 from smtpbench.conform.section import ConformSection
+from smtpbench.delivery.config import DeliveryConfig
 from smtpbench.errors import ConfigError
 from smtpbench.fields import Invalid, Table, checker, config_error, key, nested
 from smtpbench.load.message_section import DsnConfig, MessageConfig, MixEntry  # noqa: F401
@@ -44,6 +45,7 @@ from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names 
 )
 from smtpbench.load.sizes import FixedSize, LognormalSize, SizeSpec, UniformSize, WeightedSize  # noqa: F401
 from smtpbench.metrics.thresholds import Threshold, metric_names, parse_cli_threshold, parse_threshold, parse_thresholds
+from smtpbench.units import parse_host_port
 
 # ---------------------------------------------------------------- the file
 
@@ -92,6 +94,7 @@ class ProfileFile(Table):
     conform: Annotated[dict[str, Any], checker(_conform, ConformSection)] = key(
         default_factory=dict, doc="Settings of smtpbench conform (its long options)."
     )
+    delivery: DeliveryConfig | None = key(None, "End-to-end delivery tracking (README, Delivery latency).")
     thresholds: Annotated[dict[str, Any], checker(_thresholds, _ThresholdsInput)] = key(
         default_factory=dict,
         json_schema_extra=_metric_names,
@@ -102,6 +105,8 @@ class ProfileFile(Table):
     def _check(self) -> Self:
         if self.target.embedded and self.target.sink.seed is None:
             self.target.sink.seed = self.workload.seed
+        if self.delivery is not None and self.delivery.sink.seed is None:
+            self.delivery.sink.seed = self.workload.seed
         return self
 
 
@@ -118,6 +123,7 @@ class Profile:
     conform: dict[str, Any]
     thresholds: dict[str, Any]
     raw: dict[str, Any]
+    delivery: DeliveryConfig | None = None
 
     def criteria(self) -> list[Threshold]:
         """The parsed ``[thresholds]`` (already validated when the profile was loaded)."""
@@ -213,31 +219,8 @@ def _ensure_table(data: dict[str, Any], name: str, path: str) -> dict[str, Any]:
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """``(host, port)`` from ``HOST:PORT`` or ``[IPv6]:PORT``.
-
-    Raises ConfigError (key ``--target``) for a missing or invalid port, an
-    empty host, or an unbracketed IPv6 address.
-    """
-    expected = "HOST:PORT, like 127.0.0.1:2525 or [::1]:25"
-    value = text.strip()
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ConfigError(f"{shown(text)} is not an address", key="--target", expected=expected)
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = value.rpartition(":")
-        if not sep:
-            raise ConfigError(f"{shown(text)} has no port", key="--target", expected=expected)
-        if ":" in host:
-            raise ConfigError(
-                f"{shown(text)}: put an IPv6 address in brackets", key="--target", expected="[IPv6]:PORT like [::1]:25"
-            )
-    if not host or any(c.isspace() for c in host):
-        raise ConfigError(f"{shown(text)} has no valid host", key="--target", expected=expected)
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigError(f"{shown(text)} has no valid port", key="--target", expected="a port between 1 and 65535")
-    return host, int(port_text)
+    """``(host, port)`` from ``HOST:PORT`` or ``[IPv6]:PORT`` (:func:`smtpbench.units.parse_host_port`, key ``--target``)."""
+    return parse_host_port(text, "--target")
 
 
 def profile_from_dict(data: dict[str, Any], path: str = "<profile>") -> Profile:
@@ -260,7 +243,11 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     (apart from ``path`` and ``raw``).  Secrets are not redacted here.
     """
     plain_tables = ("conform", "thresholds")
-    data = {name: getattr(profile, name).toml() for name in SECTIONS if name not in plain_tables}
+    data = {
+        name: getattr(profile, name).toml()
+        for name in SECTIONS
+        if name not in plain_tables and getattr(profile, name) is not None
+    }
     return {**data, **{name: copy.deepcopy(getattr(profile, name)) for name in plain_tables}}
 
 

@@ -158,6 +158,11 @@ class SinkOptions(Table):
     reject_data_temp: Ratio = key(0.0, "Ratio of messages answered 4xx after the final dot.")
     reject_data_perm: Ratio = key(0.0, "Ratio answered 5xx after the final dot (temp + perm <= 1).")
     disconnect: Ratio = key(0.0, "Ratio of commands after which the sink drops the connection.")
+    blackhole: Ratio = key(0.0, "Ratio of messages accepted with 250 and then dropped (README, Delivery latency).")
+    pause_at: Duration | None = key(None, "Stop answering this long after the sink's start (with pause_for).")
+    pause_for: Annotated[float, checker(_sink_delay, Duration), PlainSerializer(format_duration)] | None = key(
+        None, "How long a pause lasts (with pause_at; at most 1h)."
+    )
     seed: Seed | None = key(None, "Seed of the sink's random choices (default: workload.seed).")
 
     @model_validator(mode="after")
@@ -169,6 +174,10 @@ class SinkOptions(Table):
                     expected="ratios that add up to at most 1",
                     loc=(f"reject_{kind}_perm",),
                 )
+        if (self.pause_at is None) != (self.pause_for is None):
+            raise Invalid("pause_at and pause_for go together", loc=("pause_at" if self.pause_for else "pause_for",))
+        if self.pause_for == 0:
+            raise Invalid("a pause of 0 is none", expected="a duration above 0", loc=("pause_for",))
         return self
 
     def to_cli_args(self) -> list[str]:
@@ -184,6 +193,10 @@ class SinkOptions(Table):
         for name in ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect"):
             if getattr(self, name) > 0:
                 args += [f"--{name.replace('_', '-')}", repr(getattr(self, name))]
+        if self.blackhole > 0:
+            args += ["--blackhole", repr(self.blackhole)]
+        if self.pause_at is not None and self.pause_for:
+            args += ["--pause-at", format_duration(self.pause_at), "--pause-for", format_duration(self.pause_for)]
         if self.seed is not None:
             args += ["--seed", str(self.seed)]
         return args

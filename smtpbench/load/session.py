@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from smtpbench.delivery.ids import MessageIds
+from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, UNSUPPORTED, MessageExtensions, Pool, capabilities
 from smtpbench.load.messages import AddressTemplate, RenderedMessage
 from smtpbench.metrics.recorder import Recorder
@@ -101,6 +103,10 @@ class SessionSettings:
     think_time: float = 0.0  # pause between the messages of a session
     chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
     extensions: MessageExtensions = field(default_factory=MessageExtensions)
+    #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
+    ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
+    #: Delivery accounting (only when the profile has a [delivery] section).
+    tracker: Tracker | None = None
     family: int = 0
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
     #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
@@ -156,6 +162,7 @@ class Session:
         "open_messages",
         "caps",
         "bdat",
+        "started",
     )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
@@ -177,6 +184,8 @@ class Session:
         #: The server's extensions as a bit mask (smtpbench.load.extensions), and whether messages go by BDAT.
         self.caps = 0
         self.bdat = False
+        #: perf_counter time the session started (its intended start in open runs): end_to_end counts from here.
+        self.started = 0.0
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
@@ -352,7 +361,9 @@ def envelope(s: Session, message_no: int, msg: RenderedMessage) -> list[tuple[st
         cmds.append(("DATA", commands.DATA))
         return cmds
     # RFC 3030: chunks may follow the envelope in one pipelined group (2920 lets BDAT be pipelined).
+    # The id fields go first as a chunk of their own (a message is its chunks' concatenation).
     *chunks, last = msg.bdat
+    cmds.append(("BDAT", st.ids.chunk(message_no)))
     cmds += [("BDAT", chunk) for chunk in chunks]
     cmds.append(("BDAT_LAST", last))
     return cmds
@@ -430,6 +441,8 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
     think = st.think_time
     coalesce = s.pipelined and st.pipeline_data and not think and not s.bdat
     ext = st.extensions
+    ids = st.ids
+    tracker = st.tracker
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
@@ -458,12 +471,17 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
                 await conn.send_group(cmds)
         sent, msg = msg, None
         assert sent is not None
+        if s.bdat and tracker is not None:  # the data goes with the envelope (pipelined or not)
+            tracker.sent(message_no, len(cmds) - 2 - len(sent.bdat), s.started)
         accepted = await _envelope_replies(s, cmds, s.pipelined)
+        n_rcpt = len(cmds) - 2
         cmds = None
         following = -1
         if s.bdat:  # the chunks went with the envelope: its replies settled the message
             if accepted or s.pipelined:
-                counts["bytes_sent"] += sent.size
+                counts["bytes_sent"] += sent.size + ids.size(message_no)
+            if tracker is not None:
+                tracker.replied(message_no, accepted, s.mark)
             if accepted:
                 end = s.mark
                 s.open_messages -= 1
@@ -472,6 +490,7 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
                 if lag_us is not None:
                     rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
         elif accepted:
+            wire = ids.stamp(message_no, sent.wire)
             s.arm(st.timeouts["data_block"])
             s.phase = "data_end"
             s.mark = perf()
@@ -484,13 +503,17 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
                     cmds = envelope(s, following, msg)
                     counts["messages_sent"] += 1
                     s.open_messages += 1
-                    await conn.send_group([("DATA_END", sent.wire), *cmds])
+                    await conn.send_group([("DATA_END", wire), *cmds])
             if cmds is None:
-                await conn.send("DATA_END", sent.wire)
+                await conn.send("DATA_END", wire)
             counts["transfer.data"] += 1
-            counts["bytes_sent"] += sent.size
+            counts["bytes_sent"] += sent.size + len(wire) - len(sent.wire)
+            if tracker is not None:
+                tracker.sent(message_no, n_rcpt, s.started)
             _, reply = await s.reply("data_end", "data_end")
             end = s.mark
+            if tracker is not None:
+                tracker.replied(message_no, reply.code < 400, end)
             s.open_messages -= 1
             if reply.code < 400:
                 counts["messages_accepted"] += 1
@@ -537,6 +560,7 @@ async def run_session(
     counts["sessions_started"] += 1
     control.sessions.add(s)
     start = perf()
+    s.started = start if intended is None else intended
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     outcome = ""  # stays empty when the run's end cuts the session off
     try:

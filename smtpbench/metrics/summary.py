@@ -34,6 +34,8 @@ PHASE_ORDER = (
 )
 #: Every phase name a run can record (thresholds and compare check names against it).
 KNOWN_PHASES = (*PHASE_ORDER, "schedule_lag", "unfinished_wait", "generator.loop_lag", "delivery", "end_to_end")
+#: Counts of the ``delivery`` section (README, "Delivery latency") that thresholds and compare may name.
+DELIVERY_COUNTS = ("lost", "duplicated", "unexpected", "rejected_but_delivered")
 CORRECTED_PREFIX = "corrected."
 SCHEDULE_LAG = "schedule_lag"
 #: Histograms of the generator itself (``generator.loop_lag``): in the hlog, summarised under ``generator``.

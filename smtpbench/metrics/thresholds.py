@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtpbench.errors import ConfigError
-from smtpbench.metrics.summary import CORRECTED_PREFIX, KNOWN_PHASES
+from smtpbench.metrics.summary import CORRECTED_PREFIX, DELIVERY_COUNTS, KNOWN_PHASES
 from smtpbench.units import format_duration, parse_duration, parse_ratio
 
 #: Latency statistics of a phase, in the names users write and the summary's keys (µs).
@@ -101,6 +101,7 @@ def metric_names() -> list[str]:
     names += [f"counts.{c}" for c in COUNT_NAMES]
     names += [f"throughput.{t}" for t in THROUGHPUT_NAMES]
     names.append("unfinished.count")
+    names += [f"delivery.{c}" for c in DELIVERY_COUNTS]
     return names
 
 
@@ -116,6 +117,8 @@ def metric_kind(metric: str) -> str | None:
     if head == "throughput":
         return "number" if tail in THROUGHPUT_NAMES else None
     if metric == "unfinished.count":
+        return "number"
+    if head == "delivery" and tail in DELIVERY_COUNTS:  # not the delivery phase's statistics
         return "number"
     phase, _, stat = metric.rpartition(".")
     phase = phase.removeprefix(CORRECTED_PREFIX)
@@ -224,6 +227,9 @@ def metric_value(summary: Mapping[str, Any], metric: str) -> float | None:
         return float(summary.get("throughput", {}).get(tail, 0.0))
     if metric == "unfinished.count":
         return float(counts.get("sessions_unfinished", 0))
+    if head == "delivery" and tail in DELIVERY_COUNTS:
+        value = summary.get("delivery", {}).get(tail)
+        return None if value is None else float(value)
     phase, _, stat = metric.rpartition(".")
     if phase.startswith(CORRECTED_PREFIX):
         stats = summary.get("corrected", {}).get(phase[len(CORRECTED_PREFIX) :], {})

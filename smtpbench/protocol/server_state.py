@@ -121,7 +121,9 @@ class ServerConfig:
     local_domains: frozenset[str] = frozenset({"localhost"})
 
     def is_local_domain(self, domain: str) -> bool:
-        """True when mail for ``domain`` is delivered here (not relayed)."""
+        """True when mail for ``domain`` is delivered here (not relayed); ``*`` in local_domains: every domain."""
+        if "*" in self.local_domains:  # a delivery sink: the final destination of all the mail it gets
+            return True
         if domain.startswith("["):
             literal = syntax.address_literal(domain)
             return literal is not None and literal.lower() in self.local_domains

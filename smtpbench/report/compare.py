@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Rows are metrics named as thresholds name them: ``<phase>.<stat>`` (stat p50,
 p90, p99, p999, max; phases include ``corrected.<phase>`` and
-``schedule_lag``), ``throughput.<name>`` and ``errors.<kind>``.  Values come
+``schedule_lag``), ``throughput.<name>``, ``errors.<kind>`` and, for runs with
+``[delivery]``, ``delivery.<count>`` (lost, duplicated, ...: README, "Delivery latency").  Values come
 from each run's ``summary.json``; each NEW run gets one column with its
 absolute and relative difference to BASE.
 
@@ -34,6 +35,7 @@ from typing import Any
 from smtpbench.config import did_you_mean
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.hgrm import mean_and_stddev
+from smtpbench.metrics.summary import DELIVERY_COUNTS
 from smtpbench.report.rundata import STATS, RunData, interval_stats, robust_spread
 
 NOISE_MIN_COUNT = 10
@@ -89,8 +91,10 @@ def _split(metric: str) -> tuple[str, str]:
 
 
 def unit_of(metric: str) -> str:
-    """``us`` for latencies, ``per_s`` for throughput, ``count`` for error counts."""
-    family = metric.split(".", 1)[0]
+    """``us`` for latencies, ``per_s`` for throughput, ``count`` for error and delivery counts."""
+    family, _, rest = metric.partition(".")
+    if family == "delivery" and rest in DELIVERY_COUNTS:  # not the delivery phase's statistics
+        return "count"
     return {"throughput": "per_s", "errors": "count"}.get(family, "us")
 
 
@@ -109,6 +113,9 @@ def metric_value(run: RunData, metric: str) -> float | None:
         if rest == "total":
             return float(run.summary["counts"].get("errors", 0))
         return float(run.summary.get("errors", {}).get(rest, 0))
+    if family == "delivery" and rest in DELIVERY_COUNTS:
+        v = run.summary.get("delivery", {}).get(rest)
+        return float(v) if isinstance(v, int | float) else None
     phase, stat = _split(metric)
     st = run.phase_stats().get(phase)
     if st is None or stat not in CONDITION_STATS:
@@ -142,7 +149,7 @@ def spread(run: RunData, metric: str) -> float | None:
     """The run's interval-to-interval spread of ``metric`` (None when it cannot be estimated): see the module notes."""
     family, _, rest = metric.partition(".")
     values: list[float]
-    if family == "errors":
+    if family == "errors" or unit_of(metric) == "count":
         return None
     if family == "throughput":
         counter = THROUGHPUT_COUNTS.get(rest)
@@ -185,6 +192,8 @@ def metric_names(runs: list[RunData]) -> list[str]:
         phases += [p for p in run.phase_stats() if p not in phases]
     names = [f"{p}.{s}" for p in phases for s in STATS]
     names += [f"throughput.{k}" for k in THROUGHPUT_COUNTS]
+    if any("delivery" in run.summary for run in runs):
+        names += [f"delivery.{k}" for k in DELIVERY_COUNTS]
     kinds = sorted({k for run in runs for k in run.summary.get("errors", {})})
     return names + [f"errors.{k}" for k in kinds] + ["errors.total"]
 
@@ -266,7 +275,9 @@ def check_metric(metric: str, runs: list[RunData]) -> None:
         known = metric_names([run])
         hint = did_you_mean(metric, known)
         phase, stat = _split(metric)
-        if family != "throughput" and stat not in CONDITION_STATS:
+        if unit_of(metric) == "count":
+            what = f"run {run.name} ({run.path}) has no delivery counts (no [delivery] section)"
+        elif family != "throughput" and stat not in CONDITION_STATS:
             what = f"unknown statistic {stat!r} (one of {', '.join(CONDITION_STATS)})"
         elif family == "throughput":
             what = f"unknown throughput figure (one of {', '.join(THROUGHPUT_COUNTS)})"

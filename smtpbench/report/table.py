@@ -101,6 +101,15 @@ def print_summary(summary: dict[str, Any], results_dir: str, console: Console | 
         console.print("errors: " + ", ".join(f"{k}={v}" for k, v in sorted(summary["errors"].items())))
     if summary["unexpected_replies"]:
         console.print(f"unexpected replies: {summary['unexpected_replies']}")
+    d = summary.get("delivery")
+    if d:
+        console.print(
+            f"delivery: {d['delivered']:,}/{d['accepted']:,} delivered, {d['lost']:,} lost, "
+            f"{d['duplicated']:,} duplicated, {d['unexpected']:,} unexpected, "
+            f"{d['rejected_but_delivered']:,} rejected but delivered"
+            + (" (ids in delivery-problems.txt)" if d["lost"] or d["duplicated"] else ""),
+            markup=False,
+        )
     for line in outcome_lines(summary):
         console.print(line, style="bold red" if line.startswith(("WARNING", "run failed")) else None, markup=False)
     for line, ok in threshold_lines(summary):

@@ -4,7 +4,10 @@ The first line on stdout is always ``smtpbench-sink listening on HOST:PORT``
 (flushed), which is what :class:`~smtpbench.sink.embedded.EmbeddedSink`
 waits for.  SIGINT or SIGTERM stops it: sessions get a 421, the stats are
 printed as one ``smtpbench-sink stats {json}`` line and written to
-``--stats-file``.
+``--stats-file``.  SIGUSR1 pauses the sink (stops answering: for
+``--pause-for`` if given, else until SIGUSR2), SIGUSR2 resumes it; see
+:mod:`smtpbench.sink.downstream` for the pause, ``--blackhole`` and
+``--report-to``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
 from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
 from smtpbench.sink.faults import validate_faults
 from smtpbench.sink.server import SinkServer, serve
-from smtpbench.units import parse_duration, parse_ratio
+from smtpbench.units import parse_duration, parse_host_port, parse_ratio
 
 PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
 LISTENING_PREFIX = "smtpbench-sink listening on "
 STATS_PREFIX = "smtpbench-sink stats "
+#: At shutdown, how long the sink tries to write the reports it still holds.
+REPORT_FLUSH_S = 2.0
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +47,9 @@ def sink_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(2525, "--port", help="Port to listen on; 0 picks a free one."),
     hostname: str = typer.Option(DEFAULT_HOSTNAME, "--hostname", help="Name in the greeting and EHLO reply."),
-    local_domain: list[str] = typer.Option([], "--local-domain", help="Extra local domain (repeatable)."),
+    local_domain: list[str] = typer.Option(
+        [], "--local-domain", help="Extra local domain (repeatable); * accepts mail for every domain."
+    ),
     delay_banner: str = typer.Option("0", "--delay-banner", help="Delay before the greeting, e.g. 20ms."),
     delay_ehlo: str = typer.Option("0", "--delay-ehlo", help="Delay before the EHLO/HELO reply."),
     delay_mail: str = typer.Option("0", "--delay-mail", help="Delay before the MAIL reply."),
@@ -55,6 +62,13 @@ def sink_command(
     reject_data_temp: str = typer.Option("0", "--reject-data-temp", help="Ratio of messages answered 451."),
     reject_data_perm: str = typer.Option("0", "--reject-data-perm", help="Ratio of messages answered 554."),
     disconnect: str = typer.Option("0", "--disconnect", help="Ratio of commands after which the connection drops."),
+    blackhole: str = typer.Option("0", "--blackhole", help="Ratio of messages accepted with 250, then dropped."),
+    report_to: str | None = typer.Option(
+        None, "--report-to", help="Report each accepted message's X-Smtpbench-Id to a run at HOST:PORT."
+    ),
+    report_buffer: int = typer.Option(1_000_000, "--report-buffer", help="Reports held while the run is slow."),
+    pause_at: str | None = typer.Option(None, "--pause-at", help="Stop answering this long after the start."),
+    pause_for: str = typer.Option("0", "--pause-for", help="Length of a pause (--pause-at, SIGUSR1)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the random choices."),
     fault: list[str] = typer.Option([], "--fault", help="Conformance check id to break (repeatable)."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate chain (enables STARTTLS)."),
@@ -99,6 +113,11 @@ def sink_command(
             reject_data_temp=parse_ratio(reject_data_temp, "--reject-data-temp"),
             reject_data_perm=parse_ratio(reject_data_perm, "--reject-data-perm"),
             disconnect=parse_ratio(disconnect, "--disconnect"),
+            blackhole=parse_ratio(blackhole, "--blackhole"),
+            report_to=None if report_to is None else parse_host_port(report_to, "--report-to"),
+            report_buffer=report_buffer,
+            pause_at=None if pause_at is None else parse_duration(pause_at, "--pause-at"),
+            pause_for=parse_duration(pause_for, "--pause-for"),
             seed=seed,
             faults=validate_faults(fault),
         )
@@ -164,7 +183,8 @@ def _address(server: SinkServer) -> str:
 
 
 async def _run(config: SinkConfig, quiet: bool) -> dict[str, Any]:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    controls = (signal.SIGUSR1, signal.SIGUSR2)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *controls) as signals:
         async with trio.open_nursery() as nursery:
             server: SinkServer = await nursery.start(serve, config)
             print(LISTENING_PREFIX + _address(server), flush=True)
@@ -175,8 +195,24 @@ async def _run(config: SinkConfig, quiet: bool) -> dict[str, Any]:
                     flush=True,
                 )
             async for signum in signals:
+                if signum == signal.SIGUSR1:  # pause: for --pause-for, or until SIGUSR2
+                    if config.pause_for:
+                        nursery.start_soon(server.gate.pause_for, config.pause_for)
+                    else:
+                        server.gate.pause()
+                    continue
+                if signum == signal.SIGUSR2:
+                    server.gate.resume()
+                    continue
                 if not quiet:
                     print(f"smtpbench-sink: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
+                server.gate.resume()
+                if server.reporter is not None:
+                    await server.reporter.flush(REPORT_FLUSH_S)
                 nursery.cancel_scope.cancel()
                 break
-    return server.stats.as_dict()
+    stats = server.stats.as_dict()
+    stats.update(pauses=server.gate.pauses, paused_ms=round(server.gate.paused_s * 1000))
+    if server.reporter is not None:
+        stats.update(reports_sent=server.reporter.sent, reports_dropped=server.reporter.dropped)
+    return stats

@@ -51,6 +51,14 @@ class SinkConfig:
     reject_data_temp: float = 0.0
     reject_data_perm: float = 0.0
     disconnect: float = 0.0
+    #: Ratio of accepted messages dropped after the 250 (see smtpbench.sink.downstream).
+    blackhole: float = 0.0
+    #: Report each accepted message's id to this run (HOST, PORT), buffering at most report_buffer reports.
+    report_to: tuple[str, int] | None = None
+    report_buffer: int = 1_000_000
+    #: A scheduled pause: stop answering pause_at seconds after the start, for pause_for seconds.
+    pause_at: float | None = None
+    pause_for: float = 0.0
     seed: int | None = None
     faults: frozenset[str] = frozenset()
 
@@ -64,7 +72,14 @@ class SinkConfig:
                 raise ConfigError(f"unknown delay phase {phase!r}", expected="one of " + ", ".join(PHASES))
             if not 0 <= seconds <= 3600:
                 raise ConfigError(f"delay for {phase} out of range: {seconds}", expected="0..3600 seconds")
-        for name in ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect"):
+        for name in (
+            "reject_rcpt_temp",
+            "reject_rcpt_perm",
+            "reject_data_temp",
+            "reject_data_perm",
+            "disconnect",
+            "blackhole",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} out of range: {value}", expected="a ratio between 0 and 1")
@@ -72,6 +87,12 @@ class SinkConfig:
             raise ConfigError("reject_rcpt_temp + reject_rcpt_perm exceeds 1")
         if self.reject_data_temp + self.reject_data_perm > 1.0:
             raise ConfigError("reject_data_temp + reject_data_perm exceeds 1")
+        if (self.pause_at is None) != (self.pause_for == 0):
+            raise ConfigError("--pause-at and --pause-for go together", key="--pause-at/--pause-for")
+        if self.pause_for < 0 or self.pause_for > 3600:
+            raise ConfigError(f"pause_for out of range: {self.pause_for}", expected="0..3600 seconds")
+        if self.report_buffer < 1:
+            raise ConfigError(f"report_buffer must be at least 1: {self.report_buffer}", key="--report-buffer")
         if self.max_size < 0:
             raise ConfigError(f"max_size must not be negative: {self.max_size}")
         if self.max_recipients < 1:

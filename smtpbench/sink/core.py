@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from itertools import count
 
+from smtpbench.delivery.reporter import Reporter
 from smtpbench.protocol import syntax
 from smtpbench.protocol.server_state import ServerConfig
 from smtpbench.sink.config import SinkConfig
+from smtpbench.sink.downstream import Downstream, PauseGate
 from smtpbench.sink.model import SinkStats, StoredMessage
 
 _BUILTIN_LOCAL = ("localhost", "example.test", "[127.0.0.1]", "[IPv6:::1]", "127.0.0.1")
@@ -35,8 +37,16 @@ class SinkCore:
             or config.reject_data_temp
             or config.reject_data_perm
             or config.disconnect
+            or config.blackhole
         )
-        self.keeps_content = config.store_messages or config.store_dir is not None
+        self.keeps_content = config.store_messages or config.store_dir is not None or config.report_to is not None
+        self.reporter = None if config.report_to is None else Reporter(*config.report_to, config.report_buffer)
+        #: Blackhole and reports for each accepted message (None: neither is asked for).
+        self.downstream = (
+            Downstream(self.stats, config.blackhole, self.reporter) if config.blackhole or self.reporter else None
+        )
+        #: The pause control (smtpbench.sink.downstream): sessions hold their replies while it is paused.
+        self.gate = PauseGate()
         #: What the protocol's server role offers and enforces, for every session.
         self.protocol = ServerConfig(
             hostname=config.hostname,

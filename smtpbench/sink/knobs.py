@@ -85,7 +85,8 @@ class SinkConnection(ServerConnection):
     def message_accepted(self, content: bytes | None, via: str) -> str:
         """Number the message and, when content is kept, deliver it."""
         mid = self.core.next_id()
-        if content is not None:
+        downstream = self.core.downstream  # blackhole and arrival reports (smtpbench.sink.downstream)
+        if (downstream is None or downstream.accept(content, len(self.rcpts), self.rng)) and content is not None:
             self.deliver(content, via, mid)
         return mid
 

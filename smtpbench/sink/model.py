@@ -30,6 +30,8 @@ class SinkStats(ServerCounters):
     internal_errors: int = 0
     #: Connections per client IP address (at most MAX_CLIENT_ADDRESSES keys, then OTHER_CLIENTS).
     client_addresses: dict[str, int] = field(default_factory=dict)
+    #: Accepted with 250, then dropped (the blackhole knob); included in messages_accepted.
+    messages_blackholed: int = 0
 
     def count_client(self, ip: str) -> None:
         """Count one connection from ``ip`` (bounded: see :data:`MAX_CLIENT_ADDRESSES`)."""

@@ -47,5 +47,9 @@ async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] 
         pass
     server = SinkServer(config, host, port)
     async with trio.open_nursery() as nursery:
+        if server.reporter is not None:
+            nursery.start_soon(server.reporter.run)
+        if config.pause_at is not None:
+            nursery.start_soon(server.gate.schedule, config.pause_at, config.pause_for)
         task_status.started(server)
         await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)

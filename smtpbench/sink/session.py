@@ -126,7 +126,10 @@ class Session:
         receive_data = proto.receive_data
         idle = self.idle
         slack = idle / 100
+        gate = self.core.gate
         while not proto.closing:
+            if gate.paused:  # the pause control: hold every reply (smtpbench.sink.downstream)
+                await gate.wait()
             if out:
                 if proto.pause:
                     await trio.sleep(proto.pause)
