@@ -129,8 +129,8 @@ def _add_spans(index: CorpusIndex, bounds: list[int]) -> None:
         index.length.append(b - a)
 
 
-def _replace_field(head: bytes, name: bytes, value: bytes) -> bytes:
-    # Drop every occurrence of the field (with its folded continuation lines), then add ours first.
+def _replace_field(head: bytes, name: bytes, value: bytes | None) -> bytes:
+    # Drop every occurrence of the field (with its folded continuation lines), then add ours first (if any).
     lines = head.split(b"\r\n")
     out: list[bytes] = []
     skipping = False
@@ -141,14 +141,17 @@ def _replace_field(head: bytes, name: bytes, value: bytes) -> bytes:
         skipping = line.lower().startswith(lname)
         if not skipping:
             out.append(line)
-    return b"\r\n".join([name + b": " + value, *out])
+    return b"\r\n".join(out if value is None else [name + b": " + value, *out])
 
 
 class CorpusPool:
     """Messages of a corpus, read when picked (the pool interface of :class:`smtpbench.load.messages.MessagePool`).
 
     ``rewrite`` names header fields to replace: ``From`` (the envelope sender),
-    ``To`` (the first recipient), ``Message-ID`` (a new one per message).
+    ``To`` (the first recipient), ``Message-ID`` (a new one per message).  A
+    corpus message's own ``Message-ID`` is always dropped: each message is sent
+    with the run's own (with its ``X-Smtpbench-Id``, :mod:`smtpbench.delivery.ids`),
+    and a message has at most one (RFC 5322 3.6).
     ``chunk_size`` > 0 renders BDAT chunks, ``data`` the DATA form.
     """
 
@@ -174,20 +177,16 @@ class CorpusPool:
     def pick(self, rng: random.Random, n: int = 0, session: int = 0) -> RenderedMessage:
         """Message ``n`` of session ``session``: a corpus message drawn with ``rng``, rewritten, rendered."""
         raw = self.index.read(rng.randrange(len(self.index)), self.fd)
-        if self.rewrite:
-            raw = self._rewritten(raw, rng, n, session)
-        return rendered(raw, "corpus", self.chunk_size, self.data)
+        return rendered(self._rewritten(raw, n, session), "corpus", self.chunk_size, self.data)
 
-    def _rewritten(self, raw: bytes, rng: random.Random, n: int, session: int) -> bytes:
+    def _rewritten(self, raw: bytes, n: int, session: int) -> bytes:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         cut = raw.find(b"\r\n\r\n")
         head, body = (raw, b"") if cut < 0 else (raw[:cut], raw[cut:])
+        head = _replace_field(head, b"Message-ID", None)  # the run stamps its own
         for name in self.rewrite:
             if name == "From":
-                value = self.sender.render(n, session)
+                head = _replace_field(head, b"From", self.sender.render(n, session).encode())
             elif name == "To":
-                value = self.recipient.render(n, session)
-            else:
-                value = f"<{n}.{rng.getrandbits(48):012x}@smtpbench.example>"
-            head = _replace_field(head, name.encode(), value.encode())
+                head = _replace_field(head, b"To", self.recipient.render(n, session).encode())
         return head + body

@@ -197,7 +197,8 @@ class MessageConfig(Table):
         "and sampled with the seed; headers are kept. Not with size, mix, variants, subject, headers.",
     )
     rewrite: tuple[Annotated[str, choice(*REWRITABLE)], ...] = key(
-        (), "corpus only: header fields to replace, any of From, To (the envelope's), Message-ID (a new one)."
+        (),
+        "corpus only: header fields to replace, any of From, To (the envelope's); Message-ID is always the run's own (with X-Smtpbench-Id).",
     )
     dsn: DsnConfig | None = key(
         None,
