@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from tests.test_thresholds import BUDGET, cli_run
 
 #: Every wait here is bounded by this (the run itself lasts ~4 s).
 SCRAPE_DEADLINE_S = 60.0
+DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "smtpbench-dashboard.json"
 
 
 def free_port() -> int:
@@ -38,6 +41,7 @@ class Scraper(threading.Thread):
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.scrapes: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
         self.stop = threading.Event()
+        self.families: set[str] = set()  # every family announced (some may have no sample yet)
 
     def run(self) -> None:
         deadline = time.monotonic() + SCRAPE_DEADLINE_S
@@ -50,6 +54,7 @@ class Scraper(threading.Thread):
                 continue
             scrape = {}
             for family in text_string_to_metric_families(text):
+                self.families.add(family.name)
                 for s in family.samples:
                     scrape[(s.name, frozenset(s.labels.items()))] = s.value
             self.scrapes.append(scrape)
@@ -110,6 +115,13 @@ def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None
     th = {"metric": "transaction.p99", "condition": "< 1us", "abort_on_fail": "false"}
     assert value(mid, "smtpbench_threshold_ok", **th) == 0
     assert value(mid, "smtpbench_threshold_value", **th) >= 0.010  # seconds, not µs
+    # The Grafana dashboard asks only for series the endpoint serves.
+    served = {name for sc in live for (name, _) in sc} | scraper.families
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert any(v["type"] == "datasource" and v["query"] == "prometheus" for v in dashboard["templating"]["list"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = set(re.findall(r"smtpbench_[a-z0-9_]+", " ".join(exprs)))
+    assert asked and asked <= served, asked - served
     # Stopped with the run: the port is closed again.
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -176,9 +176,9 @@ def load_profile(
         origins["output.results_dir"] = f"--results-dir {results_dir}"
     if metrics_port is not None:
         # A number is validated as the port it is; anything else is refused by the schema as written.
-        given = metrics_port.strip()
+        number = metrics_port.strip()
         _ensure_table(data, "output", path)["metrics_port"] = (
-            int(given) if given.isascii() and given.isdigit() else metrics_port
+            int(number) if number.isascii() and number.isdigit() else metrics_port
         )
         origins["output.metrics_port"] = f"--metrics-port {plain(metrics_port, 40)}"
     for text in thresholds:

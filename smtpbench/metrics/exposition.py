@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
 
 #: Histogram bucket upper bounds, seconds: sub-millisecond loopback to minutes-long SMTP timeouts.
-BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
-BUCKETS_S += (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BUCKETS_S: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+BUCKETS_S += (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _BOUNDS_US = tuple(round(b * 1_000_000) for b in BUCKETS_S)
 #: Recorder tags under this prefix are the generator's own (loop lag), not SMTP phases.
 GENERATOR_PREFIX = "generator."
