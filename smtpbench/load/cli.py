@@ -37,6 +37,14 @@ def run_command(
         list[str] | None,
         typer.Option("--threshold", help="A pass/fail criterion, e.g. 'transaction.p99<250ms' (repeatable)."),
     ] = None,
+    metrics_port: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve live Prometheus metrics on 127.0.0.1:PORT/metrics during the run ([output] metrics_port).",
+        ),
+    ] = None,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
     import dataclasses
@@ -52,7 +60,13 @@ def run_command(
         part = parse_part(shard) if shard is not None else Part()
         when = parse_start_at(start_at, time.time()) if start_at is not None else None
         prof = load_profile(
-            profile, set_ or (), target=target, duration=duration, results_dir=results_dir, thresholds=threshold or ()
+            profile,
+            set_ or (),
+            target=target,
+            duration=duration,
+            results_dir=results_dir,
+            thresholds=threshold or (),
+            metrics_port=metrics_port,
         )
         if shard is None and when is None:
             outcome = execute(prof, quiet=quiet, progress=progress)

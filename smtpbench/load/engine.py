@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -68,13 +68,16 @@ from smtpbench.load.session import (
 from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
 from smtpbench.metrics.hlog import HlogWriter
-from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.recorder import Interval, Recorder
 from smtpbench.metrics.summary import build_summary
 from smtpbench.metrics.thresholds import breached, evaluate
 from smtpbench.metrics.timeline import TimelineWriter
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
 from smtpbench.report.progress import ProgressState, choose_mode, show_progress
+
+if TYPE_CHECKING:
+    from smtpbench.metrics.exposition import LiveMetrics, RunState
 
 #: An open-model session that starts later than this after its intended time counts as late.
 LATE_THRESHOLD_S = 0.010
@@ -149,6 +152,9 @@ class Engine:
         self.criteria = profile.criteria()
         #: Thresholds failing at the last interval (for the live view).
         self.failing: list[dict[str, Any]] = []
+        #: Every threshold as judged at the last interval; the live exporter (``--metrics-port``), if any.
+        self.judged: list[dict[str, Any]] = []
+        self.live: LiveMetrics | None = None
 
     # --- top level --------------------------------------------------------
 
@@ -186,9 +192,12 @@ class Engine:
         finally:
             self.health.finish()
             now = time.time()
-            hlog.write(self.recorder.rotate(now))
+            intervals = self.recorder.rotate(now)
+            hlog.write(intervals)
             timeline.write(now)
             self.results.close_hlog()
+            if self.live:
+                self.live.update(self._live_state(intervals))
 
     async def _start_line(self) -> float:
         """Wait for the shard's common start time (if any); return it on the perf_counter clock.
@@ -260,16 +269,38 @@ class Engine:
         while True:
             await trio.sleep(interval)
             now = time.time()
-            hlog.write(self.recorder.rotate(now))
+            intervals = self.recorder.rotate(now)
+            hlog.write(intervals)
             timeline.write(now)
             if self.criteria:
                 self._judge_thresholds()
+            if self.live:
+                self.live.update(self._live_state(intervals))
+
+    def _live_state(self, intervals: list[Interval]) -> RunState:
+        """What the live exporter publishes at this rotation (see smtpbench.metrics.exposition)."""
+        from smtpbench.metrics.exposition import RunState
+
+        samples = self.health.samples
+        return RunState(
+            intervals,
+            self.recorder.counters,
+            self.in_flight,
+            [s.phase for s in self.control.sessions],
+            self.status,
+            self.control.stopping,
+            time.perf_counter() - self.t0,
+            samples[-1].cpu_percent if samples else None,
+            self._driver_behind(),
+            list(zip(self.criteria, self.judged, strict=False)),  # none before the first judgement
+        )
 
     def _judge_thresholds(self) -> None:
         """Judge the thresholds on the figures so far; an ``abort_on_fail`` one that fails stops the run."""
         elapsed = time.perf_counter() - self.t0
         doc = self.summary(elapsed)
-        self.failing = [r for r in evaluate(self.criteria, doc) if not r["ok"] and r["value"] is not None]
+        self.judged = evaluate(self.criteria, doc)
+        self.failing = [r for r in self.judged if not r["ok"] and r["value"] is not None]
         hit = breached(self.criteria, doc, elapsed)
         if hit is not None and self.status == "completed" and not self.control.stopping:
             self.status = "aborted_by_threshold"
@@ -517,6 +548,12 @@ def execute(
             delivery = DeliveryRun(profile.delivery)
             delivery.start(stack)
         engine = Engine(profile, host, port, results, mode, shard, delivery)
+        out = profile.output
+        if out.metrics_port is not None:  # imported only when asked for: start-up does not pay for it
+            from smtpbench.metrics.exposition import LiveMetrics
+
+            info = {"run_id": results.run_id, "model": profile.workload.model, "target": f"{host}:{port}"}
+            engine.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info))
         start = time.perf_counter()
         try:
             trio.run(engine.main)

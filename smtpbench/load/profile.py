@@ -144,6 +144,7 @@ def load_profile(
     duration: str | None = None,
     results_dir: str | None = None,
     thresholds: Sequence[str] = (),
+    metrics_port: str | None = None,
 ) -> Profile:
     """Read, override and validate the profile at ``path``.
 
@@ -151,7 +152,7 @@ def load_profile(
     ``target`` (``HOST:PORT``, ``[::1]:25``) switches to an external server,
     ``duration`` replaces ``workload.duration`` and ``results_dir`` replaces
     ``output.results_dir``; each of ``thresholds`` (``--threshold
-    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  Guarantees a fully validated Profile, or raises
+    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  ``metrics_port`` (``--metrics-port``) sets ``output.metrics_port``.  Guarantees a fully validated Profile, or raises
     ConfigError whose one-line message names the file (and the option that
     set the value, if any), the key path and what was expected.
     """
@@ -179,6 +180,13 @@ def load_profile(
     if results_dir is not None:
         _ensure_table(data, "output", path)["results_dir"] = results_dir
         origins["output.results_dir"] = f"--results-dir {results_dir}"
+    if metrics_port is not None:
+        # A number is validated as the port it is; anything else is refused by the schema as written.
+        number = metrics_port.strip()
+        _ensure_table(data, "output", path)["metrics_port"] = (
+            int(number) if number.isascii() and number.isdigit() else metrics_port
+        )
+        origins["output.metrics_port"] = f"--metrics-port {plain(metrics_port, 40)}"
     for text in thresholds:
         criterion = parse_cli_threshold(text)
         table = _ensure_table(data, "thresholds", path)

@@ -457,3 +457,7 @@ class OutputConfig(Table):
     )
     interval: PositiveDuration = key("1s", "Histogram log interval.")
     report: Bool = key(True, "Write report.html (smtpbench report) into the results folder at the end of the run.")
+    metrics_port: Annotated[int, whole(1, 65535)] | None = key(
+        None, "Serve live Prometheus/OpenMetrics metrics on this TCP port during the run (--metrics-port)."
+    )
+    metrics_host: Host = key(DEFAULT_HOST, "Address the metrics endpoint listens on (with metrics_port).")
