@@ -329,7 +329,7 @@ def test_quit_after_each_step(sink, tls: TLSPair, step: str) -> None:  # type: i
         (["--pipelining", "sometimes"], "--pipelining"),
         (["--to", "not-an-address"], "not a mailbox"),
         (["--auth-user", USER], "no password"),
-        (["--auth-mechanism", "CRAM-MD5", "--auth-user", USER], "unsupported mechanism"),
+        (["--auth-mechanism", "DIGEST-MD5", "--auth-user", USER], "unsupported mechanism"),
         (["--header", "no colon"], "--header"),
         (["--data", "/nonexistent/file"], "cannot read"),
         (["--data", "-", "--body", "x"], "excludes --body"),

@@ -53,10 +53,11 @@ from dataclasses import dataclass, field
 import trio
 
 from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.trace import TraceLog, Tracer
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionTimeout, classify
-from smtpbench.protocol import commands, sasl
+from smtpbench.protocol import commands
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
 from smtpbench.protocol.tables import is_expected
@@ -90,8 +91,8 @@ class SessionSettings:
     tls: str = "none"  # none | starttls | implicit
     ssl_context: ssl.SSLContext | None = None
     auth_mechanism: str | None = None
-    auth_username: str = ""
-    auth_password: str = ""
+    #: (user, password or token) pairs; a session uses one (smtpbench.load.auth.account).
+    auth_credentials: tuple[tuple[str, str], ...] = ()
     messages_per_session: int = 1
     recipients_min: int = 1
     recipients_max: int = 1
@@ -105,14 +106,16 @@ class SessionSettings:
 class Control:
     """Shared stop flag and message budget of a run."""
 
-    __slots__ = ("stopping", "budget", "message_no", "sessions")
+    __slots__ = ("stopping", "budget", "message_no", "sessions", "tracer")
 
-    def __init__(self, budget: int | None) -> None:
+    def __init__(self, budget: int | None, tracer: Tracer | None = None) -> None:
         self.stopping = False
         self.budget = budget
         self.message_no = 0
         #: Sessions running now, for the watchdog.
         self.sessions: set[Session] = set()
+        #: ``--trace``: chooses and writes the traced sessions (None: nothing is traced).
+        self.tracer = tracer
 
     def claim_message(self, first: bool = False) -> int:
         """Reserve the next message number, or return -1 when the run is stopping.
@@ -149,6 +152,7 @@ class Session:
         "deadline",
         "phase",
         "open_messages",
+        "trace",
     )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
@@ -167,6 +171,8 @@ class Session:
         self.phase = "connect"
         #: Messages whose MAIL was written and whose outcome is not known yet.
         self.open_messages = 0
+        #: The exchange so far when the run traces (``--trace``), else None.
+        self.trace: TraceLog | None = None
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
@@ -221,6 +227,7 @@ async def step_connect(s: Session) -> None:
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
     s.conn = SMTPConnection(stream, ClientProtocol(ReplyParser()))
+    s.conn.raw_log = s.trace
     now = perf()
     s.recorder.record("connect", int((now - s.mark) * 1_000_000))
     s.mark = now
@@ -270,23 +277,6 @@ async def step_starttls(s: Session) -> None:
     await step_ehlo(s)
 
 
-async def step_auth(s: Session) -> None:
-    """AUTH PLAIN (initial response) or LOGIN."""
-    st = s.settings
-    if st.auth_mechanism == "LOGIN":
-        reply = await s.command("AUTH", b"AUTH LOGIN\r\n", "auth", "auth")
-        for secret in (st.auth_username, st.auth_password):
-            if reply.code != 334:
-                break
-            line = sasl.b64(secret).encode() + b"\r\n"
-            reply = await s.command("AUTH_RESPONSE", line, "auth", "auth")
-    else:
-        token = sasl.plain_response(st.auth_username, st.auth_password)
-        reply = await s.command("AUTH", f"AUTH PLAIN {token}\r\n".encode(), "auth", "auth")
-    if reply.code != 235:
-        raise ReplyError(f"AUTH failed: {reply.code}", "auth", reply.code)
-
-
 def opening_steps(settings: SessionSettings) -> list[Step]:
     """The session's opening steps for this profile, in order."""
     steps: list[Step] = [step_connect]
@@ -296,6 +286,8 @@ def opening_steps(settings: SessionSettings) -> list[Step]:
     if settings.tls == "starttls":
         steps.append(step_starttls)
     if settings.auth_mechanism:
+        from smtpbench.load.auth import step_auth  # a step module that itself types against Session
+
         steps.append(step_auth)
     return steps
 
@@ -456,6 +448,10 @@ async def run_session(
     start = perf()
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     outcome = ""  # stays empty when the run's end cuts the session off
+    kind = "ok"
+    tracer = control.tracer
+    if tracer is not None:
+        s.trace = TraceLog()
     try:
         with s.scope:
             try:
@@ -469,14 +465,18 @@ async def run_session(
                     rec.record("corrected.session", int((end - intended) * 1_000_000))
                 outcome = "completed"
             except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
-                counters.errors[classify(exc)] += 1
+                kind = classify(exc)
+                counters.errors[kind] += 1
                 outcome = "failed"
         if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
-            counters.errors[SessionTimeout.kind] += 1
+            kind = SessionTimeout.kind
+            counters.errors[kind] += 1
             outcome = "failed"
     finally:
         control.sessions.discard(s)
         _settle(s, outcome, start, intended)
+        if tracer is not None and s.trace is not None:
+            tracer.offer(s.number, s.trace, kind if outcome else "unfinished")
         if s.conn is not None:
             await s.conn.aclose()
 
