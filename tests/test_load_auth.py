@@ -55,7 +55,10 @@ def run(tmp_path: Path, target: str, auth: str, *args: str, env: dict[str, str] 
 
 def sink_config(users: dict[str, str] | None = None, **kwargs: object) -> SinkConfig:
     return SinkConfig(
-        auth_users=users or {USER: SECRET}, auth_token=TOKEN, allow_plain_auth_without_tls=True, **kwargs  # type: ignore[arg-type]
+        auth_users=users or {USER: SECRET},
+        auth_token=TOKEN,
+        allow_plain_auth_without_tls=True,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -81,3 +81,43 @@ def test_embedded_sink_round_trip() -> None:
 def test_embedded_sink_reports_startup_failure() -> None:
     with pytest.raises(RuntimeError, match="listening"), EmbeddedSink(["--fault", "BOGUS"]):
         pass
+
+
+def test_sink_users_and_token_files_with_a_foreign_client(tmp_path: Path) -> None:
+    """The sink process authenticates CRAM-MD5 from Python's smtplib (a client we did not write)."""
+    users = tmp_path / "users.csv"
+    users.write_text("alice,alice-pw\nbob,bob-pw\n")
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    args = ["--port", "0", "--allow-plain-auth", "--auth-users-file", str(users), "--auth-token-file", str(token)]
+    proc = subprocess.Popen(SINK + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo()
+            assert s.esmtp_features["auth"].split() == [
+                "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"
+            ]  # fmt: skip
+            s.user, s.password = "bob", "bob-pw"
+            assert s.auth("CRAM-MD5", s.auth_cram_md5)[0] == 235
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo()
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                s.login("alice", "bob-pw")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    stats = json.loads(next(line for line in out.splitlines() if line.startswith(STATS_PREFIX))[len(STATS_PREFIX) :])
+    assert stats["auth_successes"] == 1 and stats["auth_failures"] >= 1
+
+
+def test_sink_bad_users_file_names_the_line(tmp_path: Path) -> None:
+    users = tmp_path / "users.csv"
+    users.write_text("alice,pw\nbob\n")
+    proc = subprocess.run(SINK + ["--auth-users-file", str(users)], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2 and "line 2: expected 2 fields" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

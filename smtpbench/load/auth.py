@@ -9,22 +9,45 @@ knows the password) ends the session with the ``auth`` error kind.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
 from smtpbench.net.errors import AuthFailed
 from smtpbench.protocol import sasl
-
-if TYPE_CHECKING:
-    from smtpbench.load.session import Session
+from smtpbench.protocol.replies import Reply
 
 
-def account(s: Session) -> tuple[str, str]:
+class AuthSettings(Protocol):
+    """What AUTH needs of the run's session settings."""
+
+    @property
+    def auth_mechanism(self) -> str | None: ...  # noqa: D102
+
+    @property
+    def auth_credentials(self) -> tuple[tuple[str, str], ...]: ...  # noqa: D102
+
+
+class AuthSession(Protocol):
+    """What AUTH needs of a session (:class:`smtpbench.load.session.Session`, without importing it)."""
+
+    @property
+    def settings(self) -> AuthSettings: ...  # noqa: D102
+
+    @property
+    def rng(self) -> random.Random: ...  # noqa: D102
+
+    async def command(self, verb: str, line: bytes, phase: str, timeout_key: str) -> Reply:
+        """Send one command and await its reply."""
+        ...
+
+
+def account(s: AuthSession) -> tuple[str, str]:
     """The (user, secret) this session logs in with: the only one, or one drawn with the session's generator."""
     creds = s.settings.auth_credentials
     return creds[0] if len(creds) == 1 else creds[s.rng.randrange(len(creds))]
 
 
-async def step_auth(s: Session) -> None:
+async def step_auth(s: AuthSession) -> None:
     """AUTH with the profile's mechanism; raises AuthFailed (kind ``auth``) unless the server says 235."""
     name = s.settings.auth_mechanism or "PLAIN"
     user, secret = account(s)

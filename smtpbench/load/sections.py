@@ -124,7 +124,7 @@ class AuthConfig(Table):
             raise Invalid("only applies to XOAUTH2 and OAUTHBEARER", loc=("token_file",))
         elif self.users_file is None and len(passwords) != 1:
             raise Invalid(
-                "needs exactly one of password_env, password_file and users_file",
+                "needs exactly one of password_env and password_file (or a users_file instead)",
                 expected='password_env = "SMTP_PASSWORD" or password_file = "path"',
             )
         return self

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from smtpbench.load.auth import step_auth
 from smtpbench.load.messages import AddressTemplate, MessagePool
 from smtpbench.load.trace import TraceLog, Tracer
 from smtpbench.metrics.recorder import Recorder
@@ -286,8 +287,6 @@ def opening_steps(settings: SessionSettings) -> list[Step]:
     if settings.tls == "starttls":
         steps.append(step_starttls)
     if settings.auth_mechanism:
-        from smtpbench.load.auth import step_auth  # a step module that itself types against Session
-
         steps.append(step_auth)
     return steps
 
