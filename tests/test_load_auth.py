@@ -21,6 +21,7 @@ from smtpbench.errors import EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.protocol import sasl
 from smtpbench.sink.config import SinkConfig
 from tests.hostile import HostileServer, Peer, cli_argv, only_run_dir, write_profile
+from tests.peers import aiosmtpd_server
 from tests.sinkutil import SinkThread
 from tests.test_secrets import SECRET, USER, assert_absent, files_under
 
@@ -186,3 +187,35 @@ def test_trace_has_first_session_of_each_error_kind(tmp_path: Path) -> None:
     auth_trace = next((rundir / "traces").glob("*-auth.txt")).read_text()
     assert "C: AUTH PLAIN <redacted>" in auth_trace and "S: 535 " in auth_trace
     no_auth_payloads({"stdout": proc.stdout, "stderr": proc.stderr, **files_under(rundir)}, (SECRET, f"{SECRET}-wrong"))
+
+
+def test_users_file_against_aiosmtpd(tmp_path: Path) -> None:
+    """aiosmtpd (a server we did not write) checks PLAIN/LOGIN logins from a users file, counted per account."""
+    from aiosmtpd.smtp import AuthResult
+
+    users = {f"acct{i}": f"{SECRET}-{i}" for i in range(4)}
+    seen: list[str] = []
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
+        login, password = data.login.decode(), data.password.decode()  # type: ignore[attr-defined]
+        ok = users.get(login) == password
+        if ok:
+            seen.append(login)
+        return AuthResult(success=ok, handled=False)
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 2.0.0 accepted"
+
+    users_file = tmp_path / "users.csv"
+    users_file.write_text("".join(f"{u},{p}\n" for u, p in users.items()))
+    extra = {"authenticator": authenticator, "auth_require_tls": False}
+    with aiosmtpd_server(Handler(), **extra) as (controller, _):
+        proc = run(tmp_path, f"127.0.0.1:{controller.port}", f'mechanism = "LOGIN"\nusers_file = "{users_file}"\n')
+    assert proc.returncode == EXIT_OK, proc.stderr
+    rundir = Path(only_run_dir(str(tmp_path)))
+    summary = json.loads((rundir / "summary.json").read_text())
+    assert 0 < summary["counts"]["sessions_completed"] <= len(seen) and not summary["errors"]
+    assert not (rundir / "traces").exists()  # no --trace: nothing traced
+    assert len(set(seen)) >= 2, seen  # sessions are spread over the accounts
+    no_auth_payloads({"stdout": proc.stdout, "stderr": proc.stderr}, tuple(users.values()))
