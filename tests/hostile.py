@@ -287,6 +287,7 @@ class MiniSMTP:
     data_fault: str | None = None
     auth: tuple[str, str] | None = None
     pipelining: bool = True
+    eight_bit: bool = True  # advertise 8BITMIME
     messages: int = 0
     auth_ok: int = 0
     auth_bad: int = 0
@@ -306,7 +307,8 @@ class MiniSMTP:
                     ext.append(b"PIPELINING")
                 if self.auth:
                     ext.append(b"AUTH PLAIN LOGIN")
-                ext.append(b"8BITMIME")
+                if self.eight_bit:
+                    ext.append(b"8BITMIME")
                 p.send(b"".join(b"250-" + e + b"\r\n" for e in ext[:-1]) + b"250 " + ext[-1] + b"\r\n")
             elif verb == b"HELO":
                 p.send(b"250 mini.test\r\n")

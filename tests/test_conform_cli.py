@@ -76,7 +76,7 @@ def test_json_junit_transcripts_and_exit_0(tmp_path: Path) -> None:
     for c in doc["checks"]:
         assert {"id", "title", "level", "verdict", "reason", "rfc", "evidence"} <= set(c)
         assert isinstance(c["evidence"], list)
-    assert set(doc["summary"]) == {"pass", "fail", "warn", "info", "skip", "error"}
+    assert set(doc["summary"]) == {"pass", "fail", "warn", "info", "policy", "skip", "error"}
     assert sum(doc["summary"].values()) == len(ids)
     suite = ET.parse(out_xml).getroot().find("testsuite")
     assert suite is not None and len(suite.findall("testcase")) == len(ids)
@@ -88,10 +88,11 @@ def test_json_junit_transcripts_and_exit_0(tmp_path: Path) -> None:
 
 def test_failing_check_exit_1_with_failure_in_junit(tmp_path: Path) -> None:
     out_xml = tmp_path / "r.xml"
-    with SinkThread(faults={"V-03"}) as server:
-        code, output = invoke(f"127.0.0.1:{server.port}", "--only", "V-03", "--timeout", "2", "--junit", str(out_xml))
+    # D-07 (a bare LF ends a command line) breaks a server-side MUST NOT: a fail, whose evidence quotes it.
+    with SinkThread(faults={"D-07"}) as server:
+        code, output = invoke(f"127.0.0.1:{server.port}", "--only", "D-07", "--timeout", "2", "--junit", str(out_xml))
     assert code == 1
-    assert "V-03 FAIL" in output and "C: HELP" in output
+    assert "D-07 FAIL" in output and "C: NOOP" in output and "MUST NOT" in output
     case = ET.parse(out_xml).getroot().find("testsuite/testcase")
     assert case is not None and case.find("failure") is not None
 

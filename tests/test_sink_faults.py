@@ -32,7 +32,8 @@ def test_registry_names_catalogue_ids() -> None:
     if CATALOGUE.exists():
         catalogue = set(re.findall(r"^\*\*([A-Z]{1,3}-\d\d) ", CATALOGUE.read_text(), re.M))
         assert len(catalogue) == 70
-        assert ids == catalogue
+        # T-07 and T-08 (TLS certificate and versions, issue 7) are checks the catalogue does not list yet.
+        assert ids == catalogue | {"T-07", "T-08"}
 
 
 def session(server: SinkServer) -> RawClient:
@@ -128,7 +129,7 @@ def probe_d07(s: SinkServer) -> bool:
 
 def probe_p02(s: SinkServer) -> bool:
     with session(s) as c:
-        return len(c.codes(b"NOOP\r\n" * 50, 50, timeout=1)) != 50
+        return len(c.codes(b"RSET\r\n" * 20, 20, timeout=1)) != 20
 
 
 def probe_p03(s: SinkServer) -> bool:

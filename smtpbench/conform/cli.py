@@ -1,27 +1,33 @@
 """``smtpbench conform``: run the conformance checks against one server.
 
-Exit codes: 0 nothing failed, 1 a check failed (or could not run: ``error``),
-2 usage or configuration error, 3 a report could not be written.
+Exit codes: 0 nothing failed, 1 a check failed (or could not run: ``error``)
+that no ``[conform.expect]`` waiver or ``--baseline`` covers, or a waiver no
+longer matches; 2 usage or configuration error; 3 a report could not be written.
+``policy``, ``warn`` and ``info`` never fail a run.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import trio
 import typer
 from rich.console import Console
 
 from smtpbench.conform import report
-from smtpbench.conform.checks import select
+from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.config import build_options
-from smtpbench.conform.model import Verdict
+from smtpbench.conform.levels import check_text
 from smtpbench.conform.oracle import store_dir_oracle
-from smtpbench.conform.runner import run_suite
+from smtpbench.conform.runner import Runner
+from smtpbench.conform.waivers import gate, load_baseline, parse_waivers, stale_reasons
 from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
 
 
 def conform(
-    target: Annotated[str, typer.Argument(help="HOST[:PORT] (default port 25) or a profile.toml with [conform]")],
+    target: Annotated[
+        str | None, typer.Argument(help="HOST[:PORT] (default port 25) or a profile.toml with [conform]")
+    ] = None,
     starttls: Annotated[bool, typer.Option("--starttls", help="Upgrade every session with STARTTLS")] = False,
     tls: Annotated[bool, typer.Option("--tls", help="Implicit TLS (e.g. port 465)")] = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA bundle to verify the server")] = None,
@@ -44,10 +50,21 @@ def conform(
         str | None, typer.Option("--store-dir", help="Directory of delivered *.eml files (delivery oracle)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only failures and the summary")] = False,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="An earlier --json report: its failures are not new")
+    ] = None,
+    explain: Annotated[
+        str | None, typer.Option("--explain", help="Print what a check sends, the sentence it enforces, and why")
+    ] = None,
 ) -> None:
     """Check an SMTP server against RFC 5321 and its extensions."""
     err = Console(stderr=True)
+    if explain is not None:
+        _explain(explain, err)
+        raise typer.Exit(EXIT_OK)
     try:
+        if target is None:
+            raise ConfigError("missing TARGET", key="TARGET", expected="HOST[:PORT] or a profile.toml")
         options = build_options(
             target,
             {
@@ -71,20 +88,26 @@ def conform(
                 "transcript": transcript,
                 "store_dir": store_dir,
                 "quiet": quiet,
+                "baseline": baseline,
             },
         )
         checks = select(options.only, options.skip)
         if not checks:
             raise ConfigError("the selection leaves no check to run", key="--only/--skip")
+        waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
+        previous = load_baseline(options.baseline) if options.baseline else None
     except ConfigError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     started = report.now()
     oracle = store_dir_oracle(options.store_dir) if options.store_dir else None
-    results = run_suite(options, checks, oracle)
+    runner = Runner(options, oracle)
+    results = trio.run(runner.run, checks)
+    outcome = gate(results, waivers, previous)
     try:
         if options.json_path:
-            report.write_json(options.json_path, report.to_json(results, options, started))
+            doc = report.to_json(results, options, started, runner.server, outcome.as_dict())
+            report.write_json(options.json_path, doc)
         if options.junit_path:
             report.write_junit(options.junit_path, report.to_junit(results, options, started))
         if options.transcript_dir:
@@ -93,8 +116,33 @@ def conform(
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_RUN_ERROR) from None
     report.print_terminal(results, options, Console())
-    bad = any(r.verdict in (Verdict.FAIL, Verdict.ERROR) for r in results)
-    raise typer.Exit(EXIT_FAILED if bad else EXIT_OK)
+    for line in stale_reasons(results, waivers, outcome):
+        err.print(f"stale waiver: {line}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if outcome.failed else EXIT_OK)
+
+
+def _explain(check_id: str, out: Console) -> None:
+    """Print a check's title, what it sends, the sentence it enforces and why it matters; exit 2 if unknown."""
+    check = next((c for c in all_checks() if c.id.upper() == check_id.strip().upper()), None)
+    text = check_text(check.id) if check is not None else None
+    if check is None or text is None:
+        out.print(
+            f"error: --explain: unknown check {check_id!r} (expected one of {', '.join(c.id for c in all_checks())})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    rule = text.rule
+    lines = [
+        f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; RFC {check.rfc}]",
+        f"sends:    {text.sends}",
+        f"enforces: {rule.section}, binding the {rule.binds} ({rule.keyword or 'no RFC 2119 word'}):",
+        f'          "{rule.sentence}"',
+        f"fails at most as: {rule.verdict.value} (a fail needs a server-side MUST/MUST NOT/SHALL)",
+        f"why:      {text.why}",
+    ]
+    Console().print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -67,11 +67,17 @@ def load_profile(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     target = data.get("target", {})
     if not isinstance(target, dict):
         raise ConfigError("must be a table", file=str(path), key="target", expected="[target]")
+    section = data.get("conform", {})
+    # [conform.expect] (waivers) is plain data for conform/waivers.py, which validates it against the check ids.
+    expect = section.pop("expect", None) if isinstance(section, dict) else None
     try:
-        conform = ConformSection.model_validate(data.get("conform", {}))
+        conform = ConformSection.model_validate(section)
     except ValidationError as exc:
         raise config_error(exc, str(path), ("conform",)) from None
-    return target, conform.model_dump(exclude_unset=True)
+    values = conform.model_dump(exclude_unset=True)
+    if expect is not None:
+        values["expect"] = expect
+    return target, values
 
 
 def _cli_values(cli: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +163,8 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
         transcript_dir=merged.get("transcript"),
         store_dir=store_dir,
         quiet=bool(merged.get("quiet", False)),
+        baseline=merged.get("baseline"),
+        expect=merged.get("expect", {}),
     )
     if merged.get("foreign_rcpt"):
         opts.foreign_rcpt = merged["foreign_rcpt"]

@@ -14,6 +14,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ class Verdict(enum.Enum):
     FAIL = "fail"
     WARN = "warn"
     INFO = "info"
+    #: The server enforces a limit or a site policy (closing after errors, VRFY disabled...): counted, never failing.
+    POLICY = "policy"
     SKIP = "skip"
     ERROR = "error"
 
@@ -49,9 +52,10 @@ _RANK = {
     Verdict.PASS: 0,
     Verdict.SKIP: 1,
     Verdict.INFO: 2,
-    Verdict.WARN: 3,
-    Verdict.ERROR: 4,
-    Verdict.FAIL: 5,
+    Verdict.POLICY: 3,
+    Verdict.WARN: 4,
+    Verdict.ERROR: 5,
+    Verdict.FAIL: 6,
 }
 
 #: The verdict a broken requirement gets by default (catalogue "Default verdicts").
@@ -65,6 +69,57 @@ LEVEL_VERDICT: dict[Level, Verdict] = {
 
 #: Prerequisite tags a check may declare (catalogue "Needs").
 KNOWN_NEEDS = frozenset({"rcpt", "sink", "creds", "tls", "slow", "hook"})
+
+
+#: Normative words, strongest first, and the verdict a broken one earns when it binds the server.
+KEYWORD_VERDICT: tuple[tuple[str, Verdict], ...] = (
+    ("MUST NOT", Verdict.FAIL),
+    ("MUST", Verdict.FAIL),
+    ("SHALL NOT", Verdict.FAIL),
+    ("SHALL", Verdict.FAIL),
+    ("REQUIRED", Verdict.FAIL),
+    ("SHOULD NOT", Verdict.WARN),
+    ("SHOULD", Verdict.WARN),
+    ("RECOMMENDED", Verdict.WARN),
+    ("MAY", Verdict.INFO),
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The sentence a verdict rests on: where it is, what it says, and whom it binds (``server``/``client``)."""
+
+    section: str
+    sentence: str
+    binds: str = "server"
+    #: Set only where the RFC states a mandatory procedure without an RFC 2119 word (the sentence says so).
+    stated: str = ""
+
+    @property
+    def keyword(self) -> str:
+        """The strongest upper-case normative word in the sentence (``""`` when it has none)."""
+        if self.stated:
+            return self.stated
+        for word, _ in KEYWORD_VERDICT:
+            if re.search(rf"\b{word}\b", self.sentence):
+                return word
+        return ""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The most a broken rule may earn: ``fail`` only for a server-side MUST/MUST NOT/SHALL.
+
+        A SHOULD, or a server-side sentence without a keyword, is ``warn``;
+        a client-side rule seen on the server, or a MAY, is ``info``.
+        """
+        if self.binds != "server":
+            return Verdict.INFO
+        # A server-side statement without an RFC 2119 word ("it will return code 555") is at most a warning.
+        return dict(KEYWORD_VERDICT).get(self.keyword, Verdict.WARN)
+
+    def quote(self) -> str:
+        """The evidence line quoting the rule."""
+        return f'# {self.section} ({self.binds} {self.keyword or "note"}): "{self.sentence}"'
 
 
 @dataclass(frozen=True)
@@ -83,6 +138,8 @@ class Expect:
     otherwise: Verdict | None = None
     verdicts: Mapping[int, Verdict] = field(default_factory=dict)
     on_close: Verdict | None = None
+    #: The sentence this step enforces when it is not the check's own.
+    rule: Rule | None = None
 
     def judge(self, code: int) -> Verdict | None:
         """The verdict a reply ``code`` earns: ``PASS``, a graded code's verdict, or ``None`` (use the default)."""
@@ -142,11 +199,16 @@ Step = Cmd | Send | Reconnect | StartTLS | Quit
 
 @dataclass
 class Finding:
-    """A verdict with its reason and the exchange lines that decided it."""
+    """A verdict with its reason and the exchange lines that decided it.
+
+    ``rule`` is the sentence this finding enforces when it is not the
+    check's own (the runner caps the verdict at what that sentence allows).
+    """
 
     verdict: Verdict
     reason: str
     evidence: list[str] = field(default_factory=list)
+    rule: Rule | None = None
 
 
 #: A check's script; its argument is a :class:`~smtpbench.conform.probe.Probe`, typed
@@ -204,10 +266,16 @@ class CheckResult:
     evidence: list[str]
     duration_ms: int = 0
     transcript: list[str] = field(default_factory=list)
+    #: The sentence the verdict rests on (``None`` for a pass without one).
+    rule: Rule | None = None
+    #: Why this verdict is waived (``--baseline`` or ``[conform.expect]``), or ``None``.
+    waived: str | None = None
+    #: The server setting that fixes this finding, when the server is recognised (fix-it hint).
+    hint: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON form of this result (without the full transcript)."""
-        return {
+        """The JSON form of this result; ``exchange`` is the whole (bounded, redacted) transcript."""
+        out: dict[str, object] = {
             "id": self.id,
             "title": self.title,
             "area": self.area,
@@ -216,12 +284,40 @@ class CheckResult:
             "reason": self.reason,
             "rfc": self.rfc,
             "evidence": list(self.evidence),
+            "exchange": bounded(self.transcript),
             "duration_ms": self.duration_ms,
         }
+        if self.rule is not None:
+            out["rule"] = {
+                "section": self.rule.section,
+                "sentence": self.rule.sentence,
+                "binds": self.rule.binds,
+                "keyword": self.rule.keyword,
+            }
+        if self.waived is not None:
+            out["waived"] = self.waived
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
+
+
+#: At most this many transcript lines per check go into the JSON (the head and the tail are kept).
+MAX_EXCHANGE_LINES = 400
+
+
+def bounded(lines: list[str], limit: int = MAX_EXCHANGE_LINES) -> list[str]:
+    """``lines`` unchanged when short; else the first and last halves with a note of how many were left out."""
+    if len(lines) <= limit:
+        return list(lines)
+    half = limit // 2
+    return [*lines[:half], f"… {len(lines) - 2 * half} lines left out …", *lines[-half:]]
 
 
 def worst(findings: list[Finding]) -> Finding:
-    """Combine partial findings: the most severe wins; its evidence comes first, then the others' of equal rank."""
+    """Combine partial findings: the most severe wins; its evidence comes first, then the others' of equal rank.
+
+    The result carries the rule of the first most-severe finding that names one.
+    """
     if not findings:
         return Finding(Verdict.PASS, "all replies as expected")
     top = max(findings, key=lambda f: f.verdict.rank)
@@ -234,4 +330,5 @@ def worst(findings: list[Finding]) -> Finding:
     same = [f for f in findings if f.verdict is top.verdict]
     reason = "; ".join(dict.fromkeys(f.reason for f in same))
     evidence = [line for f in same for line in f.evidence]
-    return Finding(top.verdict, reason, evidence)
+    rule = next((f.rule for f in same if f.rule is not None), None)
+    return Finding(top.verdict, reason, evidence, rule)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_PORT = 25
 DEFAULT_HELO = "smtpbench.example"
@@ -45,6 +46,10 @@ class ConformOptions:
     #: A directory of delivered ``*.eml`` files (the delivery oracle), e.g. ``smtpbench sink --store``.
     store_dir: str | None = None
     quiet: bool = False
+    #: An earlier ``--json`` report: failures already in it do not fail the run.
+    baseline: str | None = None
+    #: The profile's ``[conform.expect]`` waivers, as a plain table (parsed by ``waivers.py``).
+    expect: dict[str, Any] = field(default_factory=dict)
 
     @property
     def target(self) -> str:

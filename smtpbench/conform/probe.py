@@ -36,6 +36,18 @@ from smtpbench.protocol.state import parse_ehlo
 #: How long QUIT waits for the server to close the connection (4.1.1.10: at once).
 CLOSE_WAIT = 5.0
 
+#: Connection budgets (README "Verdicts"): common anti-abuse limits close a session after 3 syntax or
+#: protocol errors (Exim smtp_max_synprot_errors, smtp_max_unknown_commands) or 10 non-mail commands
+#: (smtp_accept_max_nonmail); probes stay below them so that a limit never decides a verdict.
+ERROR_BUDGET = 2
+#: Back-off between retries of a refused connection or a 421/closed greeting (seconds, bounded).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+NONMAIL_BUDGET = 8
+#: Replies that count as an error-provoking command (syntax, sequence, not implemented, parameters).
+ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
+#: Commands that anti-abuse counters treat as "non-mail" (and any unknown verb).
+MAIL_VERBS = frozenset({"MAIL", "RCPT", "DATA", "DATA_END", "BDAT", "QUIT", "STARTTLS", "AUTH", "AUTH_RESPONSE"})
+
 #: Returns every message the server has delivered so far (content after DATA, unstuffed).
 DeliveryOracle = Callable[[], Sequence[bytes]]
 
@@ -139,6 +151,25 @@ class Session:
         #: Replies that arrived when none was due (judged by G-01).
         self.unsolicited: list[tuple[Exchange | None, Reply]] = []
         self.secrets: set[bytes] = set()
+        #: Error-provoking and non-mail commands sent so far (the connection budget).
+        self.errors = 0
+        self.nonmail = 0
+        #: A read timed out: a late reply may still come, so the session is out of step.
+        self.out_of_step = False
+
+    def spent(self, errors: int = 1, nonmail: int = 1) -> bool:
+        """True when ``errors`` more error-provoking or ``nonmail`` more non-mail commands would exceed the budget."""
+        return (
+            self.closed
+            or self.out_of_step
+            or self.errors + errors > ERROR_BUDGET
+            or self.nonmail + nonmail > NONMAIL_BUDGET
+        )
+
+    def _count(self, ex: Exchange) -> None:
+        if ex.verb not in MAIL_VERBS and ex.verb not in ("CONNECT", "EHLO_FIRST"):
+            self.nonmail += 1
+        self.errors += sum(1 for c in ex.codes if c in ERROR_CODES)
 
     @property
     def timeout(self) -> float:
@@ -189,6 +220,7 @@ class Session:
         while self.pending and len(ex.replies) < want:
             ex.replies.append(self.pending.popleft())
         ex.timed_out = ex.timed_out or (timed_out and len(ex.replies) < want)
+        self.out_of_step = self.out_of_step or ex.timed_out
         ex.closed = self.closed
         ex.error = self.error
         return ex
@@ -222,7 +254,13 @@ class Session:
         timeout: float | None = None,
         secret: bool = False,
     ) -> Exchange:
-        """Write ``data`` exactly as given, in one write, then read ``replies`` replies."""
+        """Write ``data`` exactly as given, in one write, then read ``replies`` replies.
+
+        After a reply timeout the session is out of step: a late reply is
+        collected first (as unsolicited) so that it is never pinned on this command.
+        """
+        if self.out_of_step and not self.closed:
+            await self._fill(len(self.pending) + 1, self.probe.options.quiet_wait)
         self._take_stray()
         ex = Exchange(data, verb if verb is not None else verb_of(data), secret=secret, wanted=replies)
         self.exchanges.append(ex)
@@ -232,17 +270,24 @@ class Session:
             return ex
         if replies:
             await self.read(ex, replies, timeout)
+            self._count(ex)
         return ex
 
     async def extra(self, ex: Exchange, wait: float | None = None) -> list[Reply]:
         """Wait briefly for replies beyond those already read for ``ex``; return them (added to ``ex``)."""
         before = len(ex.replies)
         wanted = ex.wanted
+        timed_out = ex.timed_out
+        in_step = not self.out_of_step
         await self.read(ex, 1, timeout=min(self.probe.options.quiet_wait, self.timeout) if wait is None else wait)
         while self.pending:
             ex.replies.append(self.pending.popleft())
         ex.wanted = wanted
-        ex.timed_out = False
+        # Silence while waiting for replies that should not come is not a timeout; an earlier one stays.
+        ex.timed_out = timed_out
+        if in_step:
+            # Waiting for replies that should not come is not a reply timeout.
+            self.out_of_step = False
         return ex.replies[before:]
 
     async def read_greeting(self) -> Exchange:
@@ -277,7 +322,9 @@ class Session:
         self.pending.clear()
         self.parser = ReplyParser()
         opts = self.probe.options
-        ctx = client_context(opts.ca_file, opts.insecure)
+        # Opportunistic TLS, as MTAs do it: the certificate is verified only when --ca-file asks for it;
+        # its problems are T-07's finding, never a reason to abort another check.
+        ctx = client_context(opts.ca_file, opts.insecure or not opts.ca_file)
         try:
             await self.conn.start_tls(ctx, opts.host, self.timeout)
         except Exception as exc:  # ssl and stream errors alike: the check cannot go on
@@ -341,6 +388,10 @@ class Probe:
         self.extensions = extensions or {}
         self.oracle = oracle
         self.sessions: list[Session] = []
+        #: Connection limits met (refused connections, 421 greetings) and the retries they took.
+        self.limits: list[str] = []
+        #: Retry refused connections and 421 greetings (off for discovery: an unreachable server fails fast).
+        self.retry = True
         #: Sessions of the checks run before this one (the runner fills it; G-01 grades them).
         self.history: list[Session] = []
 
@@ -358,21 +409,32 @@ class Probe:
             line = line.replace(key, value)
         return line
 
-    async def open(self) -> Session:
-        """Connect (and wrap in TLS when implicit); raises :class:`CheckAborted` on failure."""
+    async def open(self, plain: bool = False) -> Session:
+        """Connect (and wrap in TLS when implicit, unless ``plain``); raises :class:`CheckAborted` on failure.
+
+        A refused connection is retried with back-off (:data:`RETRY_DELAYS`):
+        servers limit connections per client address, and a limit must make
+        the report slower, not wrong.  Each retry is noted in :attr:`limits`.
+        """
         o = self.options
-        try:
-            with trio.fail_after(o.timeout):
-                family, addr = await resolve(o.host, o.port)
-                stream = await connect_tcp(family, addr)
-        except Exception as exc:
-            kind = "timeout" if isinstance(exc, trio.TooSlowError) else classify(exc)
-            raise CheckAborted(f"cannot connect to {o.target}: {kind}") from None
+        delays = RETRY_DELAYS if self.retry else ()
+        for attempt, delay in enumerate((*delays, None)):
+            try:
+                with trio.fail_after(o.timeout):
+                    family, addr = await resolve(o.host, o.port)
+                    stream = await connect_tcp(family, addr)
+                break
+            except Exception as exc:
+                kind = "timeout" if isinstance(exc, trio.TooSlowError) else classify(exc)
+                if delay is None or kind == "dns":
+                    raise CheckAborted(f"cannot connect to {o.target}: {kind}") from None
+                self.limits.append(f"connection {kind} (attempt {attempt + 1}); retried after {delay:g}s")
+                await trio.sleep(delay)
         conn = SMTPConnection(stream)
         conn.raw_log = []
         session = Session(self, conn)
         self.sessions.append(session)
-        if o.tls == "implicit":
+        if o.tls == "implicit" and not plain:
             await session._handshake()
         return session
 
@@ -387,6 +449,15 @@ class Probe:
         if start == "none":
             return session
         greet = await session.read_greeting()
+        for delay in RETRY_DELAYS if self.retry else ():
+            # A 421 or a close instead of the greeting is usually a per-client connection limit: back off.
+            if greet.code not in (421, None):
+                break
+            self.limits.append(f"greeting {greet.outcome}; retried after {delay:g}s")
+            await session.close(polite=False)
+            await trio.sleep(delay)
+            session = await self.open()
+            greet = await session.read_greeting()
         if greet.code != 220:
             raise CheckAborted(f"greeting was {greet.outcome}, not 220")
         if start == "ehlo":
@@ -396,6 +467,18 @@ class Probe:
             if self.options.tls == "starttls":
                 await session.starttls()
         return session
+
+    async def renew(self, session: Session, errors: int = 1, nonmail: int = 1, start: str | None = None) -> Session:
+        """``session`` when it can take ``errors`` more error-provoking and ``nonmail`` more non-mail commands;
+        otherwise it is closed and a fresh session (started as ``start`` says) is returned.
+
+        The runner's connection budget: each probe group calls this before it
+        sends, so that no connection reaches a server's error or non-mail limit.
+        """
+        if not session.spent(errors, nonmail):
+            return session
+        await session.close()
+        return await self.connect(start)
 
     async def aclose(self) -> None:
         """Close every session this probe opened (politely, bounded)."""

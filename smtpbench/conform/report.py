@@ -31,6 +31,7 @@ VERDICT_STYLE = {
     Verdict.FAIL: "bold red",
     Verdict.WARN: "yellow",
     Verdict.INFO: "cyan",
+    Verdict.POLICY: "blue",
     Verdict.SKIP: "dim",
     Verdict.ERROR: "magenta",
 }
@@ -60,22 +61,38 @@ def summary(results: list[CheckResult]) -> dict[str, int]:
     return {v.value: counts.get(v.value, 0) for v in Verdict}
 
 
-def to_json(results: list[CheckResult], options: ConformOptions, started_at: datetime) -> dict[str, Any]:
-    """The JSON report document (schema in the README, "Conformance JSON")."""
+def to_json(
+    results: list[CheckResult],
+    options: ConformOptions,
+    started_at: datetime,
+    server: str | None = None,
+    gate: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The JSON report document (schema in the README, "Conformance JSON").
+
+    Each check carries its whole exchange (``exchange``: bounded, secrets
+    redacted), the rule its verdict rests on, and ``waived``/``hint`` when set.
+    """
     scrub = Scrubber(options)
     checks = []
     for r in results:
         d = r.as_dict()
         d["reason"] = scrub(r.reason)
         d["evidence"] = [scrub(x) for x in r.evidence]
+        d["exchange"] = [scrub(x) for x in d["exchange"]]  # type: ignore[attr-defined]
         checks.append(d)
-    return {
+    doc: dict[str, Any] = {
         "tool_version": __version__,
         "target": options.target,
         "started_at": started_at.isoformat(),
         "checks": checks,
         "summary": summary(results),
     }
+    if server is not None:
+        doc["server"] = server
+    if gate is not None:
+        doc["gate"] = gate
+    return doc
 
 
 def write_json(path: str, doc: dict[str, Any]) -> None:
@@ -101,9 +118,9 @@ def to_junit(results: list[CheckResult], options: ConformOptions, started_at: da
         "testsuite",
         name=f"smtpbench conform {options.target}",
         tests=str(len(results)),
-        failures=str(counts["fail"]),
-        errors=str(counts["error"]),
-        skipped=str(counts["skip"]),
+        failures=str(sum(1 for r in results if r.verdict is Verdict.FAIL and not r.waived)),
+        errors=str(sum(1 for r in results if r.verdict is Verdict.ERROR and not r.waived)),
+        skipped=str(counts["skip"] + sum(1 for r in results if r.waived)),
         timestamp=started_at.isoformat(),
         time=f"{sum(r.duration_ms for r in results) / 1000:.3f}",
     )
@@ -113,7 +130,10 @@ def to_junit(results: list[CheckResult], options: ConformOptions, started_at: da
         )
         message = _xml_text(scrub(r.reason))
         body = _xml_text(scrub("\n".join(r.evidence)))
-        if r.verdict is Verdict.FAIL:
+        if r.waived:
+            # A waived verdict is a known one: skipped, with the reason, so that CI stays green.
+            ET.SubElement(case, "skipped", message=_xml_text(f"{r.verdict.value} ({r.waived}): {scrub(r.reason)}"))
+        elif r.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", message=message, type=r.level).text = body
         elif r.verdict is Verdict.ERROR:
             ET.SubElement(case, "error", message=message).text = body
@@ -160,18 +180,20 @@ def print_terminal(results: list[CheckResult], options: ConformOptions, console:
             if area is not None:
                 table.add_section()
             area = r.area
-        table.add_row(
-            r.id, r.title, r.level, Text(r.verdict.value.upper(), style=VERDICT_STYLE[r.verdict]), scrub(r.reason)
-        )
+        shown = r.verdict.value.upper() + (" (waived)" if r.waived else "")
+        table.add_row(r.id, r.title, r.level, Text(shown, style=VERDICT_STYLE[r.verdict]), scrub(r.reason))
     if not options.quiet:
         console.print(table)
     for r in results:
         if r.verdict in (Verdict.FAIL, Verdict.ERROR) or (r.verdict is Verdict.WARN and not options.quiet):
+            waived = f" [{r.waived}]" if r.waived else ""
             console.print(
-                Text(f"\n{r.id} {r.verdict.value.upper()}: {scrub(r.reason)}", style=VERDICT_STYLE[r.verdict])
+                Text(f"\n{r.id} {r.verdict.value.upper()}{waived}: {scrub(r.reason)}", style=VERDICT_STYLE[r.verdict])
             )
             for line in r.evidence:
                 console.print(Text(f"    {scrub(line)}"))
+            if r.hint:
+                console.print(Text(f"    fix: {r.hint}", style="bold"))
     counts = summary(results)
     console.print("\n" + "  ".join(f"{k}: {v}" for k, v in counts.items()))
 

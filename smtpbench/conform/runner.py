@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import trio
 
+from smtpbench.conform.hints import apply_hints
+from smtpbench.conform.levels import settle
 from smtpbench.conform.model import Check, CheckResult, Finding, Verdict
 from smtpbench.conform.options import ConformOptions
 from smtpbench.conform.probe import CheckAborted, DeliveryOracle, Probe, Session
@@ -38,19 +40,25 @@ class Discovery:
         self.extensions: dict[str, str] = {}
         self.greeting_code: int | None = None
         self.error: str | None = None
+        #: The greeting and the EHLO reply's first line (how fix-it hints recognise the server).
+        self.banner = ""
 
 
 async def discover(options: ConformOptions, probe_check: Check) -> Discovery:
     """Connect once, read the greeting, EHLO (and STARTTLS when asked); never raises."""
     d = Discovery()
     probe = Probe(options, probe_check)
+    probe.retry = False
     try:
         with trio.move_on_after(options.check_timeout) as scope:
             session = await probe.connect("none")
             greet = await session.read_greeting()
             d.greeting_code = greet.code
+            d.banner = " ".join(greet.reply.lines) if greet.reply is not None else ""
             if greet.code == 220:
                 ex = await session.ehlo()
+                if ex.reply is not None:
+                    d.banner += " " + ex.reply.lines[0]
                 if ex.code == 250:
                     d.extensions = dict(session.extensions)
                     if options.tls == "starttls":
@@ -97,6 +105,9 @@ class Runner:
         self.options = options
         self.oracle = oracle
         self.extensions: dict[str, str] = {}
+        #: The server's greeting and EHLO line, and the name fix-it hints recognise it by.
+        self.banner = ""
+        self.server: str | None = None
         #: Every session of every check run so far (G-01's material).
         self.history: list[Session] = []
 
@@ -125,8 +136,12 @@ class Runner:
             with trio.CancelScope(shield=True):
                 await probe.aclose()
         self.history.extend(probe.sessions)
-        if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR):
+        if not finding.evidence and finding.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR, Verdict.POLICY):
             finding.evidence = probe.transcript()[-12:]
+        finding = settle(check.id, finding)
+        if probe.limits:
+            # The server limited connections; the check still ran to its end, only slower.
+            finding.reason += f" (connection limit met: {'; '.join(probe.limits[:3])})"
         return CheckResult(
             id=check.id,
             title=check.title,
@@ -138,6 +153,7 @@ class Runner:
             evidence=finding.evidence,
             duration_ms=int((time.monotonic() - started) * 1000),
             transcript=probe.transcript(),
+            rule=finding.rule,
         )
 
     def skipped(self, check: Check, reason: str, verdict: Verdict = Verdict.SKIP) -> CheckResult:
@@ -164,6 +180,7 @@ class Runner:
                 done(self.skipped(c, disc.error, Verdict.ERROR))
             return [results[c.id] for c in checks]
         self.extensions = disc.extensions
+        self.banner = disc.banner
         ordered = [c for c in checks if c.id != HYGIENE_ID] + [c for c in checks if c.id == HYGIENE_ID]
         limiter = trio.CapacityLimiter(max(1, self.options.concurrency))
 
@@ -183,7 +200,9 @@ class Runner:
         for c in ordered:
             if c.id == HYGIENE_ID:
                 await one(c)
-        return [results[c.id] for c in checks]
+        final = [results[c.id] for c in checks]
+        self.server = apply_hints(final, self.banner)
+        return final
 
 
 def run_suite(

@@ -67,3 +67,5 @@ class ConformSection(Table):
     transcript: Text | None = key(None, "Directory for one transcript file per check.")
     store_dir: Text | None = key(None, "Directory of delivered *.eml files (the delivery oracle).")
     quiet: Bool = key(False, "Only failures and the summary.")
+    # The CI gate (README "Verdicts"); [conform.expect] waivers are read by conform/waivers.py, not here.
+    baseline: Text | None = key(None, "An earlier --json report: failures already in it do not fail the run.")

@@ -48,8 +48,9 @@ from typing import Any
 import trio
 
 from smtpbench.errors import RunError
+from smtpbench.load.extensions import message_extensions, message_pool, split_counts
 from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
-from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
@@ -120,11 +121,9 @@ class Engine:
             secrets = [secret for _, secret in self.settings.auth_credentials]
             tracer = Tracer(results.path / "traces", trace, wl.seed, secrets)
         self.control = Control(wl.messages, tracer)
+        self.settings.extensions = message_extensions(profile.message, results.run_id)
         self.steps = opening_steps(self.settings)
-        msg = profile.message
-        self.pool = MessagePool(
-            msg.size, msg.variants, wl.seed, msg.from_template, msg.to_template, msg.subject, dict(msg.headers)
-        )
+        self.pool = message_pool(profile)
         initial = (wl.sessions if wl.model == "closed" else wl.rate) or 0
         self.shape = LoadShape(float(initial), [Ramp(s.duration, s.target) for s in wl.stages])
         self.total_duration = wl.total_duration
@@ -411,10 +410,10 @@ class Engine:
     def summary(self, elapsed: float) -> dict[str, Any]:
         """The summary document of what was measured so far, with the thresholds judged on it."""
         p = self.profile
-        counters = self.recorder.counters.to_dict()
+        counters, usage = split_counts(self.recorder.counters.to_dict())
         if p.workload.model == "open":
             counters["counts"]["arrivals_dropped"] = self.arrivals_dropped
-        extra: dict[str, Any] = {"status_reason": self.reason}
+        extra: dict[str, Any] = {"status_reason": self.reason, **usage}
         extra["unfinished"] = counters.pop("unfinished")
         extra["unfinished_min_wait_us"] = counters.pop("unfinished_min_wait_us")
         extra["generator"] = self.health.verdict(self.recorder.totals.get(LOOP_LAG))
@@ -454,6 +453,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         timeouts=dict(profile.smtp.timeouts),
         pipelining=profile.smtp.pipelining,
         pipeline_data=profile.smtp.pipeline_data,
+        chunking=profile.smtp.chunking,
         tls=t.tls,
         ssl_context=ssl_context,
         auth_mechanism=auth.mechanism if auth else None,

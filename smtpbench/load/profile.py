@@ -9,7 +9,7 @@ sections and keys get a "did you mean".  :func:`resolved_toml` writes the
 profile back with every default filled in (including the random seed actually
 used) and secrets redacted, so that a run can be reproduced.
 
-The models (here and in :mod:`smtpbench.load.sections`) are the one source of truth: ``smtpbench schema`` prints their
+The models (here, in :mod:`smtpbench.load.sections` and :mod:`smtpbench.load.message_section`) are the one source of truth: ``smtpbench schema`` prints their
 JSON Schema (``profiles/profile.schema.json``), from which the README's profile
 reference is generated.  To add a key or a section, see
 :mod:`smtpbench.load.sections`; a new section is also a field of
@@ -33,9 +33,9 @@ from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml
 from smtpbench.conform.section import ConformSection
 from smtpbench.errors import ConfigError
 from smtpbench.fields import Invalid, Table, checker, config_error, key, nested
+from smtpbench.load.message_section import DsnConfig, MessageConfig, MixEntry  # noqa: F401
 from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names of the profile)
     AuthConfig,
-    MessageConfig,
     OutputConfig,
     SinkOptions,
     SmtpConfig,

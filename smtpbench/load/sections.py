@@ -1,4 +1,4 @@
-"""The sections of a profile as pydantic models: [target], [smtp], [workload], [message], [output].
+"""The sections of a profile as pydantic models: [target], [smtp], [workload], [output] ([message]: message_section.py).
 
 A section is a :class:`~smtpbench.fields.Table`; a key is a field: a type from
 :mod:`smtpbench.fields` and ``key(default, "description")`` (the JSON Schema and
@@ -32,24 +32,21 @@ from smtpbench.fields import (
     checker,
     choice,
     key,
-    nested,
+    max_size,
     number,
-    template,
     text,
     whole,
 )
-from smtpbench.load.sizes import SizeDistribution
 from smtpbench.protocol import sasl
 from smtpbench.protocol.tables import TIMEOUTS
-from smtpbench.units import format_duration
+from smtpbench.units import format_duration, format_size
 
-PLACEHOLDERS = ("n", "session", "rcpt", "worker")
 DEFAULT_HOST = "127.0.0.1"
 MAX_SESSIONS = 1_000_000
 MAX_RATE = 1_000_000.0
-MAX_RECIPIENTS = 1000
 MAX_SEED = 2**63 - 1
 MAX_COUNT = 10**12
+MAX_CHUNK = 1024**3
 
 Seed = Annotated[int, whole(0, MAX_SEED)]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
@@ -325,7 +322,21 @@ class SmtpConfig(Table):
         doc="When pipelining: send a message's data in the same write as the next transaction's MAIL, "
         "RCPT and DATA (RFC 2920 3.1); false sends each message's data on its own.",
     )
+    chunking: Annotated[str, choice("auto", "on", "off")] = key(
+        "off",
+        "RFC 3030 BDAT instead of DATA: auto (when the server advertises CHUNKING), on (a session whose server "
+        "does not fails with error kind chunking_unsupported), off.",
+    )
+    chunk_size: Annotated[int, max_size(MAX_CHUNK, "1GiB"), PlainSerializer(format_size)] = key(
+        "1MiB", "Largest BDAT chunk (1 octet .. 1GiB); chunks are pipelined when PIPELINING is used."
+    )
     timeouts: Timeouts = key(default_factory=dict, doc="Per-step reply timeouts.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.chunk_size < 1:
+            raise Invalid("must be at least 1 octet", expected="a positive size", loc=("chunk_size",))
+        return self
 
 
 # ---------------------------------------------------------------- [workload]
@@ -438,93 +449,6 @@ class WorkloadConfig(Table):
         skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions", "session_pause"}
         skip |= {name for name in ("sessions", "rate", "stages") if not getattr(self, name)}
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
-
-
-# ---------------------------------------------------------------- [message]
-
-
-class RecipientRange(Table):
-    """A uniform number of recipients per message."""
-
-    min: Annotated[int, whole(1, MAX_RECIPIENTS)] = key(1, "Fewest recipients.")
-    max: Annotated[int, whole(1, MAX_RECIPIENTS)] | None = key(None, "Most recipients (>= min).")
-
-
-def _recipients(value: Any) -> tuple[int, int]:
-    if not isinstance(value, dict):
-        count: int = apply(whole(1, MAX_RECIPIENTS), value)
-        return count, count
-    span = nested(RecipientRange, value)
-    hi = span.min if span.max is None else span.max
-    if hi < span.min:
-        raise Invalid(f"max ({hi}) is below min ({span.min})", expected="max >= min", loc=("max",))
-    return span.min, hi
-
-
-_HEADER_NAME = re.compile(r"[!-9;-~]+")
-_RESERVED_HEADERS = {"from": "message.from", "to": "message.to", "subject": "message.subject"}
-
-
-def _headers(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
-    for name, field in value.items():
-        if not _HEADER_NAME.fullmatch(name):
-            raise Invalid(
-                "is not a valid header field name", expected="printable ASCII without ':' or spaces", loc=(name,)
-            )
-        if name.lower() in _RESERVED_HEADERS:
-            raise Invalid("is set by smtpbench", hint=f"use {_RESERVED_HEADERS[name.lower()]}", loc=(name,))
-        if not isinstance(field, str):
-            raise Invalid(f"got {type_name(field)} {shown(field)}", expected="a string", loc=(name,))
-        if "\r" in field or "\n" in field:
-            raise Invalid("contains a line break", expected="a single-line value", loc=(name,))
-    return dict(value)
-
-
-_HeaderInput = Annotated[dict[Annotated[str, Field(pattern=r"^[!-9;-~]+$")], str], Field()]
-
-
-class MessageConfig(Table):
-    """What each message looks like.  Templates may use {n} (message number), {session}, {rcpt}
-    (recipient index) and {worker}, with format specs such as {n:06d}; literal braces are {{ and }}."""
-
-    size: SizeDistribution = key(
-        "10KiB",
-        doc='Message size (at most 1GiB): "10KiB", {distribution = "uniform", min, max}, '
-        '{distribution = "lognormal", median, sigma, min, max} (max defaults to 100 x median) '
-        'or [{size = "1KiB", weight = 70}, ...].',
-    )
-    recipients: Annotated[
-        tuple[int, int],
-        checker(_recipients, Annotated[int, Field(ge=1, le=MAX_RECIPIENTS)] | RecipientRange),
-        PlainSerializer(lambda r: r[0] if r[0] == r[1] else {"min": r[0], "max": r[1]}),
-    ] = key(1, "Recipients per message: 3 or {min = 1, max = 5}, 1..1000.")
-    from_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
-        "sender{n}@smtpbench.example", alias="from", doc="Envelope and header sender (a template)."
-    )
-    to_template: Annotated[str, template(PLACEHOLDERS, address=True)] = key(
-        "user{n}@example.test", alias="to", doc="Recipient addresses (a template)."
-    )
-    subject: Annotated[str, template(PLACEHOLDERS, address=False)] = key(
-        "smtpbench message {n}", "Subject header (a template)."
-    )
-    variants: Annotated[int, whole(1, 10000)] = key(32, "Distinct bodies pre-rendered.")
-    headers: Annotated[dict[str, str], checker(_headers, _HeaderInput)] = key(
-        default_factory=dict,
-        json_schema_extra={"additionalProperties": False},  # names outside patternProperties are refused
-        doc='Extra header fields, {X-Foo = "bar"} (literal values).',
-    )
-
-    @property
-    def recipients_min(self) -> int:
-        """Fewest recipients of a message."""
-        return self.recipients[0]
-
-    @property
-    def recipients_max(self) -> int:
-        """Most recipients of a message."""
-        return self.recipients[1]
 
 
 # ---------------------------------------------------------------- [output]

@@ -53,11 +53,12 @@ from dataclasses import dataclass, field
 import trio
 
 from smtpbench.load.auth import step_auth
-from smtpbench.load.messages import AddressTemplate, MessagePool
+from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, UNSUPPORTED, MessageExtensions, Pool, capabilities
+from smtpbench.load.messages import AddressTemplate, RenderedMessage
 from smtpbench.load.trace import TraceLog, Tracer
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp
-from smtpbench.net.errors import ReplyError, SessionTimeout, classify
+from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout, classify
 from smtpbench.protocol import commands
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
@@ -100,6 +101,8 @@ class SessionSettings:
     sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
     think_time: float = 0.0  # pause between the messages of a session
+    chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
+    extensions: MessageExtensions = field(default_factory=MessageExtensions)
     family: int = 0
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
 
@@ -153,6 +156,8 @@ class Session:
         "deadline",
         "phase",
         "open_messages",
+        "caps",
+        "bdat",
         "trace",
     )
 
@@ -172,6 +177,9 @@ class Session:
         self.phase = "connect"
         #: Messages whose MAIL was written and whose outcome is not known yet.
         self.open_messages = 0
+        #: The server's extensions as a bit mask (smtpbench.load.extensions), and whether messages go by BDAT.
+        self.caps = 0
+        self.bdat = False
         #: The exchange so far when the run traces (``--trace``), else None.
         self.trace: TraceLog | None = None
 
@@ -278,6 +286,23 @@ async def step_starttls(s: Session) -> None:
     await step_ehlo(s)
 
 
+class ChunkingUnsupported(SessionError):
+    """``chunking = "on"`` but the server does not advertise CHUNKING (RFC 3030)."""
+
+    kind = NO_CHUNKING
+
+
+async def step_extensions(s: Session) -> None:
+    """Note the server's extensions (the last EHLO's) and choose DATA or BDAT; ``chunking = "on"`` needs CHUNKING."""
+    assert s.conn is not None
+    s.caps = capabilities(s.conn.protocol.extensions)
+    chunking = s.settings.chunking
+    s.bdat = chunking == "on" or (chunking == "auto" and bool(s.caps & HAS_CHUNKING))
+    if chunking == "on" and not s.caps & HAS_CHUNKING:
+        await s.command("QUIT", commands.QUIT, "quit", "other")
+        raise ChunkingUnsupported('chunking = "on" but the server does not advertise CHUNKING', "ehlo")
+
+
 def opening_steps(settings: SessionSettings) -> list[Step]:
     """The session's opening steps for this profile, in order."""
     steps: list[Step] = [step_connect]
@@ -288,6 +313,7 @@ def opening_steps(settings: SessionSettings) -> list[Step]:
         steps.append(step_starttls)
     if settings.auth_mechanism:
         steps.append(step_auth)
+    steps.append(step_extensions)
     return steps
 
 
@@ -295,25 +321,39 @@ def _reject_kind(code: int) -> str:
     return "temp_fail" if code < 500 else "perm_fail"
 
 
-def envelope(s: Session, message_no: int) -> list[tuple[str, bytes]]:
-    """MAIL, one RCPT per recipient, DATA: the commands of message ``message_no``."""
+def envelope(s: Session, message_no: int, msg: RenderedMessage) -> list[tuple[str, bytes]]:
+    """MAIL (with the parameters ``msg`` needs), one RCPT per recipient, then DATA or ``msg``'s BDAT chunks."""
     st = s.settings
+    ext = st.extensions
     n_rcpt = (
         st.recipients_min
         if st.recipients_min == st.recipients_max
         else s.rng.randint(st.recipients_min, st.recipients_max)
     )
-    cmds = [("MAIL", commands.mail_from(st.sender.render(message_no, s.number)))]
+    params = ext.mail_params(msg, s.caps, message_no, s.number, s.recorder.counters.counts)
+    cmds = [("MAIL", commands.command("MAIL", f"FROM:<{st.sender.render(message_no, s.number)}>{params}"))]
+    notify = ext.rcpt_params(s.caps) if ext.dsn else ""
     for i in range(n_rcpt):
-        cmds.append(("RCPT", commands.rcpt_to(st.recipient.render(message_no, s.number, i))))
-    cmds.append(("DATA", commands.DATA))
+        cmds.append(("RCPT", commands.command("RCPT", f"TO:<{st.recipient.render(message_no, s.number, i)}>{notify}")))
+    if not s.bdat:
+        cmds.append(("DATA", commands.DATA))
+        return cmds
+    # RFC 3030: chunks may follow the envelope in one pipelined group (2920 lets BDAT be pipelined).
+    *chunks, last = msg.bdat
+    cmds += [("BDAT", chunk) for chunk in chunks]
+    cmds.append(("BDAT_LAST", last))
     return cmds
+
+
+#: Phase and timeout of each envelope verb whose own name is not both.
+_PHASES = {"BDAT": ("bdat", "data_block"), "BDAT_LAST": ("data_end", "data_end")}
+_BODY_VERBS = ("DATA", "BDAT", "BDAT_LAST")
 
 
 async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: bool) -> bool:
     """Await the envelope's replies (sending it command by command unless ``sent``).
 
-    True when DATA got its 354.  Otherwise the message is counted as
+    True when DATA got its 354 (or BDAT ... LAST its 250).  Otherwise the message is counted as
     rejected, by the kind of its first refusal, and an open transaction is reset.
     """
     conn = s.conn
@@ -321,13 +361,13 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     rec = s.recorder
     counts = rec.counters.counts
     if sent:
-        replies = [(verb, (await s.reply(verb.lower(), verb.lower()))[1]) for verb, _ in cmds]
+        replies = [(verb, (await s.reply(*_PHASES.get(verb) or (verb.lower(),) * 2))[1]) for verb, _ in cmds]
     else:
         replies = []
         for verb, line in cmds:
-            if verb == "DATA" and not any(v == "RCPT" and r.code < 400 for v, r in replies):
-                break  # all recipients refused: DATA would be pointless (and 503)
-            reply = await s.command(verb, line, verb.lower(), verb.lower())
+            if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
+                break  # all recipients refused: DATA or BDAT would be pointless (and 503)
+            reply = await s.command(verb, line, *_PHASES.get(verb) or (verb.lower(),) * 2)
             replies.append((verb, reply))
             if reply.code >= 400 and verb != "RCPT":
                 break
@@ -337,7 +377,11 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
             counts["recipients_rejected"] += 1
         if reply.code >= 400 and not refusal:
             refusal = reply.code
-    if conn.protocol.state is State.DATA:
+    if replies and replies[-1][0] == "BDAT_LAST":
+        counts["transfer.bdat"] += 1  # every chunk was sent (and answered)
+        if replies[-1][1].code < 400:
+            return True
+    elif conn.protocol.state is State.DATA:
         return True
     counts["messages_rejected"] += 1
     s.open_messages -= 1
@@ -347,7 +391,15 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     return False
 
 
-async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: int | None) -> None:
+def _unsupported(s: Session, keyword: str) -> None:
+    """Count a message the server cannot take (it lacks ``keyword``): never sent, never half-sent."""
+    counters = s.recorder.counters
+    counters.errors[UNSUPPORTED] += 1
+    counters.counts["messages_unsupported"] += 1
+    counters.counts[f"unsupported.{keyword}"] += 1
+
+
+async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | None) -> None:
     """Up to ``messages_per_session`` transactions on the session's connection.
 
     Pipelined (RFC 2920), an envelope goes out in one write; with
@@ -363,26 +415,50 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
     rec = s.recorder
     counts = rec.counters.counts
     think = st.think_time
-    coalesce = s.pipelined and st.pipeline_data and not think
+    coalesce = s.pipelined and st.pipeline_data and not think and not s.bdat
+    ext = st.extensions
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
+    msg: RenderedMessage | None = None  # the next envelope's message, once chosen
     start = 0.0
     while message_no >= 0:
         if cmds is None:
-            cmds = envelope(s, message_no)
+            if msg is None:
+                msg = pool.pick(s.rng, message_no, s.number)
+            lacking = ext.missing(msg, s.caps)
+            if lacking:  # never sent broken: counted (not as sent), and on to the next message
+                _unsupported(s, lacking)
+                msg = None
+                if left <= 0:
+                    return
+                left -= 1
+                message_no = control.claim_message()
+                continue
+            cmds = envelope(s, message_no, msg)
             start = s.mark = perf()
             counts["messages_sent"] += 1
             s.open_messages += 1
             if s.pipelined:
                 s.phase = "mail"
-                s.arm(st.timeouts["mail"])
+                s.arm(st.timeouts["data_block" if s.bdat else "mail"])
                 await conn.send_group(cmds)
+        sent, msg = msg, None
+        assert sent is not None
         accepted = await _envelope_replies(s, cmds, s.pipelined)
         cmds = None
         following = -1
-        if accepted:
-            msg = pool.pick(s.rng)
+        if s.bdat:  # the chunks went with the envelope: its replies settled the message
+            if accepted or s.pipelined:
+                counts["bytes_sent"] += sent.size
+            if accepted:
+                end = s.mark
+                s.open_messages -= 1
+                counts["messages_accepted"] += 1
+                rec.record("transaction", int((end - start) * 1_000_000))
+                if lag_us is not None:
+                    rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
+        elif accepted:
             s.arm(st.timeouts["data_block"])
             s.phase = "data_end"
             s.mark = perf()
@@ -390,13 +466,16 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
                 following = control.claim_message()
                 left -= 1
             if following >= 0:
-                cmds = envelope(s, following)
-                counts["messages_sent"] += 1
-                s.open_messages += 1
-                await conn.send_group([("DATA_END", msg.wire), *cmds])
-            else:
-                await conn.send("DATA_END", msg.wire)
-            counts["bytes_sent"] += msg.size
+                msg = pool.pick(s.rng, following, s.number)
+                if not ext.missing(msg, s.caps):  # else it cannot go with this data: the loop's top counts it
+                    cmds = envelope(s, following, msg)
+                    counts["messages_sent"] += 1
+                    s.open_messages += 1
+                    await conn.send_group([("DATA_END", sent.wire), *cmds])
+            if cmds is None:
+                await conn.send("DATA_END", sent.wire)
+            counts["transfer.data"] += 1
+            counts["bytes_sent"] += sent.size
             _, reply = await s.reply("data_end", "data_end")
             end = s.mark
             s.open_messages -= 1
@@ -428,7 +507,7 @@ async def transactions(s: Session, pool: MessagePool, control: Control, lag_us: 
 async def run_session(
     s: Session,
     steps: list[Step],
-    pool: MessagePool,
+    pool: Pool,
     control: Control,
     intended: float | None = None,
 ) -> None:

@@ -65,6 +65,14 @@ QUIT = b"QUIT\r\n"
 STARTTLS = b"STARTTLS\r\n"
 
 
+def normalize_lines(body: bytes) -> bytes:
+    """``body`` with every line ending in CRLF (bare CR and LF normalised, 2.3.8), a final CRLF added if missing."""
+    text = _LINE_ENDS.sub(CRLF, body)
+    if text and not text.endswith(CRLF):
+        text += CRLF
+    return text
+
+
 def encode_data(body: bytes) -> bytes:
     """Return ``body`` ready to send after a 354, terminator included.
 
@@ -72,13 +80,28 @@ def encode_data(body: bytes) -> bytes:
     2.3.8 forbids sending them); every line starting with ``.`` gets one more
     ``.`` (4.5.2); the result ends with exactly ``CRLF.CRLF``.
     """
-    text = _LINE_ENDS.sub(CRLF, body)
-    if text and not text.endswith(CRLF):
-        text += CRLF
+    text = normalize_lines(body)
     if text.startswith(b"."):
         text = b"." + text
     text = text.replace(b"\r\n.", b"\r\n..")
     return text + END_OF_DATA
+
+
+def bdat_chunks(message: bytes, chunk_size: int) -> list[bytes]:
+    """``message`` (already CRLF-normalised) as RFC 3030 BDAT commands, each with its chunk.
+
+    Guarantees: each element is ``BDAT <n>[ LAST]CRLF`` followed by exactly
+    ``n`` octets of the message (no dot-stuffing: BDAT counts octets), chunks
+    of at most ``chunk_size`` octets in order, ``LAST`` on the final one only;
+    an empty message is one ``BDAT 0 LAST``.
+    """
+    size = max(chunk_size, 1)
+    out = []
+    for start in range(0, len(message), size):
+        chunk = message[start : start + size]
+        last = b" LAST" if start + size >= len(message) else b""
+        out.append(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+    return out or [b"BDAT 0 LAST\r\n"]
 
 
 # --- server side -----------------------------------------------------------

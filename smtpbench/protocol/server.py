@@ -251,6 +251,8 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
             return
         if not (quirks and "R-01" in quirks):
             self.reset_transaction()
+        if quirks and "P-02" in quirks:
+            self.flush_input = True
         self.out.append(b"250 OK\r\n" if quirks and "ES-01" in quirks else R_OK)
 
     def noop(self, arg: str) -> None:
@@ -260,8 +262,6 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
             if "R-02" in quirks and arg.strip():
                 self.out.append(b"501 5.5.4 Syntax: NOOP\r\n")
                 return
-            if "P-02" in quirks:
-                self.flush_input = True
             if "ES-01" in quirks:
                 self.out.append(b"250 OK\r\n")
                 return

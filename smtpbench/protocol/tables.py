@@ -55,6 +55,8 @@ COMMANDS: dict[str, CommandReplies] = {
 }
 
 _EXPECTED: dict[str, frozenset[int]] = {verb: c.listed | ANY_COMMAND | ALSO_COMMON for verb, c in COMMANDS.items()}
+# The client state machine names the final chunk BDAT_LAST (it ends the transaction); same replies as BDAT.
+_EXPECTED["BDAT_LAST"] = _EXPECTED["BDAT"]
 
 
 def allowed_codes(verb: str, strict: bool = False) -> frozenset[int]:

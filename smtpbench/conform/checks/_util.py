@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 
+import trio
+
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Expect, Finding, Verdict
 from smtpbench.conform.probe import CheckAborted, Exchange, Probe, Session
 from smtpbench.conform.steps import judge
@@ -53,6 +56,16 @@ def passed(reason: str, *exchanges: Exchange) -> Finding:
     return Finding(Verdict.PASS, reason, evidence(*exchanges))
 
 
+def client_rule(ex: Exchange, what: str, rule: str) -> Finding:
+    """How the server treated a client's breach of client rule ``rule``: accepted is ``info``, refused passes.
+
+    The sentence binds the client, so the server's tolerance is recorded, never graded (issue 7).
+    """
+    if ex.code is not None and ex.code < 400:
+        return Finding(Verdict.INFO, f"{what} accepted ({ex.code}): a client rule", ex.lines(), sentence(rule))
+    return passed(f"{what}: {ex.outcome}", ex)
+
+
 def test_message(probe: Probe, tag: str, body: str = "smtpbench conformance probe\r\n") -> str:
     """A minimal RFC 5322 message (unstuffed, CRLF) whose Subject carries ``tag`` for the oracle to find."""
     o = probe.options
@@ -80,6 +93,27 @@ def find_delivered(probe: Probe, needle: bytes, before: int) -> list[bytes] | No
     if msgs is None:
         return None
     return [m for m in msgs[before:] if needle in m]
+
+
+#: The longest a check waits for an accepted message to show up in the oracle (real MTAs deliver from a queue).
+DELIVERY_WAIT = 10.0
+
+
+async def await_delivered(probe: Probe, needle: bytes, before: int) -> list[bytes] | None:
+    """Messages delivered since ``before`` that contain ``needle``, waiting (bounded) until one shows up.
+
+    Polls the oracle until a match appears or :data:`DELIVERY_WAIT` (at most
+    the reply timeout) passes, then waits ``quiet_wait`` more so that a second
+    message of the same transaction (a smuggled one) can show up too.
+    ``None`` without an oracle.
+    """
+    if probe.delivered() is None:
+        return None
+    with trio.move_on_after(min(DELIVERY_WAIT, probe.options.timeout)):
+        while not find_delivered(probe, needle, before):
+            await trio.sleep(0.1)
+    await trio.sleep(probe.options.quiet_wait)
+    return find_delivered(probe, needle, before)
 
 
 def delivered_count(probe: Probe) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from smtpbench.conform.checks._util import passed, setup
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Cmd, Finding, Level, Verdict, expect, worst
-from smtpbench.conform.probe import Probe, Session
+from smtpbench.conform.probe import Exchange, Probe, Session
+from smtpbench.conform.steps import server_words
 
 AREA = "addresses"
 
@@ -28,14 +32,17 @@ async def path_forms(probe: Probe) -> Finding:
     session = await probe.connect()
     await setup(session, "MAIL FROM:<{sender}>", 250)
     findings.append(await _syntax_ok(probe, session, "RCPT TO:<@relay.example,@b.example:{rcpt}>", "source route"))
-    findings.append(await _syntax_ok(probe, session, 'RCPT TO:<"first last"@{domain}>', "quoted local part"))
+    quoted = await _syntax_ok(probe, session, 'RCPT TO:<"first last"@{domain}>', "quoted local part")
+    quoted.rule = sentence("quoted-local-part") if quoted.verdict is not Verdict.PASS else None
+    findings.append(quoted)
     await setup(session, "RSET", 250)
     mail = await _syntax_ok(probe, session, "MAIL FROM:<smtpbench@[192.0.2.1]>", "address-literal sender")
-    findings.append(mail)
+    findings.append(_literal_policy(mail, session.exchanges[-1]))
     if session.exchanges[-1].code == 250:
         ip = probe.peer_ip()
         literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
-        findings.append(await _syntax_ok(probe, session, f"RCPT TO:<postmaster@{literal}>", "address literal"))
+        rcpt = await _syntax_ok(probe, session, f"RCPT TO:<postmaster@{literal}>", "address literal")
+        findings.append(_literal_policy(rcpt, session.exchanges[-1]))
     for line in ("MAIL FROM: <{sender}>", "MAIL FROM:{sender}"):
         await setup(session, "RSET", 250)
         ex = await session.cmd(line)
@@ -46,6 +53,22 @@ async def path_forms(probe: Probe) -> Finding:
     if found.verdict is Verdict.PASS:
         found.reason = "; ".join(f.reason for f in findings)
     return found
+
+
+#: Reply text that says a literal was refused by configuration even when the code is 501 (Exim:
+#: "domain literals not allowed", its allow_domain_literals option).
+BY_CONFIGURATION = re.compile(r"literal|not allowed|not permitted|prohibit", re.I)
+
+
+def _literal_policy(finding: Finding, ex: Exchange) -> Finding:
+    """A domain literal refused with anything but a syntax error is the site's configuration: ``policy``."""
+    said = " ".join(ex.reply.lines) if ex.reply is not None else ""
+    by_config = ex.code in (500, 501) and BY_CONFIGURATION.search(said) is not None
+    if (finding.verdict is Verdict.PASS or by_config) and ex.code is not None and ex.code >= 400:
+        return Finding(
+            Verdict.POLICY, f'{ex.command}: domain literal refused by configuration ("{server_words(ex)}")', ex.lines()
+        )
+    return finding
 
 
 def long_domain(total: int) -> str:

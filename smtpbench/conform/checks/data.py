@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import secrets
 
-import trio
-
 from smtpbench.conform.checks._util import (
+    await_delivered,
     check_code,
     delivered_count,
-    find_delivered,
     passed,
     send_body,
     start_data,
     test_message,
 )
+from smtpbench.conform.levels import sentence
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
-from smtpbench.conform.probe import Probe, Session
+from smtpbench.conform.probe import Probe
 from smtpbench.protocol.commands import encode_data
 
 AREA = "data"
 RCPT = frozenset({"rcpt"})
 RCPT_SINK = frozenset({"rcpt", "sink"})
-#: How long after a final reply the oracle is given to show a delivery.
-SETTLE = 0.2
 
 NO_ORACLE = "delivered content not verified (no delivery oracle)"
 
@@ -40,10 +37,7 @@ def _head(probe: Probe, tag: str) -> bytes:
 
 
 async def _settled(probe: Probe, token: bytes, before: int) -> list[bytes] | None:
-    if probe.delivered() is None:
-        return None
-    await trio.sleep(SETTLE)
-    return find_delivered(probe, token, before)
+    return await await_delivered(probe, token, before)
 
 
 async def trace_header(probe: Probe) -> Finding:
@@ -61,15 +55,19 @@ async def trace_header(probe: Probe) -> Finding:
         return Finding(Verdict.INFO, f"354 then 250; {NO_ORACLE}", data.lines() + end.lines()[-1:])
     if not stored:
         return Finding(Verdict.FAIL, "the accepted message was not delivered", end.lines())
-    first = stored[0].split(b"\r\n", 1)[0]
-    if not first.lower().startswith(b"received:"):
+    fields = _header_fields(stored[0])
+    names = [f.split(b":", 1)[0].strip().lower() for f in fields]
+    ours = names.index(b"from") if b"from" in names else len(names)
+    if b"received" not in names[:ours]:
+        # Other trace fields (Return-Path, Delivered-To, Received-SPF, Authentication-Results...) may come
+        # first; what matters is a Received: line above the message's own header fields (4.4).
         return Finding(
             Verdict.FAIL,
-            "the delivered message does not start with a Received: trace line",
-            [f"stored first line: {first[:200]!r}"],
+            "the delivered message has no Received: trace line above its own header fields",
+            [f"stored header fields: {', '.join(n.decode('ascii', 'replace') for n in names[:8])}"],
         )
-    header = stored[0].split(b"\r\n\r\n", 1)[0].split(b"\r\n", 3)
-    received = b" ".join(x.strip() for x in header[:3] if x)[:400].decode("utf-8", "replace")
+    received_field = fields[names.index(b"received")]
+    received = b" ".join(received_field.split())[:400].decode("utf-8", "replace")
     helo = probe.options.helo
     if helo not in received or "[" not in received:
         return Finding(
@@ -80,6 +78,17 @@ async def trace_header(probe: Probe) -> Finding:
     return Finding(
         Verdict.PASS, "354, 250, and a Received: line naming the EHLO name and address", [f"stored: {received}"]
     )
+
+
+def _header_fields(message: bytes) -> list[bytes]:
+    """The header fields of a stored message (CRLF), each unfolded into one item."""
+    fields: list[bytes] = []
+    for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b" " + line.strip()
+        elif line:
+            fields.append(line)
+    return fields
 
 
 def _lines_of(message: bytes) -> list[bytes]:
@@ -127,11 +136,24 @@ async def line_length(probe: Probe) -> Finding:
     early = await session.send(long_part, verb="DATA_END")
     got = await session.extra(early)
     if got:
-        findings.append(Finding(Verdict.FAIL, f"a reply ({early.outcome}) came before the end of data", early.lines()))
+        closed = session.closed or await session.wait_closed(0.05)
+        findings.append(
+            Finding(
+                Verdict.FAIL,
+                f"a reply ({early.outcome}) came before the end of data"
+                + (", and the server closed the connection" if closed else ""),
+                early.lines(),
+                rule=sentence("no-close-before-quit" if closed else "exactly-one-reply"),
+            )
+        )
         await session.close(polite=False)
         return worst(findings)
     end = await session.send(b".\r\n", verb="DATA_END", replies=1)
-    findings.append(check_code(probe, end, 250, 500, 552, 554, reason="an overlong line is refused only after '.'"))
+    if end.code is not None and end.code >= 400:
+        # Refusing the overlong line after the final dot is what 4.5.3.1.9 allows (a policy or size reply).
+        findings.append(passed(f"the overlong line was refused after the final dot ({end.code})", end))
+    else:
+        findings.append(check_code(probe, end, 250, reason="an overlong line is refused only after '.'"))
     noop = await session.cmd("NOOP")
     extra = await session.extra(noop)
     if noop.code != 250 or extra:
@@ -154,48 +176,89 @@ async def big_message(probe: Probe) -> Finding:
     return check_code(probe, end, 250, reason=f"a message of {len(message)} octets must be accepted")
 
 
-def _smuggle(probe: Probe, terminator: bytes, tag: str) -> bytes:
+def _smuggled_part(probe: Probe, tag: str) -> bytes:
     rcpt = (probe.options.rcpt or "postmaster").encode()
-    inner = (
+    return (
         b"MAIL FROM:<smuggled@victim.example>\r\nRCPT TO:<" + rcpt + b">\r\nDATA\r\n"
         b"Subject: SMUGGLED " + tag.encode() + b"\r\n\r\nx\r\n.\r\n"
     )
-    return _head(probe, tag) + b"hello" + terminator + inner
 
 
-async def _smuggle_once(probe: Probe, session: Session, terminator: bytes, label: str) -> Finding:
+#: How the smuggled part travels: with the bare end-of-data in one write, or in a second write after a pause.
+#: A vulnerable server that ends DATA at the bare sequence and throws away what it read ahead passes
+#: a reply-counting probe in the first mode; the pause in the second makes it answer early.
+WRITE_MODES = ("same write", "second write")
+
+
+async def _smuggle_once(probe: Probe, terminator: bytes, label: str, mode: str) -> Finding:
+    """One smuggling attempt on its own session; judged from replies and, with an oracle, from deliveries."""
     tag = f"{probe.check.id}-{secrets.token_hex(4)}"
+    what = f"{label} ({mode})"
     before = delivered_count(probe)
+    session = await probe.connect()
     await start_data(session)
-    end = await send_body(session, _smuggle(probe, terminator, tag))
-    await session.extra(end)
+    first = _head(probe, tag) + b"hello" + terminator
+    inner = _smuggled_part(probe, tag)
+    if mode == "same write":
+        end = await send_body(session, first + inner)
+        await session.extra(end)
+    else:
+        end = await session.send(first, verb="DATA_END")
+        early = await session.extra(end, wait=max(probe.options.quiet_wait, 0.3))
+        if early:
+            # The server answered before the real end of data: it ended DATA at the bare sequence.
+            await session.close(polite=False)
+            return Finding(
+                Verdict.FAIL, f"{what}: the server ended DATA at the bare sequence ({end.outcome})", end.lines()
+            )
+        await session.send(inner, verb="DATA_END")
+        await session.read(end, 1)
+        await session.extra(end)
+    timed_out = end.timed_out
+    await session.close(polite=not timed_out)
     codes = end.codes
     if len(codes) > 1:
         return Finding(
-            Verdict.FAIL, f"{label} ended DATA: the embedded commands were answered ({end.outcome})", end.lines()
+            Verdict.FAIL, f"{what} ended DATA: the embedded commands were answered ({end.outcome})", end.lines()
         )
     if not codes:
-        return Finding(probe.check.failing_verdict, f"{label}: {end.outcome}", end.lines())
-    smuggled = await _settled(probe, b"SMUGGLED " + tag.encode(), before)
-    if smuggled is not None:
-        separate = [m for m in smuggled if b"hello" not in m]
-        if separate:
-            return Finding(Verdict.FAIL, f"{label}: a second, smuggled message was stored", end.lines())
+        if timed_out:
+            # Out of step after a timeout: judge only what was seen (no reply), never a late one.
+            return Finding(Verdict.INFO, f"{what}: no reply before the timeout; session closed", end.lines())
+        return Finding(probe.check.failing_verdict, f"{what}: {end.outcome}", end.lines())
     code = codes[0]
+    stored = await _settled(probe, tag.encode(), before) if code < 400 else None
+    if stored is not None:
+        if any(b"hello" not in m for m in stored):
+            return Finding(Verdict.FAIL, f"{what}: a second, smuggled message was stored", end.lines())
+        cut = [m for m in stored if b"hello" in m and b"SMUGGLED" not in m]
+        if code < 400 and cut:
+            return Finding(
+                Verdict.FAIL,
+                f"{what}: the stored message ends at the bare sequence (what followed was dropped or read as commands)",
+                [*end.lines(), f"stored tail: {cut[0][-80:]!r}"],
+            )
     if code == 250:
         strategy = "kept as data or normalised"
     elif code >= 400:
         strategy = f"rejected ({code})"
     else:
-        return Finding(probe.check.failing_verdict, f"{label}: unexpected reply {code}", end.lines())
-    return Finding(Verdict.PASS, f"{label}: {strategy}", end.lines())
+        return Finding(probe.check.failing_verdict, f"{what}: unexpected reply {code}", end.lines())
+    return Finding(Verdict.PASS, f"{what}: {strategy}", end.lines())
+
+
+async def _smuggling(probe: Probe, variants: tuple[tuple[bytes, str], ...]) -> Finding:
+    findings = [
+        await _smuggle_once(probe, terminator, label, mode) for terminator, label in variants for mode in WRITE_MODES
+    ]
+    found = worst(findings)
+    if found.verdict is Verdict.PASS:
+        found.reason = "; ".join(f.reason for f in findings)
+    return found
 
 
 async def lf_dot_lf(probe: Probe) -> Finding:
-    session = await probe.connect()
-    finding = await _smuggle_once(probe, session, b"\n.\n", "<LF>.<LF>")
-    await session.close()
-    return finding
+    return await _smuggling(probe, ((b"\n.\n", "<LF>.<LF>"),))
 
 
 SMUGGLING_VARIANTS: tuple[tuple[bytes, str], ...] = (
@@ -211,17 +274,7 @@ SMUGGLING_VARIANTS: tuple[tuple[bytes, str], ...] = (
 
 
 async def smuggling_variants(probe: Probe) -> Finding:
-    findings: list[Finding] = []
-    session = await probe.connect()
-    for terminator, label in SMUGGLING_VARIANTS:
-        if session.closed:
-            session = await probe.connect()
-        findings.append(await _smuggle_once(probe, session, terminator, label))
-    await session.close()
-    found = worst(findings)
-    if found.verdict is Verdict.PASS:
-        found.reason = "; ".join(f.reason for f in findings)
-    return found
+    return await _smuggling(probe, SMUGGLING_VARIANTS)
 
 
 async def bare_line_ends(probe: Probe) -> Finding:

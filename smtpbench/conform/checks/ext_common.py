@@ -73,9 +73,13 @@ async def starttls_session(probe: Probe) -> Session | Finding:
 
 
 def tls_context(probe: Probe, verify: bool = True) -> ssl.SSLContext:
-    """The client TLS context of this run (``--ca-file``, ``--insecure``); unverified when ``verify`` is false."""
+    """The client TLS context of this run: opportunistic (unverified) unless ``--ca-file`` asks for verification.
+
+    ``verify`` false forces an unverified context.  Certificate problems are
+    reported once, by T-07, so that they never abort a protocol check.
+    """
     o = probe.options
-    return client_context(o.ca_file, o.insecure or not verify)
+    return client_context(o.ca_file, o.insecure or not verify or not o.ca_file)
 
 
 async def handshake(session: Session, context: ssl.SSLContext) -> str | None:

@@ -6,6 +6,7 @@ from smtpbench.conform.checks._util import evidence
 from smtpbench.conform.checks.ext_common import rset
 from smtpbench.conform.model import Check, Finding, Level, Verdict, worst
 from smtpbench.conform.probe import Exchange, Probe
+from smtpbench.conform.steps import server_words
 
 AREA = "legacy"
 #: Replies meaning "not implemented" / "not recognised".
@@ -19,8 +20,11 @@ def _unadvertised(ex: Exchange, verb: str) -> Finding:
         return Finding(Verdict.PASS, f"{verb}: {ex.code}", ex.lines())
     if ex.code is not None and ex.code < 400:
         return Finding(
-            Verdict.FAIL, f"{ex.command} got {ex.code} although {verb} is not advertised in EHLO", ex.lines()
+            Verdict.WARN, f"{ex.command} got {ex.code} although {verb} is not advertised in EHLO", ex.lines()
         )
+    if ex.code is not None:
+        # A refusal by site policy ("550 Administrative prohibition") is not a protocol fault.
+        return Finding(Verdict.POLICY, f'{ex.command}: refused by the site ("{server_words(ex)}")', ex.lines())
     return Finding(
         Verdict.WARN, f"{ex.command} got {ex.outcome}; an unadvertised command gets 502 (or 500)", ex.lines()
     )
@@ -32,6 +36,7 @@ async def legacy_commands(probe: Probe) -> Finding:
     findings: list[Finding] = []
     shown: list[Exchange] = []
     for verb in ("SEND", "SOML", "SAML"):
+        session = await probe.renew(session, errors=1)
         ex = await session.cmd(f"{verb} FROM:<{{sender}}>")
         shown.append(ex)
         if ex.code is not None and ex.code < 400:

@@ -1,7 +1,10 @@
 """Section 18: open relay (SEC-01; RFC 5321 3.6.2, 7.9).
 
 The 16 MAIL/RCPT combinations of nmap's ``smtp-open-relay`` script, sent
-without authentication.  ``{ext}`` is the domain of ``--foreign-rcpt``.  The
+without authentication.  ``{ext}`` is the domain of ``--foreign-rcpt``.  Where
+nmap's sender is ``user@[server IP]``, this check uses ``user@{local}`` (the
+local mail domain, else the server's name): many servers refuse address-literal
+senders by policy, which would leave the relay vector untested.  The
 probe stops at RCPT and resets: it never sends DATA, so a misconfigured server
 is found without ever relaying a message through it.
 """
@@ -24,19 +27,19 @@ VECTORS: tuple[tuple[str, str], ...] = (
     ("", "{to}@{ext}"),
     ("{from}@{ext}", "{to}@{ext}"),
     ("{from}@{srv}", "{to}@{ext}"),
-    ("{from}@[{ip}]", "{to}@{ext}"),
-    ("{from}@[{ip}]", "{to}%{ext}@[{ip}]"),
-    ("{from}@[{ip}]", "{to}%{ext}@{srv}"),
-    ("{from}@[{ip}]", '"{to}@{ext}"'),
-    ("{from}@[{ip}]", '"{to}%{ext}"'),
-    ("{from}@[{ip}]", "{to}@{ext}@[{ip}]"),
-    ("{from}@[{ip}]", '"{to}@{ext}"@[{ip}]'),
-    ("{from}@[{ip}]", "{to}@{ext}@{srv}"),
-    ("{from}@[{ip}]", "@[{ip}]:{to}@{ext}"),
-    ("{from}@[{ip}]", "@{srv}:{to}@{ext}"),
-    ("{from}@[{ip}]", "{ext}!{to}"),
-    ("{from}@[{ip}]", "{ext}!{to}@[{ip}]"),
-    ("{from}@[{ip}]", "{ext}!{to}@{srv}"),
+    ("{from}@{local}", "{to}@{ext}"),
+    ("{from}@{local}", "{to}%{ext}@[{ip}]"),
+    ("{from}@{local}", "{to}%{ext}@{srv}"),
+    ("{from}@{local}", '"{to}@{ext}"'),
+    ("{from}@{local}", '"{to}%{ext}"'),
+    ("{from}@{local}", "{to}@{ext}@[{ip}]"),
+    ("{from}@{local}", '"{to}@{ext}"@[{ip}]'),
+    ("{from}@{local}", "{to}@{ext}@{srv}"),
+    ("{from}@{local}", "@[{ip}]:{to}@{ext}"),
+    ("{from}@{local}", "@{srv}:{to}@{ext}"),
+    ("{from}@{local}", "{ext}!{to}"),
+    ("{from}@{local}", "{ext}!{to}@[{ip}]"),
+    ("{from}@{local}", "{ext}!{to}@{srv}"),
 )
 
 
@@ -47,6 +50,11 @@ def expand(template: str, values: dict[str, str]) -> str:
     return template
 
 
+def _local_domain(probe: Probe, session: Session) -> str:
+    domain = probe.options.domain
+    return domain if not domain.startswith("[") else (server_name(session) or probe.options.host)
+
+
 def _values(probe: Probe, session: Session) -> dict[str, str]:
     to, _, ext = probe.options.foreign_rcpt.rpartition("@")
     ip = session.peer_ip()
@@ -55,6 +63,7 @@ def _values(probe: Probe, session: Session) -> dict[str, str]:
         "to": to or "relay-test",
         "ext": ext,
         "srv": server_name(session) or probe.options.host,
+        "local": _local_domain(probe, session),
         "ip": f"IPv6:{ip}" if ":" in ip else ip,
     }
 
@@ -68,8 +77,8 @@ async def open_relay(probe: Probe) -> Finding:
     other_refusals: set[int] = set()
     refused = 0
     for mail_t, rcpt_t in VECTORS:
-        if session.closed:
-            session = await probe.connect()
+        # MAIL, RCPT, RSET per vector: RSET counts as a non-mail command for some servers' limits.
+        session = await probe.renew(session, errors=1, nonmail=1)
         mail = await session.cmd(f"MAIL FROM:<{expand(mail_t, values)}>")
         if mail.code == 530:
             # Authentication required before any transaction: nothing can be relayed unauthenticated.

@@ -3,7 +3,8 @@
 These checks always start in plaintext (even with ``--starttls``, which only
 decides how the *other* checks' sessions begin) and do the handshake
 themselves, so that a failed handshake is a finding, not an aborted check.
-Certificates are verified as ``--ca-file``/``--insecure`` say.
+TLS is opportunistic, as between MTAs: the certificate is verified only with
+``--ca-file``; its problems are reported once, by T-07.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ async def handshake_check(probe: Probe) -> Finding:
         return Finding(
             Verdict.FAIL, f"{version} established, but EHLO inside TLS got {ehlo.outcome}", evidence(ex, ehlo)
         )
-    verified = "not verified (--insecure)" if probe.options.insecure else "certificate verified"
+    if probe.options.ca_file and not probe.options.insecure:
+        verified = "certificate verified"
+    else:
+        verified = "certificate not verified (opportunistic; see T-07)"
     return passed(f"220, then a {version} handshake; {verified}", ex, ehlo)
 
 
@@ -73,7 +77,9 @@ async def _unverified(probe: Probe, failure: str, first: Exchange) -> Finding:
     version = tls_version(session)
     await session.close()
     return Finding(
-        Verdict.INFO, f"{version} handshake completes, but the certificate does not validate ({failure})", first.lines()
+        Verdict.PASS,
+        f"{version} handshake completes; the certificate does not validate against --ca-file (see T-07)",
+        first.lines(),
     )
 
 
@@ -98,12 +104,21 @@ async def state_after_tls(probe: Probe) -> Finding:
         return session
     ex, failure = await _start(session, probe)
     if failure is not None:
-        return Finding(Verdict.ERROR, failure, ex.lines())
+        # No TLS session to look into: T-01 owns the handshake failure.
+        return Finding(Verdict.INFO, f"not tested: {failure} (see T-01)", ex.lines())
     findings: list[Finding] = []
     mail = await session.cmd("MAIL FROM:<{sender}>")
-    findings.append(check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO"))
     if mail.code is not None and mail.code < 400:
         await rset(session)
+        if await _mail_without_ehlo(probe):
+            # The server takes MAIL before EHLO on any session (S-01's behaviour): a 250 here shows no kept state.
+            findings.append(passed("MAIL after TLS got 250, as on any session without EHLO (see S-01)", mail))
+        else:
+            findings.append(
+                check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO")
+            )
+    else:
+        findings.append(check_code(probe, mail, 503, reason="pre-TLS EHLO must be forgotten: MAIL needs a new EHLO"))
     ehlo = await session.cmd("EHLO {helo}")
     if ehlo.code != 250:
         findings.append(Finding(Verdict.FAIL, f"EHLO inside TLS got {ehlo.outcome}", ehlo.lines()))
@@ -130,6 +145,14 @@ async def state_after_tls(probe: Probe) -> Finding:
     return result
 
 
+async def _mail_without_ehlo(probe: Probe) -> bool:
+    """True when a fresh plaintext session that never said EHLO gets a 2yz to MAIL."""
+    session = await probe.connect("greeting")
+    ex = await session.cmd("MAIL FROM:<{sender}>")
+    await session.close()
+    return ex.code is not None and 200 <= ex.code < 300
+
+
 async def injection(probe: Probe) -> Finding:
     first = await starttls_session(probe)
     if isinstance(first, Finding):
@@ -150,12 +173,16 @@ async def _inject(probe: Probe, injected: str) -> Finding:
     session = await plaintext_session(probe)
     data = f"STARTTLS\r\n{injected}\r\n".encode()
     ex = await session.send(data, verb="STARTTLS", replies=1)
+    if ex.code is not None and ex.code >= 400:
+        # The server refused STARTTLS because input followed it in the same write: that is the defence.
+        await session.close(polite=False)
+        return passed(f"STARTTLS with pipelined {injected} refused ({ex.code}): nothing carried into TLS", ex)
     if ex.code != 220:
         await session.close(polite=False)
-        return Finding(Verdict.ERROR, f"STARTTLS (+{injected}) got {ex.outcome}", ex.lines())
+        return Finding(Verdict.INFO, f"STARTTLS (+{injected}) got {ex.outcome}: not tested", ex.lines())
     failure = await handshake(session, tls_context(probe))
     if failure is not None:
-        return Finding(Verdict.ERROR, f"TLS handshake failed: {failure}", ex.lines())
+        return Finding(Verdict.INFO, f"not tested: TLS handshake failed: {failure} (see T-01)", ex.lines())
     ehlo = await session.cmd("EHLO {helo}", verb="TLS_FIRST")
     await session.extra(ehlo)
     await session.close(polite=False)
