@@ -70,6 +70,7 @@ def test_sink_process_prints_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
     assert len(stats_line) == 1
     printed = json.loads(stats_line[0][len(STATS_PREFIX) :])
     assert printed["messages_accepted"] == 1
+    assert printed["client_addresses"] == {"127.0.0.1": 1}  # connections per client address
     assert json.loads(stats_file.read_text()) == printed
 
 

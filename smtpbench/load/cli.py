@@ -94,12 +94,16 @@ def _conclude(
     """The end-of-run table (unless quiet), report.html (if ``report``) and the exit code.
 
     Exit 0 completed, 3 (with a line on stderr) when the run did not complete, 1 when a threshold
-    failed (also for ``aborted_by_threshold``).
+    failed (also for ``aborted_by_threshold``).  Quiet, the hints for error kinds the client's host
+    caused (``ulimit -n``, ``source_addresses``) still go to stderr.
     """
-    from smtpbench.report.table import print_summary
+    from smtpbench.report.table import hint_lines, print_summary
 
     if not quiet:
-        print_summary(summary, path)
+        print_summary(summary, path)  # hints included
+    else:
+        for line in hint_lines(summary):
+            print(f"smtpbench: {line}", file=sys.stderr)
     if report:
         _write_report(path, quiet)
     failed = [t for t in summary.get("thresholds", []) if not t["ok"]]

@@ -63,6 +63,7 @@ from smtpbench.load.session import (
     watchdog,
     watchdog_period,
 )
+from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
 from smtpbench.load.trace import Tracer
 from smtpbench.metrics.hlog import HlogWriter
@@ -204,7 +205,7 @@ class Engine:
         limit = st.timeouts["connect"]
         try:
             with trio.fail_after(limit):
-                st.family, st.sockaddr = await resolve(st.host, st.port)
+                st.family, st.sockaddr = await resolve(st.host, st.port, st.family)
             return True
         except trio.TooSlowError:
             detail = f"did not resolve within {limit:g}s"
@@ -464,6 +465,9 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         sender=AddressTemplate(profile.message.from_template, part),
         recipient=AddressTemplate(profile.message.to_template, part),
         think_time=profile.workload.think_time,
+        # The sources' family: a target name is resolved in it (check_target_family did literals).
+        family=family_of(t.source_addresses) if t.source_addresses else 0,
+        sources=bind_addresses(t.source_addresses) if t.source_addresses else (),
     )
 
 

@@ -37,6 +37,7 @@ from smtpbench.fields import (
     text,
     whole,
 )
+from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
 from smtpbench.protocol import sasl
 from smtpbench.protocol.tables import TIMEOUTS
 from smtpbench.units import format_duration, format_size
@@ -241,9 +242,20 @@ class TargetConfig(Table):
     insecure: Bool = key(False, "Skip certificate verification (not with ca_file).")
     auth: AuthConfig | None = key(None, "Optional SMTP AUTH after EHLO.")
     sink: SinkOptions = key(default_factory=dict, doc="Embedded sink behaviour.")
+    source_addresses: SourceAddresses | None = key(
+        None,
+        "Local addresses sessions bind to, round-robin (smtpbench run): a list of IPs of the target's family "
+        f'or a CIDR like "127.0.0.0/30" (its host addresses, at most {MAX_SOURCE_ADDRESSES}). '
+        "Default: the kernel's choice.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.source_addresses is not None:
+            try:
+                check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
+            except Invalid as exc:
+                raise Invalid(exc.problem, expected=exc.expected, loc=("source_addresses",)) from None
         if self.tls == "none" and (self.ca_file is not None or self.insecure):
             name = "ca_file" if self.ca_file is not None else "insecure"
             raise Invalid(

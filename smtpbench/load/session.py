@@ -105,6 +105,8 @@ class SessionSettings:
     extensions: MessageExtensions = field(default_factory=MessageExtensions)
     family: int = 0
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
+    #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
+    sources: tuple[tuple[str, int], ...] = ()
 
 
 class Control:
@@ -224,15 +226,17 @@ Step = Callable[[Session], Awaitable[None]]
 
 
 async def step_connect(s: Session) -> None:
-    """TCP connect to the address the engine resolved once before any traffic."""
+    """TCP connect to the address the engine resolved once, from the session's source address if any."""
     st = s.settings
     assert st.sockaddr is not None, "the target is resolved before the first session"
     s.disarm()
     s.phase = "connect"
     s.mark = perf()
+    sources = st.sources
+    source = sources[s.number % len(sources)] if sources else None
     try:
         with trio.fail_after(st.timeouts["connect"]):
-            stream = await connect_tcp(st.family, st.sockaddr)
+            stream = await connect_tcp(st.family, st.sockaddr, source)
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
     s.conn = SMTPConnection(stream, ClientProtocol(ReplyParser()))

@@ -56,6 +56,7 @@ ERROR_KINDS = (
     "tls",
     "protocol",
     "emfile",
+    "eaddrnotavail",
     "temp_fail",
     "perm_fail",
     "server_shutdown",

@@ -60,12 +60,22 @@ class ReplyError(SessionError):
             self.kind = "server_shutdown"
 
 
+#: One line of advice per error kind that the client's host causes, not the server (final output).
+HINTS = {
+    "emfile": "out of file descriptors: raise the open-files limit (ulimit -n) or run fewer sessions at once",
+    "eaddrnotavail": (
+        "no local address/port to connect from: spread sessions over more local addresses "
+        "(target.source_addresses; each must exist on this host) or reuse connections (messages_per_session)"
+    ),
+}
+
+
 def classify(exc: BaseException) -> str:
     """Map any exception met during a session to an error kind.
 
     Guarantees a short, stable string: ``refused``, ``resolve``, ``timeout``,
-    ``reset``, ``closed``, ``tls``, ``auth``, ``protocol``, ``emfile``, ``temp_fail``,
-    ``perm_fail``, ``server_shutdown`` or ``os_error``.
+    ``reset``, ``closed``, ``tls``, ``auth``, ``protocol``, ``emfile``, ``eaddrnotavail``,
+    ``temp_fail``, ``perm_fail``, ``server_shutdown`` or ``os_error``.
     """
     if isinstance(exc, SessionError):
         return exc.kind
@@ -89,6 +99,8 @@ def classify(exc: BaseException) -> str:
             return "reset"
         if isinstance(cause, OSError) and cause.errno in (errno.EMFILE, errno.ENFILE):
             return "emfile"
+        if isinstance(cause, OSError) and cause.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+            return "eaddrnotavail"
         if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
             return "refused"
         nxt = cause.__cause__ or cause.__context__

@@ -51,7 +51,16 @@ def outcome_lines(summary: dict[str, Any]) -> list[str]:
     gen = summary.get("generator") or {}
     if gen.get("saturated"):
         lines.append(f"WARNING: the generator was saturated ({gen['reason']}): latencies include its own delays")
-    return lines
+    return lines + hint_lines(summary)
+
+
+def hint_lines(summary: dict[str, Any]) -> list[str]:
+    """One ``hint: ...`` line per error kind in the run that has advice (``net.errors.HINTS``), by count."""
+    from smtpbench.net.errors import HINTS
+
+    errors = summary.get("errors") or {}
+    kinds = sorted((k for k in errors if k in HINTS and errors[k]), key=lambda k: -errors[k])
+    return [f"hint: {k} ({errors[k]:,}): {HINTS[k]}" for k in kinds]
 
 
 def print_summary(summary: dict[str, Any], results_dir: str, console: Console | None = None) -> None:

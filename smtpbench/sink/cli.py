@@ -15,6 +15,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 import typer
@@ -171,7 +172,7 @@ def _address(server: SinkServer) -> str:
     return f"[{server.host}]:{server.port}" if ":" in server.host else f"{server.host}:{server.port}"
 
 
-async def _run(config: SinkConfig, quiet: bool) -> dict[str, int]:
+async def _run(config: SinkConfig, quiet: bool) -> dict[str, Any]:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server: SinkServer = await nursery.start(serve, config)

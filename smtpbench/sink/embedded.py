@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
 
@@ -36,7 +36,7 @@ class EmbeddedSink:
         self.args += list(config_args or [])
         self.host = host
         self.port = 0
-        self.stats: dict[str, int] | None = None
+        self.stats: dict[str, Any] | None = None
         self.returncode: int | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._lines: list[str] = []

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from smtpbench.protocol.server_state import ServerCounters
+
+#: Distinct client addresses counted one by one; connections from further ones are counted under
+#: :data:`OTHER_CLIENTS`, so that a sink exposed to many clients keeps bounded memory.
+MAX_CLIENT_ADDRESSES = 1024
+OTHER_CLIENTS = "other"
 
 
 @dataclass
@@ -22,9 +28,18 @@ class SinkStats(ServerCounters):
     tls_handshakes: int = 0
     tls_failures: int = 0
     internal_errors: int = 0
+    #: Connections per client IP address (at most MAX_CLIENT_ADDRESSES keys, then OTHER_CLIENTS).
+    client_addresses: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
-        """A JSON-ready copy of every counter."""
+    def count_client(self, ip: str) -> None:
+        """Count one connection from ``ip`` (bounded: see :data:`MAX_CLIENT_ADDRESSES`)."""
+        seen = self.client_addresses
+        if ip not in seen and len(seen) >= MAX_CLIENT_ADDRESSES:
+            ip = OTHER_CLIENTS
+        seen[ip] = seen.get(ip, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy of every counter (``client_addresses`` a dict of address -> connections)."""
         return asdict(self)
 
 

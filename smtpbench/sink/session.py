@@ -46,6 +46,7 @@ class Session:
             peer_ip = str(stream.socket.getpeername()[0])
         except OSError:
             peer_ip = "0.0.0.0"
+        core.stats.count_client(peer_ip)
         self.proto = SinkConnection(core, peer_ip, conn_no)
         self.idle = cfg.idle_timeout / 10 if self.faults and "TO-01" in self.faults else cfg.idle_timeout
 
