@@ -205,6 +205,29 @@ def test_auth_decoded_and_secret_never_shown(sink, tls: TLSPair, tmp_path: Path,
     assert_absent({"stdout": out, "stderr": err, "json": path.read_text()})
 
 
+@pytest.mark.parametrize("mechanism", ["CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"])
+def test_challenge_and_token_mechanisms(tls: TLSPair, tmp_path: Path, mechanism: str) -> None:
+    token = "tok-" + SECRET
+    config = SinkConfig(auth_users={USER: SECRET}, auth_token=token, ssl_context=tls.server_context)
+    env = {"SMTPBENCH_PASSWORD": SECRET, "SMTPBENCH_TOKEN": token}
+    path = tmp_path / "a.json"
+    with SinkThread(config) as server:
+        code, out, err = probe(
+            target(server), "--to", FOREIGN, "--starttls", "--ca-file", tls.ca_file, "--auth-user", USER,
+            "--auth-mechanism", mechanism, "--json", str(path), env=env,
+        )  # fmt: skip
+    assert code == 0, out + err  # relaying needs a real AUTH
+    assert f"authenticated as '{USER}' with {mechanism}" in out
+    texts = {"stdout": out, "stderr": err, "json": path.read_text()}
+    assert_absent(texts)
+    for name, text in texts.items():
+        assert token not in text and "Yz1iaXdz" not in text, name  # no token, no SCRAM client-final (proof)
+    if mechanism == "SCRAM-SHA-256":
+        assert "p=<proof hidden>" in out
+    if mechanism == "CRAM-MD5":
+        assert "digest hidden" in out
+
+
 def test_password_file_and_refused_auth_with_421(tls: TLSPair, tmp_path: Path) -> None:
     secret_file = tmp_path / "pw"
     secret_file.write_text("wrong-" + SECRET + "\n")
@@ -329,7 +352,7 @@ def test_quit_after_each_step(sink, tls: TLSPair, step: str) -> None:  # type: i
         (["--pipelining", "sometimes"], "--pipelining"),
         (["--to", "not-an-address"], "not a mailbox"),
         (["--auth-user", USER], "no password"),
-        (["--auth-mechanism", "CRAM-MD5", "--auth-user", USER], "unsupported mechanism"),
+        (["--auth-mechanism", "DIGEST-MD5", "--auth-user", USER], "unsupported mechanism"),
         (["--header", "no colon"], "--header"),
         (["--data", "/nonexistent/file"], "cannot read"),
         (["--data", "-", "--body", "x"], "excludes --body"),

@@ -93,11 +93,12 @@ def test_rejected_password_not_echoed(tmp_path: Path) -> None:
     auth = f'[target.auth]\nusername = "{USER}"\npassword_env = "SMTPBENCH_TEST_SECRET"\n'
     code, out, err = run_with_auth(tmp_path, server, auth, {"SMTPBENCH_TEST_SECRET": SECRET})
     # Every session fails at AUTH, so the run itself failed (issue 8): exit 3, saying why, without the secret.
+    # A refused AUTH is its own error kind, "auth" (issue 11), not a message's perm_fail.
     assert code == EXIT_RUN_ERROR, err
-    assert "run failed: no session completed" in err and "perm_fail" in err
+    assert "run failed: no session completed" in err and "auth" in err
     assert server.auth_bad > 0 and server.auth_ok == 0
     run = Path(only_run_dir(str(tmp_path)))
-    assert '"perm_fail"' in (run / "summary.json").read_text()
+    assert '"auth"' in (run / "summary.json").read_text()
     assert_absent({"stdout": out, "stderr": err, **files_under(run)})
 
 

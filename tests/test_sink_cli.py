@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import smtplib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,23 @@ from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
 from smtpbench.sink.embedded import EmbeddedSink
 
 SINK = [sys.executable, "-m", "smtpbench", "sink"]
+
+
+@contextlib.contextmanager
+def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``smtpbench sink ARGS`` as a process: (process, port); SIGTERM and a bounded wait on exit."""
+    proc = subprocess.Popen(SINK + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(LISTENING_PREFIX + "127.0.0.1:")
+        yield proc, int(first.strip().rsplit(":", 1)[1])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.mark.parametrize(
@@ -40,25 +59,12 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> Non
 
 def test_sink_process_prints_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     stats_file = tmp_path / "stats.json"
-    proc = subprocess.Popen(
-        SINK + ["--port", "0", "--stats-file", str(stats_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith(LISTENING_PREFIX + "127.0.0.1:")
-        port = int(first.strip().rsplit(":", 1)[1])
-        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
-            s.sendmail("a@x.example", ["u@example.test"], b"Subject: x\r\n\r\nhi\r\n")
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    with (
+        sink_process("--port", "0", "--stats-file", str(stats_file)) as (proc, port),
+        smtplib.SMTP("127.0.0.1", port, timeout=5) as s,
+    ):
+        s.sendmail("a@x.example", ["u@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+    out = proc.stdout.read() if proc.stdout else ""
     assert proc.returncode == 0
     stats_line = [line for line in out.splitlines() if line.startswith(STATS_PREFIX)]
     assert len(stats_line) == 1
@@ -82,3 +88,35 @@ def test_embedded_sink_round_trip() -> None:
 def test_embedded_sink_reports_startup_failure() -> None:
     with pytest.raises(RuntimeError, match="listening"), EmbeddedSink(["--fault", "BOGUS"]):
         pass
+
+
+def test_sink_users_and_token_files_with_a_foreign_client(tmp_path: Path) -> None:
+    """The sink process authenticates CRAM-MD5 from Python's smtplib (a client we did not write)."""
+    users = tmp_path / "users.csv"
+    users.write_text("alice,alice-pw\nbob,bob-pw\n")
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    args = ["--port", "0", "--allow-plain-auth", "--auth-users-file", str(users), "--auth-token-file", str(token)]
+    with sink_process(*args) as (proc, port):
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo()
+            assert s.esmtp_features["auth"].split() == [
+                "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"
+            ]  # fmt: skip
+            s.user, s.password = "bob", "bob-pw"
+            assert s.auth("CRAM-MD5", s.auth_cram_md5)[0] == 235
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo()
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                s.login("alice", "bob-pw")
+    out = proc.stdout.read() if proc.stdout else ""
+    stats = json.loads(next(line for line in out.splitlines() if line.startswith(STATS_PREFIX))[len(STATS_PREFIX) :])
+    assert stats["auth_successes"] == 1 and stats["auth_failures"] >= 1
+
+
+def test_sink_bad_users_file_names_the_line(tmp_path: Path) -> None:
+    users = tmp_path / "users.csv"
+    users.write_text("alice,pw\nbob\n")
+    proc = subprocess.run(SINK + ["--auth-users-file", str(users)], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2 and "line 2: expected 2 fields" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -9,6 +9,9 @@ import typer
 
 from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
 
+#: Most sessions ``--trace`` may sample (each sampled exchange is held in memory until the run ends).
+MAX_TRACE = 10_000
+
 
 def run_command(
     profile: Annotated[str, typer.Argument(help="Profile file (TOML).")],
@@ -45,6 +48,16 @@ def run_command(
             help="Serve live Prometheus metrics on 127.0.0.1:PORT/metrics during the run ([output] metrics_port).",
         ),
     ] = None,
+    trace: Annotated[
+        int,
+        typer.Option(
+            "--trace",
+            min=0,
+            max=MAX_TRACE,
+            help="Write the exchange of N sampled sessions, and of the first session of each error kind, "
+            "to RUN/traces/ (secrets redacted).",
+        ),
+    ] = 0,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
     import dataclasses
@@ -69,11 +82,11 @@ def run_command(
             metrics_port=metrics_port,
         )
         if shard is None and when is None:
-            outcome = execute(prof, quiet=quiet, progress=progress)
+            outcome = execute(prof, quiet=quiet, progress=progress, trace=trace)
         else:
             workload, plan = plan_shard(prof.workload, part, when)
             mine = dataclasses.replace(prof, workload=workload)
-            outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof)
+            outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof, trace=trace)
     except (ConfigError, RunError) as exc:
         _fail(exc, "run")
     report = prof.output.report and not no_report

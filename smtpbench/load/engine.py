@@ -67,6 +67,7 @@ from smtpbench.load.session import (
 )
 from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
+from smtpbench.load.trace import Tracer
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Interval, Recorder
 from smtpbench.metrics.summary import build_summary
@@ -109,6 +110,7 @@ class Engine:
         progress_mode: str,
         shard: ShardPlan | None = None,
         delivery: DeliveryRun | None = None,
+        trace: int = 0,
     ) -> None:
         self.profile = profile
         self.shard = shard
@@ -117,11 +119,15 @@ class Engine:
         self.progress_mode = progress_mode
         wl = profile.workload
         self.rng = random.Random(wl.seed)
-        self.control = Control(wl.messages)
         self.status = "completed"
         self.started_epoch = shard.start_at if shard and shard.start_at is not None else time.time()
         self.recorder = Recorder(self.started_epoch)
         self.settings = _settings(profile, host, port, self.part)
+        tracer = None
+        if trace > 0:
+            secrets = [secret for _, secret in self.settings.auth_credentials]
+            tracer = Tracer(results.path / "traces", trace, wl.seed, secrets)
+        self.control = Control(wl.messages, tracer)
         self.settings.extensions = message_extensions(profile.message, results.run_id)
         self.steps = opening_steps(self.settings)
         self.settings.ids = MessageIds(results.run_id)
@@ -500,8 +506,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         tls=t.tls,
         ssl_context=ssl_context,
         auth_mechanism=auth.mechanism if auth else None,
-        auth_username=auth.username if auth else "",
-        auth_password=auth.password() if auth else "",
+        auth_credentials=tuple(auth.credentials()) if auth else (),
         messages_per_session=profile.workload.messages_per_session,
         recipients_min=profile.message.recipients_min,
         recipients_max=profile.message.recipients_max,
@@ -521,12 +526,15 @@ def execute(
     progress: str | None = None,
     shard: ShardPlan | None = None,
     recorded: Profile | None = None,
+    trace: int = 0,
 ) -> RunOutcome:
     """Run ``profile`` to the end and write its results.
 
     ``shard`` places the run in a larger one (``profile`` holds its share of
     the load already); ``recorded`` is the profile written to profile.toml
-    (the whole run's, so that every shard records the same one).
+    (the whole run's, so that every shard records the same one).  ``trace``
+    writes the exchanges of that many sampled sessions, and of the first
+    session of each error kind, to ``RUN/traces/`` (:mod:`smtpbench.load.trace`).
 
     Raises :class:`ConfigError` (exit 2) or :class:`RunError` (exit 3) for
     problems found before any traffic; after that, results are always written.
@@ -547,7 +555,7 @@ def execute(
         if profile.delivery is not None:
             delivery = DeliveryRun(profile.delivery)
             delivery.start(stack)
-        engine = Engine(profile, host, port, results, mode, shard, delivery)
+        engine = Engine(profile, host, port, results, mode, shard, delivery, trace)
         out = profile.output
         if out.metrics_port is not None:  # imported only when asked for: start-up does not pay for it
             from smtpbench.metrics.exposition import LiveMetrics
@@ -565,6 +573,8 @@ def execute(
             if delivery is not None:
                 delivery.finish(results.path)
             engine.judge()
+            if engine.control.tracer is not None:
+                engine.control.tracer.finish()
             # From the common start time for a shard (not from the wait before it).
             begin = engine.t0 if shard is not None and engine.t0 else start
             summary = engine.summary(time.perf_counter() - begin)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, PlainSerializer, model_validator
 
 from smtpbench.config import shown, type_name
+from smtpbench.credentials import TOKEN_ENV, read_secret_file, read_users, token
 from smtpbench.errors import ConfigError
 from smtpbench.fields import (
     DURATION,
@@ -37,6 +38,7 @@ from smtpbench.fields import (
     whole,
 )
 from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
+from smtpbench.protocol import sasl
 from smtpbench.protocol.tables import TIMEOUTS
 from smtpbench.units import format_duration, format_size
 
@@ -73,28 +75,54 @@ def _env_name(value: Any) -> str:
 
 
 class AuthConfig(Table):
-    """SMTP AUTH after EHLO (not with ``embedded``); the password itself is never in the profile."""
+    """SMTP AUTH after EHLO (not with ``embedded``); passwords and tokens themselves are never in the profile."""
 
     refused = {
         "password": (
             "passwords are never written in a profile",
             "put it in an environment variable (password_env) or a file (password_file)",
-        )
+        ),
+        "token": (
+            "tokens are never written in a profile",
+            f"put it in ${TOKEN_ENV} or a file (token_file)",
+        ),
     }
-    username: Text = key(doc="Account name.")
-    mechanism: Annotated[str, choice("PLAIN", "LOGIN")] = key("PLAIN", "SASL mechanism.")
+    username: Text | None = key(None, "Account name (not with users_file).")
+    mechanism: Annotated[str, choice(*sasl.MECHANISMS)] = key(
+        "PLAIN", "SASL mechanism. XOAUTH2 and OAUTHBEARER send a bearer token instead of a password."
+    )
     password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = key(
-        None, "Name of an environment variable holding the password (this or password_file)."
+        None, "Name of an environment variable holding the password (this, password_file or users_file)."
     )
     password_file: Text | None = key(
-        None, "File whose content (trailing newline removed) is the password (this or password_env)."
+        None, "File whose content (trailing newline removed) is the password (this, password_env or users_file)."
     )
+    users_file: Text | None = key(
+        None,
+        "CSV file of username,password rows: each session logs in as one of them, drawn with the seed "
+        "(not with username/password_env/password_file; with a token mechanism only the names are used).",
+    )
+    token_file: Text | None = key(None, f"XOAUTH2/OAUTHBEARER: file holding the bearer token (default: ${TOKEN_ENV}).")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if (self.password_env is None) == (self.password_file is None):
+        token_mech = self.mechanism in sasl.TOKEN_MECHANISMS
+        passwords = [n for n in ("password_env", "password_file") if getattr(self, n) is not None]
+        if self.users_file is not None:
+            clash = [n for n in ("username", *passwords) if getattr(self, n) is not None]
+            if clash:
+                raise Invalid("users_file names the accounts and their passwords", loc=(clash[0],))
+        elif self.username is None:
+            raise Invalid("needs username or users_file", expected='username = "name"', loc=("username",))
+        if token_mech:
+            if passwords:
+                hint = f"the bearer token comes from ${TOKEN_ENV} or token_file"
+                raise Invalid(f"does not apply to {self.mechanism}", hint=hint, loc=(passwords[0],))
+        elif self.token_file is not None:
+            raise Invalid("only applies to XOAUTH2 and OAUTHBEARER", loc=("token_file",))
+        elif self.users_file is None and len(passwords) != 1:
             raise Invalid(
-                "needs exactly one of password_env and password_file",
+                "needs exactly one of password_env and password_file (or a users_file instead)",
                 expected='password_env = "SMTP_PASSWORD" or password_file = "path"',
             )
         return self
@@ -113,19 +141,24 @@ class AuthConfig(Table):
                 )
             return value
         assert self.password_file is not None  # guaranteed by validation: exactly one source
-        try:
-            text = Path(self.password_file).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise ConfigError(
-                f"cannot read password file {shown(self.password_file, 80)}: {reason}", key="target.auth.password_file"
-            ) from None
-        value = text.removesuffix("\n").removesuffix("\r")
-        if not value:
-            raise ConfigError(
-                f"password file {shown(self.password_file, 80)} is empty", key="target.auth.password_file"
-            )
-        return value
+        return read_secret_file(self.password_file, "target.auth.password_file")
+
+    def credentials(self) -> list[tuple[str, str]]:
+        """Every (user, secret) pair sessions may log in with, read now (the secret: password or bearer token).
+
+        Raises ConfigError (exit 2, with the file and line for a bad users file row) when a source is unusable.
+        """
+        if self.users_file is not None:
+            users = read_users(self.users_file, "target.auth.users_file")
+        else:
+            assert self.username is not None  # validation: username or users_file
+            users = [(self.username, "")]
+        if self.mechanism in sasl.TOKEN_MECHANISMS:
+            bearer = token(self.token_file, "target.auth.token_file")
+            return [(name, bearer) for name, _ in users]
+        if self.users_file is not None:
+            return users
+        return [(users[0][0], self.password())]
 
 
 def _sink_delay(value: Any) -> float:

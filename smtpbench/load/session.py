@@ -45,21 +45,20 @@ phase it waits in (:attr:`Session.phase`) and its messages still open.
 from __future__ import annotations
 
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import trio
 
-from smtpbench.delivery.ids import MessageIds
-from smtpbench.delivery.tracker import Tracker
-from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, UNSUPPORTED, MessageExtensions, Pool, capabilities
-from smtpbench.load.messages import AddressTemplate, RenderedMessage
+from smtpbench.load.auth import step_auth
+from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, UNSUPPORTED, Pool, capabilities
+from smtpbench.load.messages import RenderedMessage
+from smtpbench.load.settings import SessionSettings
+from smtpbench.load.trace import TraceLog, Tracer
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout, classify
-from smtpbench.protocol import commands, sasl
+from smtpbench.protocol import commands
 from smtpbench.protocol.replies import Reply, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
 from smtpbench.protocol.tables import is_expected
@@ -80,50 +79,19 @@ def watchdog_period(timeouts: dict[str, float]) -> float:
     return max(min(min(timeouts.values()) * DEADLINE_SLACK_RATIO, DEADLINE_SLACK_MAX_S), DEADLINE_SLACK_MIN_S)
 
 
-@dataclass
-class SessionSettings:
-    """Everything a session needs, fixed for the run."""
-
-    host: str
-    port: int
-    helo: str
-    timeouts: dict[str, float]
-    pipelining: str = "auto"  # auto | on | off
-    pipeline_data: bool = True  # message data in the same write as the next envelope
-    tls: str = "none"  # none | starttls | implicit
-    ssl_context: ssl.SSLContext | None = None
-    auth_mechanism: str | None = None
-    auth_username: str = ""
-    auth_password: str = ""
-    messages_per_session: int = 1
-    recipients_min: int = 1
-    recipients_max: int = 1
-    sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
-    recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
-    think_time: float = 0.0  # pause between the messages of a session
-    chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
-    extensions: MessageExtensions = field(default_factory=MessageExtensions)
-    #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
-    ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
-    #: Delivery accounting (only when the profile has a [delivery] section).
-    tracker: Tracker | None = None
-    family: int = 0
-    sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
-    #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
-    sources: tuple[tuple[str, int], ...] = ()
-
-
 class Control:
     """Shared stop flag and message budget of a run."""
 
-    __slots__ = ("stopping", "budget", "message_no", "sessions")
+    __slots__ = ("stopping", "budget", "message_no", "sessions", "tracer")
 
-    def __init__(self, budget: int | None) -> None:
+    def __init__(self, budget: int | None, tracer: Tracer | None = None) -> None:
         self.stopping = False
         self.budget = budget
         self.message_no = 0
         #: Sessions running now, for the watchdog.
         self.sessions: set[Session] = set()
+        #: ``--trace``: chooses and writes the traced sessions (None: nothing is traced).
+        self.tracer = tracer
 
     def claim_message(self, first: bool = False) -> int:
         """Reserve the next message number, or return -1 when the run is stopping.
@@ -163,6 +131,7 @@ class Session:
         "caps",
         "bdat",
         "started",
+        "trace",
     )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
@@ -186,6 +155,8 @@ class Session:
         self.bdat = False
         #: perf_counter time the session started (its intended start in open runs): end_to_end counts from here.
         self.started = 0.0
+        #: The exchange so far when the run traces (``--trace``), else None.
+        self.trace: TraceLog | None = None
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""
@@ -242,6 +213,7 @@ async def step_connect(s: Session) -> None:
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
     s.conn = SMTPConnection(stream, ClientProtocol(ReplyParser()))
+    s.conn.raw_log = s.trace
     now = perf()
     s.recorder.record("connect", int((now - s.mark) * 1_000_000))
     s.mark = now
@@ -289,23 +261,6 @@ async def step_starttls(s: Session) -> None:
         raise ReplyError(f"STARTTLS refused: {reply.code} {reply.text[:80]}", "starttls", reply.code)
     await step_implicit_tls(s)
     await step_ehlo(s)
-
-
-async def step_auth(s: Session) -> None:
-    """AUTH PLAIN (initial response) or LOGIN."""
-    st = s.settings
-    if st.auth_mechanism == "LOGIN":
-        reply = await s.command("AUTH", b"AUTH LOGIN\r\n", "auth", "auth")
-        for secret in (st.auth_username, st.auth_password):
-            if reply.code != 334:
-                break
-            line = sasl.b64(secret).encode() + b"\r\n"
-            reply = await s.command("AUTH_RESPONSE", line, "auth", "auth")
-    else:
-        token = sasl.plain_response(st.auth_username, st.auth_password)
-        reply = await s.command("AUTH", f"AUTH PLAIN {token}\r\n".encode(), "auth", "auth")
-    if reply.code != 235:
-        raise ReplyError(f"AUTH failed: {reply.code}", "auth", reply.code)
 
 
 class ChunkingUnsupported(SessionError):
@@ -563,6 +518,10 @@ async def run_session(
     s.started = start if intended is None else intended
     lag_us = None if intended is None else max(int((start - intended) * 1_000_000), 0)
     outcome = ""  # stays empty when the run's end cuts the session off
+    kind = "ok"
+    tracer = control.tracer
+    if tracer is not None:
+        s.trace = TraceLog()
     try:
         with s.scope:
             try:
@@ -576,14 +535,18 @@ async def run_session(
                     rec.record("corrected.session", int((end - intended) * 1_000_000))
                 outcome = "completed"
             except Exception as exc:  # server misbehaviour of every kind: counted, never fatal
-                counters.errors[classify(exc)] += 1
+                kind = classify(exc)
+                counters.errors[kind] += 1
                 outcome = "failed"
         if s.scope.cancelled_caught:  # the deadline of the wait in progress passed
-            counters.errors[SessionTimeout.kind] += 1
+            kind = SessionTimeout.kind
+            counters.errors[kind] += 1
             outcome = "failed"
     finally:
         control.sessions.discard(s)
         _settle(s, outcome, start, intended)
+        if tracer is not None and s.trace is not None:
+            tracer.offer(s.number, s.trace, kind if outcome else "unfinished")
         if s.conn is not None:
             await s.conn.aclose()
 

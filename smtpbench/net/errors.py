@@ -43,6 +43,12 @@ class TLSHandshakeError(SessionError):
     kind = "tls"
 
 
+class AuthFailed(SessionError):
+    """AUTH did not succeed: refused credentials (any 4yz/5yz but 421) or a server that failed to prove itself."""
+
+    kind = "auth"
+
+
 class ReplyError(SessionError):
     """The server refused something (4yz or 5yz) that the session needed."""
 
@@ -68,7 +74,7 @@ def classify(exc: BaseException) -> str:
     """Map any exception met during a session to an error kind.
 
     Guarantees a short, stable string: ``refused``, ``resolve``, ``timeout``,
-    ``reset``, ``closed``, ``tls``, ``protocol``, ``emfile``, ``eaddrnotavail``,
+    ``reset``, ``closed``, ``tls``, ``auth``, ``protocol``, ``emfile``, ``eaddrnotavail``,
     ``temp_fail``, ``perm_fail``, ``server_shutdown`` or ``os_error``.
     """
     if isinstance(exc, SessionError):

@@ -120,6 +120,11 @@ def _decoded(token: str, user: str, password: str) -> str:
         return "<hidden: contains the password>"
     if text == user:
         return f"{token}  (decoded: {user!r})"
+    if ",p=" in text:  # SCRAM client-final: the proof is derived from the password
+        return f"<{text.split(',p=')[0]},p=<proof hidden>>  (SCRAM, decoded)"
+    head, _, digest = text.rpartition(" ")
+    if head == user and len(digest) == 32:  # CRAM-MD5: user and an HMAC of the password
+        return f"<user={user!r} digest hidden>  (CRAM-MD5, decoded)"
     return f"{token}  (decoded: {text!r})"
 
 

@@ -250,11 +250,11 @@ class Dialogue:
             hint = " (many servers offer it only after STARTTLS)" if o.tls == "none" else ""
             raise self._failed(f"the server does not offer AUTH{hint}", STEP_EXIT["auth"], polite=True)
         mechs = offered.upper().split()
-        mech = o.auth_mechanism or next((m for m in sasl.MECHANISMS if m in mechs), None)
+        usable = [m for m in sasl.MECHANISMS if m not in sasl.TOKEN_MECHANISMS]  # a password is not a token
+        mech = o.auth_mechanism or next((m for m in usable if m in mechs), None)
         if mech is None:
             raise self._failed(
-                f"no mechanism in common: the server offers {offered or 'none'}, smtpbench speaks "
-                + ", ".join(sasl.MECHANISMS),
+                f"no mechanism in common: the server offers {offered or 'none'}, smtpbench speaks " + ", ".join(usable),
                 STEP_EXIT["auth"],
                 polite=True,
             )
@@ -262,16 +262,20 @@ class Dialogue:
             self.tr.info(f"{mech} is not among the offered mechanisms ({offered}); trying it as asked")
         if o.tls == "none":
             self.tr.info("warning: AUTH without TLS: the password crosses the network readable (base64 is no cipher)")
-        if mech == "PLAIN":
-            line = f"AUTH PLAIN {sasl.plain_response(user, password)}"
-            reply = await self._command("AUTH", f"{line}\r\n".encode(), auth_shown(line, user, password))
-        else:
-            reply = await self._command("AUTH", b"AUTH LOGIN\r\n")
-            for secret in (user, password):
-                if reply.code != 334:
-                    break
-                token = sasl.b64(secret)
+        client = sasl.client(mech, user, password)
+        first = client.initial()
+        line = f"AUTH {mech} {first}" if first is not None else f"AUTH {mech}"
+        reply = await self._command("AUTH", f"{line}\r\n".encode(), auth_shown(line, user, password))
+        try:
+            while reply.code == 334 and client.round < client.rounds:
+                token = client.respond(reply.text)
                 reply = await self._command("AUTH_RESPONSE", f"{token}\r\n".encode(), auth_shown(token, user, password))
+            if reply.code == 235:
+                client.finish(reply.text)
+        except sasl.SASLError as exc:
+            if reply.code == 334:
+                await self._command("AUTH_RESPONSE", b"*\r\n", "*")
+            raise self._failed(f"AUTH {mech} failed: {exc}", STEP_EXIT["auth"], polite=True) from None
         if reply.code == 334:  # the server wants more than this mechanism gives: cancel (RFC 4954 4)
             cancel = await self._command("AUTH_RESPONSE", b"*\r\n", "*")
             raise self._refused(cancel, reason=f"the server asked for more after the {mech} exchange")

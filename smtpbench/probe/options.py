@@ -15,9 +15,10 @@ from pathlib import Path
 
 from smtpbench.conform.config import PASSWORD_ENV, parse_target, read_password
 from smtpbench.conform.options import DEFAULT_HELO
+from smtpbench.credentials import token
 from smtpbench.errors import ConfigError
 from smtpbench.probe.model import STEPS
-from smtpbench.protocol.sasl import MECHANISMS
+from smtpbench.protocol.sasl import MECHANISMS, TOKEN_MECHANISMS
 
 DEFAULT_TIMEOUT = 30.0
 IMPLICIT_TLS_PORT = 465
@@ -148,7 +149,10 @@ def build_options(
     if auth_user is not None:
         if not auth_user or any(c in auth_user for c in "\r\n\0"):
             raise ConfigError(f"{auth_user!r} is not a user name", key="--auth-user")
-        password = read_password(password_file)
+        if mechanism in TOKEN_MECHANISMS:  # the secret is a bearer token: --password-file or $SMTPBENCH_TOKEN
+            password = token(password_file, "--auth-mechanism")
+        else:
+            password = read_password(password_file)
         if password is None:
             raise ConfigError(
                 "no password",

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smtpbench.protocol import syntax
-from smtpbench.protocol.server_auth import AuthMixin
+from smtpbench.protocol.server_auth import AuthMixin, advertised
 from smtpbench.protocol.server_data import DataMixin
 from smtpbench.protocol.server_envelope import EnvelopeMixin
 from smtpbench.protocol.server_state import (
@@ -238,7 +238,7 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
         if cfg.starttls and not self.tls:
             keywords.append("STARTTLS")
         if self.auth_offered():
-            keywords.append("AUTH PLAIN LOGIN")
+            keywords.append("AUTH " + advertised(bool(cfg.auth_token)))
         lines = [f"{cfg.hostname} Hello {name} {self.peer_literal}".rstrip(), *keywords]
         head = "".join(f"250-{line}\r\n" for line in lines[:-1])
         return (head + f"250 {lines[-1]}\r\n").encode()

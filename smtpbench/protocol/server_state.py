@@ -116,6 +116,8 @@ class ServerConfig:
     max_bad_commands: int = 10
     starttls: bool = False
     auth_users: Mapping[str, str] = field(default_factory=dict)
+    #: A bearer token accepted (for any user) by XOAUTH2 and OAUTHBEARER; empty: not offered.
+    auth_token: str = ""
     allow_plain_auth_without_tls: bool = False
     keep_content: bool = False
     local_domains: frozenset[str] = frozenset({"localhost"})

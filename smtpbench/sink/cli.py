@@ -23,6 +23,7 @@ from typing import Any
 import trio
 import typer
 
+from smtpbench.credentials import read_secret_file, read_users
 from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
 from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
 from smtpbench.sink.faults import validate_faults
@@ -78,6 +79,12 @@ def sink_command(
         None, "--auth-user", help=f"Enable AUTH for USER (password: ${PASSWORD_ENV})."
     ),
     auth_password_file: Path | None = typer.Option(None, "--auth-password-file", help="File holding the password."),
+    auth_users_file: Path | None = typer.Option(
+        None, "--auth-users-file", help="Enable AUTH for every username,password row of this CSV file."
+    ),
+    auth_token_file: Path | None = typer.Option(
+        None, "--auth-token-file", help="Offer XOAUTH2/OAUTHBEARER, accepting the bearer token in this file."
+    ),
     allow_plain_auth: bool = typer.Option(False, "--allow-plain-auth", help="Offer AUTH without TLS (testing only)."),
     max_size: int = typer.Option(DEFAULT_MAX_SIZE, "--max-size", help="Largest message in octets (0: no limit)."),
     idle_timeout: str = typer.Option("300s", "--idle-timeout", help="Idle time before 421 and close."),
@@ -104,7 +111,8 @@ def sink_command(
             idle_timeout=parse_duration(idle_timeout, "--idle-timeout"),
             ssl_context=_server_context(tls_cert, tls_key),
             implicit_tls=implicit_tls,
-            auth_users=_auth_users(auth_user, auth_password_file),
+            auth_users=_auth_users(auth_user, auth_password_file, auth_users_file),
+            auth_token=read_secret_file(auth_token_file, "--auth-token-file", "token") if auth_token_file else "",
             allow_plain_auth_without_tls=allow_plain_auth,
             store_dir=store,
             delays={k: v for k, v in delays.items() if v > 0},
@@ -155,18 +163,19 @@ def _server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | Non
     return ctx
 
 
-def _auth_users(user: str | None, password_file: Path | None) -> dict[str, str]:
+def _auth_users(user: str | None, password_file: Path | None, users_file: Path | None) -> dict[str, str]:
+    if users_file is not None:
+        if user is not None or password_file is not None:
+            raise ConfigError(
+                "--auth-users-file replaces --auth-user and --auth-password-file", key="--auth-users-file"
+            )
+        return dict(read_users(users_file, "--auth-users-file"))
     if user is None:
         if password_file is not None:
             raise ConfigError("--auth-password-file needs --auth-user", key="--auth-password-file")
         return {}
     if password_file is not None:
-        try:
-            password = password_file.read_text("utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read {password_file}: {exc.strerror or exc}", key="--auth-password-file"
-            ) from None
+        password = read_secret_file(password_file, "--auth-password-file")
     else:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:

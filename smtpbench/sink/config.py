@@ -42,6 +42,8 @@ class SinkConfig:
     ssl_context: ssl.SSLContext | None = None
     implicit_tls: bool = False
     auth_users: dict[str, str] = field(default_factory=dict)
+    #: Bearer token accepted by XOAUTH2/OAUTHBEARER (empty: those are not offered).
+    auth_token: str = ""
     allow_plain_auth_without_tls: bool = False
     store_messages: bool = False
     store_dir: Path | None = None

@@ -55,6 +55,7 @@ class SinkCore:
             max_bad_commands=config.max_bad_commands,
             starttls=config.ssl_context is not None and not config.implicit_tls,
             auth_users=config.auth_users,
+            auth_token=config.auth_token,
             allow_plain_auth_without_tls=config.allow_plain_auth_without_tls,
             keep_content=self.keeps_content,
             local_domains=self._local_domains(config, host),

@@ -51,10 +51,11 @@ service lmtp {{
 """
 
 # Only the authentication service, for Postfix's SASL (smtpd_sasl_type = dovecot, smtpd_sasl_path =
-# inet:127.0.0.1:PORT): PLAIN and LOGIN, allowed without TLS, against a passwd-file of fixed credentials.
+# inet:127.0.0.1:PORT): PLAIN, LOGIN, CRAM-MD5 and SCRAM-SHA-256, allowed without TLS, against a passwd-file of
+# fixed credentials (plaintext, so that the challenge mechanisms can be served too).
 DOVECOT_AUTH = """\
 protocols =
-auth_mechanisms = plain login
+auth_mechanisms = plain login cram-md5 scram-sha-256
 disable_plaintext_auth = no
 passdb {{
   driver = passwd-file

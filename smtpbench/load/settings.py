@@ -1,0 +1,48 @@
+"""What every session of a run shares: :class:`SessionSettings`, fixed before the first session starts.
+
+Kept apart from :mod:`smtpbench.load.session` (which re-exports it) so that the
+session module stays a size one can hold in one's head.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+from smtpbench.delivery.ids import MessageIds
+from smtpbench.delivery.tracker import Tracker
+from smtpbench.load.extensions import MessageExtensions
+from smtpbench.load.messages import AddressTemplate
+
+
+@dataclass
+class SessionSettings:
+    """Everything a session needs, fixed for the run."""
+
+    host: str
+    port: int
+    helo: str
+    timeouts: dict[str, float]
+    pipelining: str = "auto"  # auto | on | off
+    pipeline_data: bool = True  # message data in the same write as the next envelope
+    tls: str = "none"  # none | starttls | implicit
+    ssl_context: ssl.SSLContext | None = None
+    auth_mechanism: str | None = None
+    #: (user, password or token) pairs; a session uses one (smtpbench.load.auth.account).
+    auth_credentials: tuple[tuple[str, str], ...] = ()
+    messages_per_session: int = 1
+    recipients_min: int = 1
+    recipients_max: int = 1
+    sender: AddressTemplate = field(default_factory=lambda: AddressTemplate("sender@smtpbench.example"))
+    recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
+    think_time: float = 0.0  # pause between the messages of a session
+    chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
+    extensions: MessageExtensions = field(default_factory=MessageExtensions)
+    #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
+    ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
+    #: Delivery accounting (only when the profile has a [delivery] section).
+    tracker: Tracker | None = None
+    family: int = 0
+    sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
+    #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
+    sources: tuple[tuple[str, int], ...] = ()
