@@ -13,15 +13,19 @@ import trio
 
 from smtpbench.sink.config import SinkConfig
 from smtpbench.sink.core import SinkCore
+from smtpbench.sink.poller import Poller, epoll_available
 from smtpbench.sink.session import Session
 
 
 class SinkServer(SinkCore):
     """A running sink: ``host``/``port`` it listens on, ``stats``, ``messages`` (when stored)."""
 
+    #: The shared epoll set of the plain-TCP sessions (None where there is no epoll).
+    poller: Poller | None = None
+
     async def handle(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection."""
-        await Session(self, stream, self.next_connection()).run()
+        await Session(self, stream, self.next_connection(), self.poller).run()
 
 
 async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] = trio.TASK_STATUS_IGNORED) -> None:
@@ -46,10 +50,18 @@ async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] 
     except ValueError:
         pass
     server = SinkServer(config, host, port)
-    async with trio.open_nursery() as nursery:
-        if server.reporter is not None:
-            nursery.start_soon(server.reporter.run)
-        if config.pause_at is not None:
-            nursery.start_soon(server.gate.schedule, config.pause_at, config.pause_for)
-        task_status.started(server)
-        await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)
+    if epoll_available():
+        server.poller = Poller(server.gate)
+    try:
+        async with trio.open_nursery() as nursery:
+            if server.poller is not None:
+                nursery.start_soon(server.poller.run)
+            if server.reporter is not None:
+                nursery.start_soon(server.reporter.run)
+            if config.pause_at is not None:
+                nursery.start_soon(server.gate.schedule, config.pause_at, config.pause_for)
+            task_status.started(server)
+            await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)
+    finally:
+        if server.poller is not None:
+            server.poller.close()
