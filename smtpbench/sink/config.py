@@ -63,6 +63,10 @@ class SinkConfig:
     pause_for: float = 0.0
     seed: int | None = None
     faults: frozenset[str] = frozenset()
+    #: Bind with SO_REUSEPORT, sharing the port with the other workers (smtpbench.sink.workers).
+    reuse_port: bool = False
+    #: This process's index among the workers: keeps their queue ids and random streams apart.
+    worker: int = 0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no sink can run with."""

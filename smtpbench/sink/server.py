@@ -8,6 +8,7 @@ run it in a process of their own.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import trio
 
@@ -15,6 +16,31 @@ from smtpbench.sink.config import SinkConfig
 from smtpbench.sink.core import SinkCore
 from smtpbench.sink.poller import Poller, epoll_available
 from smtpbench.sink.session import Session
+
+BACKLOG = 4096
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound, not yet listening, to ``host``'s first address and ``port``, with SO_REUSEPORT.
+
+    Every such socket of this user on the same address and port joins one
+    group among which Linux spreads new connections (the sink's workers).
+    Raises ``OSError`` (``socket.gaierror`` for a name that does not resolve).
+    """
+    family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class SinkServer(SinkCore):
@@ -35,7 +61,12 @@ async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] 
     ``OSError`` when the address cannot be bound.
     """
     config.validate()
-    listeners = await trio.open_tcp_listeners(config.port, host=config.host, backlog=4096)
+    if config.reuse_port:
+        shared = reuse_port_socket(config.host, config.port)
+        shared.listen(BACKLOG)
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(shared))]
+    else:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host, backlog=BACKLOG)
     if config.port == 0 and len(listeners) > 1:
         # A name with several addresses would get a different free port on
         # each; serve the first only, so that one (host, port) describes us.
