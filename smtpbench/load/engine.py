@@ -52,19 +52,14 @@ from smtpbench.delivery.ids import MessageIds
 from smtpbench.errors import RunError
 from smtpbench.load.extensions import message_extensions, message_pool, split_counts
 from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
+from smtpbench.load.lifecycle import run_session
 from smtpbench.load.messages import AddressTemplate
+from smtpbench.load.opening import opening_steps
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
-from smtpbench.load.session import (
-    Control,
-    Session,
-    SessionSettings,
-    opening_steps,
-    run_session,
-    watchdog,
-    watchdog_period,
-)
+from smtpbench.load.session import Control, Session, watchdog, watchdog_period
+from smtpbench.load.settings import SessionSettings
 from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
 from smtpbench.load.trace import Tracer

@@ -1,7 +1,7 @@
 """What every session of a run shares: :class:`SessionSettings`, fixed before the first session starts.
 
-Kept apart from :mod:`smtpbench.load.session` (which re-exports it) so that the
-session module stays a size one can hold in one's head.
+Kept apart from :mod:`smtpbench.load.session` (which re-exports it) so that every
+module of a session (session, opening, transaction, lifecycle) can use it.
 """
 
 from __future__ import annotations
