@@ -1,0 +1,246 @@
+"""[target.tls_options] at load: pinned versions, SNI and session resumption, over loopback (trustme certs).
+
+The servers: the sink (the reference server, which issues session tickets
+and counts the handshakes it resumed), and for declined resumptions a TLS
+front of the sink that alternates between two server contexts (each with
+its own ticket keys), so every offered session is one the server cannot take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.sinkutil import SinkThread, TLSPair, tls_pair
+from tests.test_engine import read_hlog, run
+
+#: 16 sessions, 2 at a time: sessions after the first two always find a saved session (every one saves one).
+SESSIONS = 16
+CONCURRENT = 2
+#: The budget ends a run; the duration only bounds one that goes wrong.
+WORKLOAD = f'sessions = {CONCURRENT}\nmessages = {SESSIONS}\nmessages_per_session = 1\nseed = 7\nduration = "30s"\n'
+
+
+def tls_run(
+    tmp_path: Path, port: int, pair: TLSPair, mode: str, options: str = "", *overrides: str, workload: str = WORKLOAD
+) -> dict[str, Any]:
+    body = f'tls = "{mode}"\nca_file = "{pair.ca_file}"\n'
+    if options:
+        body += f"[target.tls_options]\n{options}\n"
+    return run(tmp_path, port, body + f"[workload]\n{workload}", *overrides)
+
+
+def completed(s: dict[str, Any]) -> int:
+    """Assert a clean run of the message budget; its number of sessions (one may end without a message)."""
+    counts = s["counts"]
+    assert s["status"] == "completed" and counts["errors"] == 0, (s["status"], s["errors"])
+    assert counts["messages_accepted"] == SESSIONS
+    assert counts["sessions_completed"] == counts["sessions_started"] >= SESSIONS
+    return int(counts["sessions_started"])
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_pinned_version_is_the_one_negotiated(tmp_path: Path, version: str) -> None:
+    pair = tls_pair(tmp_path)
+    with SinkThread(ssl_context=pair.server_context, store_messages=False) as srv:
+        s = tls_run(tmp_path, srv.port, pair, "starttls", f'min_version = "{version}"\nmax_version = "{version}"')
+    n = completed(s)
+    tls = s["tls"]
+    assert tls["versions"] == {version: n}
+    assert sum(tls["ciphers"].values()) == n == tls["handshakes"] == tls["full"]
+    # TLS 1.3 suites are named TLS_* (RFC 8446 B.4); OpenSSL names the TLS 1.2 ones otherwise.
+    assert all(c.startswith("TLS_") == (version == "TLSv1.3") for c in tls["ciphers"])
+    # No resumption asked for: every handshake full, and the combined tls phase is their sum.
+    assert tls["resumed"] == tls["resume_drawn"] == tls["resume_offered"] == 0
+    assert s["phases"]["tls.full"]["count"] == n == s["phases"]["tls"]["count"]
+    assert "tls.resumed" not in s["phases"]
+
+
+def test_version_the_server_lacks_is_a_tls_error(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    pair.server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with SinkThread(ssl_context=pair.server_context, implicit_tls=True, store_messages=False) as srv:
+        s = tls_run(
+            tmp_path,
+            srv.port,
+            pair,
+            "implicit",
+            'min_version = "TLSv1.3"',
+            workload='sessions = 1\nduration = "0.5s"\n',
+        )
+    assert s["counts"]["messages_accepted"] == 0 and s["errors"].get("tls", 0) > 0
+    assert s["tls"]["handshakes"] == 0 and s["tls"]["versions"] == {}
+
+
+def _recording(pair: TLSPair) -> list[str | None]:
+    """The server names offered to the sink's TLS context, one per handshake (None: no SNI)."""
+    names: list[str | None] = []
+    pair.server_context.sni_callback = lambda _obj, name, _ctx: names.append(name)  # type: ignore[func-returns-value]
+    return names
+
+
+@pytest.mark.parametrize(
+    ("host", "options", "seen"),
+    [
+        ("127.0.0.1", "", None),  # an IP target: no SNI, the certificate checked against the address
+        ("localhost", "", "localhost"),  # a name: sent, and the certificate checked against it
+        ("127.0.0.1", 'sni = "sink.smtpbench.test"', "sink.smtpbench.test"),  # sent and checked instead
+        ("127.0.0.1", 'sni = ""', None),  # none sent (only with insecure)
+    ],
+)
+def test_sni_is_what_the_server_sees(tmp_path: Path, host: str, options: str, seen: str | None) -> None:
+    pair = tls_pair(tmp_path)
+    names = _recording(pair)
+    with SinkThread(ssl_context=pair.server_context, implicit_tls=True, store_messages=False) as srv:
+        if options == 'sni = ""':
+            body = f'tls = "implicit"\ninsecure = true\n[target.tls_options]\n{options}\n[workload]\n{WORKLOAD}'
+            s = run(tmp_path, srv.port, body)
+        else:
+            s = tls_run(tmp_path, srv.port, pair, "implicit", options, f"target.host={host}")
+    assert names == [seen] * completed(s)
+
+
+def test_certificate_is_checked_against_the_sni_name(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    names = _recording(pair)
+    with SinkThread(ssl_context=pair.server_context, implicit_tls=True, store_messages=False) as srv:
+        s = tls_run(
+            tmp_path,
+            srv.port,
+            pair,
+            "implicit",
+            'sni = "other.smtpbench.test"',
+            workload='sessions = 1\nduration = "0.5s"\n',
+        )
+    assert s["counts"]["messages_accepted"] == 0 and s["errors"] == {"tls": s["counts"]["sessions_started"]}
+    assert set(names) == {"other.smtpbench.test"}  # sent, and refused: the certificate does not name it
+
+
+@pytest.mark.parametrize(
+    ("mode", "version"), [("starttls", "TLSv1.3"), ("implicit", "TLSv1.3"), ("starttls", "TLSv1.2")]
+)
+def test_resume_all_resumes_every_session_after_the_first_ones(tmp_path: Path, mode: str, version: str) -> None:
+    pair = tls_pair(tmp_path)
+    with SinkThread(ssl_context=pair.server_context, implicit_tls=mode == "implicit", store_messages=False) as srv:
+        s = tls_run(tmp_path, srv.port, pair, mode, f'resume = 1.0\nmax_version = "{version}"')
+        server_resumed = srv.stats.tls_resumed
+        server_handshakes = srv.stats.tls_handshakes
+    n = completed(s)
+    tls = s["tls"]
+    # The first CONCURRENT sessions start before any session is saved; each later one finds one (every session
+    # saves one before it ends, and takes at most one).
+    assert tls["resume_drawn"] == n
+    assert tls["resume_offered"] == tls["resumed"] == n - CONCURRENT
+    assert tls["full"] == CONCURRENT and tls["resume_declined"] == 0
+    assert tls["versions"] == {version: n}
+    assert server_resumed == tls["resumed"] and server_handshakes == n
+    assert s["phases"]["tls.resumed"]["count"] == tls["resumed"]
+    assert s["phases"]["tls.full"]["count"] == tls["full"]
+    assert s["phases"]["tls"]["count"] == n
+    logged = read_hlog(Path(s["_dir"]) / "histograms.hlog")
+    assert logged["tls.resumed"] == tls["resumed"] and logged["tls.full"] == tls["full"] and "tls" not in logged
+
+
+def test_resume_zero_never_offers(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    with SinkThread(ssl_context=pair.server_context, store_messages=False) as srv:
+        s = tls_run(tmp_path, srv.port, pair, "starttls", "resume = 0")
+        server_resumed = srv.stats.tls_resumed
+    n = completed(s)
+    assert s["tls"]["full"] == n and s["tls"]["resumed"] == s["tls"]["resume_drawn"] == server_resumed == 0
+
+
+def test_resume_share_is_drawn_with_the_seed(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    drawn = []
+    with SinkThread(ssl_context=pair.server_context, store_messages=False) as srv:
+        for k in range(2):
+            (tmp_path / str(k)).mkdir()
+            s = tls_run(tmp_path / str(k), srv.port, pair, "starttls", 'resume = "50%"')
+            n = completed(s)
+            tls = s["tls"]
+            assert tls["resumed"] == tls["resume_offered"] <= tls["resume_drawn"]
+            assert s["phases"].get("tls.resumed", {"count": 0})["count"] == tls["resumed"]
+            drawn.append(tls["resume_drawn"])
+            assert 0 < tls["resume_drawn"] < n
+    assert drawn[0] == drawn[1]  # same seed, same draws
+
+
+@contextmanager
+def alternating_tls_front(pair: TLSPair, backend_port: int) -> Iterator[int]:
+    """A TLS front of a plain SMTP server: each connection's handshake uses the next of two server contexts.
+
+    The two contexts have the same certificate but their own session ticket
+    keys, so a session saved from one connection is never resumable on the
+    next: every offered resumption is declined.  Yields the front's port.
+    """
+    contexts = []
+    for _ in range(2):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pair.cert_file, pair.key_file)
+        contexts.append(ctx)
+    ready: queue.Queue[int] = queue.Queue()
+    stop = threading.Event()
+
+    async def pipe(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, done: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+            async for chunk in src:
+                await dst.send_all(chunk)
+        done.cancel()  # one side ended: so does the connection
+
+    async def main() -> None:
+        accepted = 0
+
+        async def handler(client: trio.SocketStream) -> None:
+            nonlocal accepted
+            accepted += 1
+            tls = trio.SSLStream(client, contexts[accepted % 2], server_side=True)
+            try:
+                with trio.fail_after(10):
+                    await tls.do_handshake()
+                    backend = await trio.open_tcp_stream("127.0.0.1", backend_port)
+                async with backend, trio.open_nursery() as both:
+                    both.start_soon(pipe, tls, backend, both.cancel_scope)
+                    both.start_soon(pipe, backend, tls, both.cancel_scope)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError, OSError):
+                pass  # a connection that fails is the client's to count
+            finally:
+                await trio.aclose_forcefully(tls)
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, handler, 0)
+            ready.put(listeners[0].socket.getsockname()[1])
+            while not stop.is_set():
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_declined_resumption_is_a_full_handshake(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    with SinkThread(store_messages=False) as srv, alternating_tls_front(pair, srv.port) as port:
+        s = tls_run(
+            tmp_path, port, pair, "implicit", "resume = 1.0", workload=WORKLOAD.replace("sessions = 2", "sessions = 1")
+        )
+    n = completed(s)
+    tls = s["tls"]
+    # One at a time: every session but the first offers the previous one's session, made by the other context.
+    assert tls["resume_offered"] == tls["resume_declined"] == n - 1
+    assert tls["resumed"] == 0 and tls["full"] == n == s["phases"]["tls.full"]["count"]
+    assert "tls.resumed" not in s["phases"]
