@@ -9,6 +9,7 @@ its own ticket keys), so every offered session is one the server cannot take.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import ssl
 import threading
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 import trio
 
+from smtpbench.metrics.thresholds import metric_kind
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
+from tests.test_bad_input import assert_one_line_usage_error, invoke
 from tests.test_engine import read_hlog, run
 
 #: 16 sessions, 2 at a time: sessions after the first two always find a saved session (every one saves one).
@@ -244,3 +247,76 @@ def test_declined_resumption_is_a_full_handshake(tmp_path: Path) -> None:
     assert tls["resume_offered"] == tls["resume_declined"] == n - 1
     assert tls["resumed"] == 0 and tls["full"] == n == s["phases"]["tls.full"]["count"]
     assert "tls.resumed" not in s["phases"]
+
+
+TLS_BASE = '[target]\nhost = "127.0.0.1"\nport = 2525\ntls = "starttls"\ninsecure = true\n[workload]\nsessions = 1\n'
+BAD_OPTIONS = [
+    ("unknown version", 'min_version = "TLSv1.4"', ["target.tls_options.min_version", "TLSv1.2, TLSv1.3"]),
+    ("version misspelt", 'max_version = "TLS1.3"', ["target.tls_options.max_version", "did you mean TLSv1.3"]),
+    ("min above max", 'min_version = "TLSv1.3"\nmax_version = "TLSv1.2"', ["min_version", "above max_version"]),
+    ("sni an address", 'sni = "192.0.2.1"', ["target.tls_options.sni", "IP address"]),
+    ("sni not a name", 'sni = "mail example"', ["target.tls_options.sni", "not a host name"]),
+    ("sni trailing dot", 'sni = "mail.example."', ["target.tls_options.sni", "dot"]),
+    ("resume above 1", "resume = 1.5", ["target.tls_options.resume"]),
+    ("resume not a ratio", 'resume = "often"', ["target.tls_options.resume"]),
+    ("unknown key", "resumption = 0.5", ["target.tls_options.resumption", "did you mean resume"]),
+]
+
+
+@pytest.mark.parametrize(("options", "fragments"), [c[1:] for c in BAD_OPTIONS], ids=[c[0] for c in BAD_OPTIONS])
+def test_bad_tls_options_are_one_line_errors(tmp_path: Path, options: str, fragments: list[str]) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(TLS_BASE + f"[target.tls_options]\n{options}\n")
+    code, out, err = invoke(["run", str(path), "--results-dir", str(tmp_path / "results")])
+    assert_one_line_usage_error(code, out, err, *fragments)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        (
+            TLS_BASE.replace('"starttls"', '"none"').replace("insecure = true\n", ""),
+            ["target.tls_options", "only applies"],
+        ),
+        (TLS_BASE.replace("insecure = true\n", ""), ["target.tls_options.sni", "no name to verify", "insecure"]),
+    ],
+    ids=["without tls", "no sni while verifying"],
+)
+def test_tls_options_rules_between_keys(tmp_path: Path, body: str, fragments: list[str]) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(body + '[target.tls_options]\nsni = ""\n')
+    code, out, err = invoke(["run", str(path), "--results-dir", str(tmp_path / "results")])
+    assert_one_line_usage_error(code, out, err, *fragments)
+
+
+def test_split_phases_are_threshold_metrics() -> None:
+    assert metric_kind("tls.full.p99") == metric_kind("tls.resumed.max") == metric_kind("tls.p99") == "duration"
+    assert metric_kind("tls.resumed.count") == "number"
+
+
+def test_tls_counts_merge_across_shards(tmp_path: Path) -> None:
+    pair = tls_pair(tmp_path)
+    profile = tmp_path / "profile.toml"
+    with SinkThread(ssl_context=pair.server_context, store_messages=False) as srv:
+        profile.write_text(
+            f'[target]\nhost = "127.0.0.1"\nport = {srv.port}\ntls = "starttls"\nca_file = "{pair.ca_file}"\n'
+            f'[target.tls_options]\nresume = 1.0\n[output]\nprogress = "none"\n[workload]\n{WORKLOAD}'
+        )
+        for i in range(2):
+            code, _, err = invoke(
+                ["run", str(profile), "--shard", f"{i}/2", "-q", "--results-dir", str(tmp_path / f"s{i}")]
+            )
+            assert code == 0, err
+    parts = [json.loads(next((tmp_path / f"s{i}").glob("*/summary.json")).read_text()) for i in range(2)]
+    code, _, err = invoke(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "-o", str(tmp_path / "m"), "-q"])
+    assert code == 0, err
+    merged = json.loads((tmp_path / "m" / "summary.json").read_text())
+    tls = merged["tls"]
+    for name in ("handshakes", "full", "resumed", "resume_drawn", "resume_offered", "resume_declined"):
+        assert tls[name] == parts[0]["tls"][name] + parts[1]["tls"][name], name
+    assert tls["resumed"] > 0 and tls["handshakes"] == merged["counts"]["sessions_started"]
+    assert sum(tls["versions"].values()) == sum(tls["ciphers"].values()) == tls["handshakes"]
+    assert merged["phases"]["tls.resumed"]["count"] == tls["resumed"]
+    assert merged["phases"]["tls"]["count"] == tls["handshakes"]
+    assert not any(name.startswith("tls.") for name in merged["counts"])
