@@ -14,7 +14,7 @@ from smtpbench.load.auth import step_auth
 from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, capabilities
 from smtpbench.load.session import Session, Step, perf
 from smtpbench.load.settings import SessionSettings
-from smtpbench.load.tls_sessions import handshake_done, step_keep_tls_session
+from smtpbench.load.tls_steps import handshake_done, step_keep_tls_session
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout
 from smtpbench.protocol import commands

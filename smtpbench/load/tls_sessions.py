@@ -12,7 +12,7 @@ once (RFC 8446 C.4: a client should not reuse a ticket); a session drawn
 when none is saved yet (the first sessions of a run) does a full handshake,
 counted as drawn but not offered.  Whatever the server decides is counted as
 it happened (:mod:`smtpbench.metrics.tlsstats`): a declined offer is a full
-handshake.
+handshake.  The session steps that use the store: :mod:`smtpbench.load.tls_steps`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from __future__ import annotations
 import random
 import ssl
 from collections import Counter, deque
-from typing import cast
 
 import trio
 
-from smtpbench.load.session import Session
-from smtpbench.metrics.tlsstats import count_draw, count_handshake
+from smtpbench.metrics.tlsstats import count_draw
 
 #: Saved sessions kept at most (the freshest; older ones are dropped).  A few KiB each.
 KEEP = 1024
@@ -57,19 +55,3 @@ class SavedSessions:
         session = stream.session
         if session is not None and (session.has_ticket or (stream.version() != "TLSv1.3" and session.id)):
             self._saved.append(session)
-
-
-def handshake_done(s: Session, offered: bool) -> str:
-    """Count the handshake the session's stream just completed; the phase to time it under."""
-    assert s.conn is not None
-    tls = cast("trio.SSLStream[trio.abc.Stream]", s.conn.stream)
-    cipher = tls.cipher()
-    return count_handshake(
-        s.recorder.counters.counts, tls.version(), cipher[0] if cipher else None, bool(tls.session_reused), offered
-    )
-
-
-async def step_keep_tls_session(s: Session) -> None:
-    """After the EHLO over TLS (its tickets read): save the session for later ones to resume."""
-    assert s.conn is not None and s.settings.tls_sessions is not None
-    s.settings.tls_sessions.keep(cast("trio.SSLStream[trio.abc.Stream]", s.conn.stream))
