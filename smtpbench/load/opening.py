@@ -42,6 +42,17 @@ async def step_connect(s: Session) -> None:
     s.mark = now
 
 
+async def step_proxy(s: Session) -> None:
+    """Send the session's PROXY protocol header right after connect (:mod:`smtpbench.load.proxy`); count its client."""
+    st = s.settings
+    assert s.conn is not None and st.proxy is not None and st.sockaddr is not None
+    data, client = st.proxy.header(s.number, st.sockaddr)
+    await s.conn.send_raw(data)
+    tally = s.recorder.counters.proxy
+    if tally is not None:
+        tally.note(client)
+
+
 async def step_implicit_tls(s: Session) -> None:
     """TLS handshake right after connect (SMTPS, port 465 style)."""
     assert s.conn is not None and s.settings.ssl_context is not None
@@ -106,6 +117,8 @@ async def step_extensions(s: Session) -> None:
 def opening_steps(settings: SessionSettings) -> list[Step]:
     """The session's opening steps for this profile, in order."""
     steps: list[Step] = [step_connect]
+    if settings.proxy is not None:
+        steps.append(step_proxy)
     if settings.tls == "implicit":
         steps.append(step_implicit_tls)
     steps += [step_banner, step_ehlo]

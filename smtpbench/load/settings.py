@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import MessageExtensions
 from smtpbench.load.messages import AddressTemplate
+
+if TYPE_CHECKING:  # built by the engine from the profile (smtpbench.load.proxy imports pydantic)
+    from smtpbench.load.proxy import Announcer
 
 
 @dataclass
@@ -46,3 +50,5 @@ class SessionSettings:
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
     #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
     sources: tuple[tuple[str, int], ...] = ()
+    #: The PROXY protocol header each session sends right after connect (None: target.proxy_protocol = "none").
+    proxy: Announcer | None = None
