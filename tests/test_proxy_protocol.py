@@ -25,6 +25,7 @@ from smtpbench.protocol.proxy import (
     ProxyError,
     ProxyHeader,
     decode,
+    describe,
     encode,
     header_for,
 )
@@ -114,6 +115,18 @@ def test_what_a_version_cannot_say_is_refused_by_the_encoder() -> None:
         header_for(1, "198.51.100.7", "::1", 1, 25)
     with pytest.raises(ProxyError):
         header_for(1, "nope", "::1", 1, 25)
+
+
+def test_a_trace_describes_a_header_in_one_readable_line() -> None:
+    v1 = encode(header_for(1, "198.51.100.7", "127.0.0.1", 1031, 25))
+    assert describe(v1 + b"EHLO x\r\n") == v1
+    v2 = encode(header_for(2, "2001:db8::7", "::1", 1031, 25))
+    assert describe(v2) == b"<PROXY v2 header, 52 octets: TCP6 2001:db8::7 ::1 1031 25>\r\n"
+    assert describe(encode(ProxyHeader(2, local=True))) == b"<PROXY v2 header, 16 octets: LOCAL>\r\n"
+    assert describe(encode(ProxyHeader(2))) == b"<PROXY v2 header, 16 octets: UNKNOWN>\r\n"
+    assert (
+        describe(b"EHLO x\r\n") == describe(v2[:20]).replace(b"20", b"8") == b"<8 octets: no complete PROXY header>\r\n"
+    )
 
 
 # ---------------------------------------------------------------- properties

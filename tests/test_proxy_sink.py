@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +30,7 @@ from smtpbench.protocol.replies import ReplyParser
 from smtpbench.sink.proxy import LOGGED_REFUSALS
 from tests.sinkutil import RawClient, SinkThread, tls_pair
 from tests.test_bad_input import assert_one_line_usage_error, invoke
+from tests.test_shards_sink import one_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +42,6 @@ def profile(tmp_path: Path, target: str, workload: str) -> str:
         f'[output]\nresults_dir = "{tmp_path / "results"}"\nreport = false\n'
     )
     return str(path)
-
-
-def summary_of(folder: Path) -> dict[str, Any]:
-    (run_dir,) = [p for p in folder.iterdir() if (p / "summary.json").is_file()]
-    doc: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    return doc
 
 
 def hosts(network: str) -> set[str]:
@@ -71,7 +66,7 @@ def test_the_sink_counts_exactly_the_announced_clients(tmp_path: Path, version: 
         stats = srv.stats
         peers = {m.peer for m in srv.messages}
     assert code == EXIT_OK, (out, err)
-    s = summary_of(tmp_path / "results")
+    s = one_summary(tmp_path / "results")
     started = s["counts"]["sessions_started"]
     assert s["counts"]["messages_accepted"] == 30 and s["counts"]["errors"] == 0
     expected = hosts(sources)  # 6 (IPv4 /29) or 7 (IPv6 /125) addresses, fewer than the 30 sessions
@@ -93,14 +88,20 @@ def test_implicit_tls_starts_right_after_the_header(tmp_path: Path) -> None:
             f'host = "127.0.0.1"\nport = {srv.port}\ntls = "implicit"\nca_file = "{pair.ca_file}"\n'
             'proxy_protocol = "v2"\nproxy_sources = ["198.51.100.7", "198.51.100.9"]'
         )
-        code, out, err = invoke(["run", profile(tmp_path, target, "sessions = 2\nmessages = 8"), "-q"])
+        code, out, err = invoke(["run", profile(tmp_path, target, "sessions = 2\nmessages = 8"), "-q", "--trace", "1"])
         seen = dict(srv.stats.client_addresses)
         handshakes = srv.stats.tls_handshakes
     assert code == EXIT_OK, (out, err)
-    s = summary_of(tmp_path / "results")
+    s = one_summary(tmp_path / "results")
     assert set(seen) == {"198.51.100.7", "198.51.100.9"} and abs(seen["198.51.100.7"] - seen["198.51.100.9"]) <= 1
     assert sum(seen.values()) == handshakes == s["counts"]["sessions_started"] >= 8
     assert s["counts"]["messages_accepted"] == 8 and s["counts"]["errors"] == 0
+    # The trace names the header in one readable line (not v2's binary block), before the greeting.
+    (trace,) = (tmp_path / "results").glob("*/traces/*-ok.txt")
+    first = trace.read_text().splitlines()[0]
+    assert re.fullmatch(
+        r"\+[\d.]+ C: <PROXY v2 header, 28 octets: TCP4 198\.51\.100\.[79] 127\.0\.0\.1 \d+ \d+>", first
+    )
 
 
 def _closed_without_greeting(port: int, data: bytes) -> bool:
@@ -174,7 +175,7 @@ def test_an_embedded_run_announces_to_its_own_sink(tmp_path: Path) -> None:
     path = profile(tmp_path, target.replace('"2001:db8::9"', '"198.51.100.8"'), "sessions = 2\nmessages = 6")
     code, out, err = invoke(["run", path, "-q"])
     assert code == EXIT_OK, (out, err)
-    s = summary_of(tmp_path / "results")
+    s = one_summary(tmp_path / "results")
     assert s["counts"]["messages_accepted"] == 6 and s["counts"]["errors"] == 0
     assert s["proxy"]["clients"] == ["198.51.100.7-198.51.100.8"] and s["proxy"]["sessions_announced"] == 6
 
@@ -227,7 +228,7 @@ def test_shards_announce_their_own_sessions_and_merge_unions_them(tmp_path: Path
         cwd=ROOT,
     )
     assert merged.returncode == EXIT_OK, merged.stderr
-    parts = [summary_of(tmp_path / f"shard-{i}")["proxy"] for i in range(2)]
+    parts = [one_summary(tmp_path / f"shard-{i}")["proxy"] for i in range(2)]
     whole = json.loads((tmp_path / "merged" / "summary.json").read_text())["proxy"]
     # Sessions are numbered run-wide, part i of 2 taking i+1, i+3, ...: the parts announce disjoint addresses
     # (each once: fewer sessions than the 30 addresses), and the merged summary holds their union.

@@ -16,7 +16,8 @@ from smtpbench.load.session import Session, Step, perf
 from smtpbench.load.settings import SessionSettings
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout
-from smtpbench.protocol import commands
+from smtpbench.net.fdio import send_all
+from smtpbench.protocol import commands, proxy
 from smtpbench.protocol.replies import ReplyParser
 from smtpbench.protocol.state import ClientProtocol
 
@@ -47,7 +48,9 @@ async def step_proxy(s: Session) -> None:
     st = s.settings
     assert s.conn is not None and st.proxy is not None and st.sockaddr is not None
     data, client = st.proxy.header(s.number, st.sockaddr)
-    await s.conn.send_raw(data)
+    await send_all(s.conn.stream, data)
+    if s.trace is not None:  # a readable line, not v2's binary block
+        s.trace.append((">", proxy.describe(data)))
     tally = s.recorder.counters.proxy
     if tally is not None:
         tally.note(client)

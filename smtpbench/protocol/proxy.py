@@ -109,6 +109,30 @@ def encode(header: ProxyHeader) -> bytes:
     return SIGNATURE + bytes((0x21, _V2_CODE[h.family])) + struct.pack("!H", len(block)) + block
 
 
+def describe(data: bytes) -> bytes:
+    """One readable line (CRLF-ended) for a trace: a v1 header as it is, a v2 one in v1's words.
+
+    The binary v2 block would garble a line-based trace (its signature even
+    holds ``QUIT``).  Octets that are no header are described as such.
+    """
+    try:
+        got = decode(data)
+    except ProxyError:
+        got = None
+    if got is None:
+        return f"<{len(data)} octets: no complete PROXY header>\r\n".encode("ascii")
+    header, used = got
+    if header.version == 1:
+        return data[:used]
+    h = header
+    words = (
+        h.family if h.source is None else f"{h.family} {h.source} {h.destination} {h.source_port} {h.destination_port}"
+    )
+    if h.local:
+        words = "LOCAL"
+    return f"<PROXY v2 header, {used} octets: {words}>\r\n".encode("ascii")
+
+
 def decode(data: bytes) -> tuple[ProxyHeader, int] | None:
     """Read the header at the start of ``data``: ``(header, octets it takes)``, or ``None`` if incomplete.
 
