@@ -171,13 +171,14 @@ def test_header_and_early_smtp_input_in_one_write() -> None:
 
 
 def test_an_embedded_run_announces_to_its_own_sink(tmp_path: Path) -> None:
-    target = 'embedded = true\nproxy_protocol = "v1"\nproxy_sources = ["198.51.100.7", "2001:db8::9"]'
-    path = profile(tmp_path, target.replace('"2001:db8::9"', '"198.51.100.8"'), "sessions = 2\nmessages = 6")
+    target = 'embedded = true\nproxy_protocol = "v1"\nproxy_sources = ["198.51.100.7", "198.51.100.8"]'
+    path = profile(tmp_path, target, "sessions = 2\nmessages = 6")
     code, out, err = invoke(["run", path, "-q"])
     assert code == EXIT_OK, (out, err)
     s = one_summary(tmp_path / "results")
-    assert s["counts"]["messages_accepted"] == 6 and s["counts"]["errors"] == 0
-    assert s["proxy"]["clients"] == ["198.51.100.7-198.51.100.8"] and s["proxy"]["sessions_announced"] == 6
+    assert s["counts"]["messages_accepted"] == 6 and s["counts"]["errors"] == 0, s["errors"]
+    assert s["proxy"]["clients"] == ["198.51.100.7-198.51.100.8"]
+    assert s["proxy"]["sessions_announced"] == s["counts"]["sessions_started"] >= 6
 
 
 @pytest.mark.parametrize(

@@ -276,11 +276,11 @@ class TargetConfig(Table):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if (self.proxy_protocol == "none") != (self.proxy_sources is None):
-            name = "proxy_sources" if self.proxy_protocol == "none" else "proxy_protocol"
-            hint = 'set proxy_protocol = "v1" or "v2"' if self.proxy_protocol == "none" else None
-            what = "only applies with proxy_protocol" if hint else "needs proxy_sources (the clients to announce)"
-            raise Invalid(what, hint=hint or 'e.g. proxy_sources = "198.51.100.0/24"', loc=(name,))
+        if self.proxy_protocol == "none" and self.proxy_sources is not None:
+            raise Invalid("only applies with proxy_protocol", hint='set proxy_protocol = "v2"', loc=("proxy_sources",))
+        if self.proxy_protocol != "none" and self.proxy_sources is None:
+            hint = 'e.g. proxy_sources = "198.51.100.0/24"'
+            raise Invalid("needs proxy_sources (the clients to announce)", hint=hint, loc=("proxy_protocol",))
         if self.source_addresses is not None:
             try:
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
