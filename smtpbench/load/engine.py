@@ -56,6 +56,7 @@ from smtpbench.load.lifecycle import run_session
 from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.opening import opening_steps
 from smtpbench.load.profile import Profile, resolved_toml
+from smtpbench.load.proxy import Announcer
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.load.session import Control, Session, watchdog, watchdog_period
@@ -65,6 +66,7 @@ from smtpbench.load.split import Part, ShardPlan
 from smtpbench.load.tls_section import TlsOptions
 from smtpbench.load.tls_sessions import SavedSessions
 from smtpbench.load.trace import Tracer
+from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Interval, Recorder
 from smtpbench.metrics.summary import build_summary
@@ -121,6 +123,8 @@ class Engine:
         self.started_epoch = shard.start_at if shard and shard.start_at is not None else time.time()
         self.recorder = Recorder(self.started_epoch)
         self.settings = _settings(profile, host, port, self.part)
+        if self.settings.proxy is not None:
+            self.recorder.counters.proxy = ClientTally(profile.target.proxy_protocol)
         tracer = None
         if trace > 0:
             secrets = [secret for _, secret in self.settings.auth_credentials]
@@ -520,6 +524,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         # The sources' family: a target name is resolved in it (check_target_family did literals).
         family=family_of(t.source_addresses) if t.source_addresses else 0,
         sources=bind_addresses(t.source_addresses) if t.source_addresses else (),
+        proxy=Announcer(t.proxy_protocol, t.proxy_sources, part) if t.proxy_sources else None,
     )
 
 
@@ -552,7 +557,9 @@ def execute(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+                # A run that announces PROXY headers needs a sink that reads them.
+                proxy = ["--proxy-protocol"] if profile.target.proxy_protocol != "none" else []
+                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args() + proxy))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         delivery = None

@@ -47,6 +47,7 @@ from smtpbench.config import shown
 from smtpbench.errors import ConfigError
 from smtpbench.load.profile import profile_from_dict
 from smtpbench.load.results import ResultsDir
+from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
 from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
 from smtpbench.metrics.summary import build_summary
@@ -212,6 +213,11 @@ def read_part(path: Path) -> PartResult:
             f"{shown(str(path), 200)}: not a shard's results (no shard in summary.json)",
             hint="merge runs made with --shard I/N",
         )
+    if summary.get("proxy") is not None:
+        try:
+            ClientTally.from_dict(summary["proxy"])
+        except ValueError as exc:
+            raise ConfigError(f"{shown(str(path), 200)}: summary.json: {exc}") from None
     return PartResult(path, summary, base, intervals, profile_text, timeline)
 
 
@@ -266,6 +272,7 @@ def _counters(summary: dict[str, Any]) -> dict[str, Any]:
         "unexpected_replies": summary.get("unexpected_replies", {}),
         "unfinished": summary.get("unfinished", {}),
         "unfinished_min_wait_us": summary.get("unfinished_min_wait_us", {}),
+        "proxy": summary.get("proxy"),  # PROXY protocol clients: merged as a union
     }
 
 

@@ -17,7 +17,8 @@ from smtpbench.load.settings import SessionSettings
 from smtpbench.load.tls_steps import handshake_done, step_keep_tls_session
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout
-from smtpbench.protocol import commands
+from smtpbench.net.fdio import send_all
+from smtpbench.protocol import commands, proxy
 from smtpbench.protocol.replies import ReplyParser
 from smtpbench.protocol.state import ClientProtocol
 
@@ -41,6 +42,19 @@ async def step_connect(s: Session) -> None:
     now = perf()
     s.recorder.record("connect", int((now - s.mark) * 1_000_000))
     s.mark = now
+
+
+async def step_proxy(s: Session) -> None:
+    """Send the session's PROXY protocol header right after connect (:mod:`smtpbench.load.proxy`); count its client."""
+    st = s.settings
+    assert s.conn is not None and st.proxy is not None and st.sockaddr is not None
+    data, client = st.proxy.header(s.number, st.sockaddr)
+    await send_all(s.conn.stream, data)
+    if s.trace is not None:  # a readable line, not v2's binary block
+        s.trace.append((">", proxy.describe(data)))
+    tally = s.recorder.counters.proxy
+    if tally is not None:
+        tally.note(client)
 
 
 async def step_implicit_tls(s: Session) -> None:
@@ -113,6 +127,8 @@ async def step_extensions(s: Session) -> None:
 def opening_steps(settings: SessionSettings) -> list[Step]:
     """The session's opening steps for this profile, in order."""
     steps: list[Step] = [step_connect]
+    if settings.proxy is not None:
+        steps.append(step_proxy)
     if settings.tls == "implicit":
         steps.append(step_implicit_tls)
     steps += [step_banner, step_ehlo]

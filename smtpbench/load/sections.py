@@ -263,9 +263,26 @@ class TargetConfig(Table):
         f'or a CIDR like "127.0.0.0/30" (its host addresses, at most {MAX_SOURCE_ADDRESSES}). '
         "Default: the kernel's choice.",
     )
+    proxy_protocol: Annotated[str, choice("none", "v1", "v2")] = key(
+        "none",
+        "PROXY protocol header each session sends right after connect (smtpbench run): none, v1 (text) or v2 "
+        "(binary), announcing a client of proxy_sources to a server behind a proxy (Postfix: "
+        "smtpd_upstream_proxy_protocol = haproxy).",
+    )
+    proxy_sources: SourceAddresses | None = key(
+        None,
+        "The client addresses the PROXY headers announce, round-robin by session number: a list of IPs or a "
+        f'CIDR like "198.51.100.0/24" (its host addresses, at most {MAX_SOURCE_ADDRESSES}). Only data in the '
+        "header: no packet goes to them. Needed with proxy_protocol.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.proxy_protocol == "none" and self.proxy_sources is not None:
+            raise Invalid("only applies with proxy_protocol", hint='set proxy_protocol = "v2"', loc=("proxy_sources",))
+        if self.proxy_protocol != "none" and self.proxy_sources is None:
+            hint = 'e.g. proxy_sources = "198.51.100.0/24"'
+            raise Invalid("needs proxy_sources (the clients to announce)", hint=hint, loc=("proxy_protocol",))
         if self.source_addresses is not None:
             try:
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)

@@ -15,7 +15,8 @@ from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import MessageExtensions
 from smtpbench.load.messages import AddressTemplate
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # built by the engine from the profile (smtpbench.load.proxy imports pydantic)
+    from smtpbench.load.proxy import Announcer
     from smtpbench.load.tls_sessions import SavedSessions
 
 
@@ -54,3 +55,5 @@ class SessionSettings:
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
     #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
     sources: tuple[tuple[str, int], ...] = ()
+    #: The PROXY protocol header each session sends right after connect (None: target.proxy_protocol = "none").
+    proxy: Announcer | None = None

@@ -35,6 +35,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from smtpbench.metrics.clients import ClientTally
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped and counted
 SIGNIFICANT_DIGITS = 3
@@ -59,6 +61,8 @@ class Counters:
     unfinished: Counter[str] = field(default_factory=Counter)
     #: The shortest time (µs since its start) any of those sessions had waited, by phase (merges by min).
     unfinished_min_wait_us: dict[str, int] = field(default_factory=dict)
+    #: The clients announced with the PROXY protocol (only with target.proxy_protocol; merges by union).
+    proxy: ClientTally | None = None
 
     def note_unfinished(self, phase: str, waited_us: int) -> None:
         """Count one session cut off by the run's end while in ``phase``, after ``waited_us``."""
@@ -78,6 +82,7 @@ class Counters:
                 v: {str(c): n for c, n in sorted(codes.items())} for v, codes in sorted(self.unexpected.items())
             },
             "errors": dict(self.errors),
+            **({"proxy": self.proxy.to_dict()} if self.proxy is not None else {}),
         }
 
 
@@ -178,7 +183,7 @@ class Recorder:
 
 
 def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHistogram], dict[str, Any]]:
-    """Merge recorder snapshots losslessly: histograms are added, counters summed."""
+    """Merge recorder snapshots losslessly: histograms are added, counters summed (PROXY clients: a union)."""
     hists: dict[str, HdrHistogram] = {}
     counts: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -186,6 +191,7 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
     unexpected: dict[str, Counter[str]] = defaultdict(Counter)
     unfinished: Counter[str] = Counter()
     min_wait: dict[str, int] = {}
+    proxy: ClientTally | None = None
     for snap in snapshots:
         for tag, enc in snap["histograms"].items():
             h = hists.get(tag)
@@ -198,6 +204,12 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
         unfinished.update(c.get("unfinished", {}))
         for phase, us in c.get("unfinished_min_wait_us", {}).items():
             min_wait[phase] = min(us, min_wait.get(phase, us))
+        if c.get("proxy") is not None:  # ValueError if malformed (merge checks each part's first)
+            tally = ClientTally.from_dict(c["proxy"])
+            if proxy is None:
+                proxy = tally
+            else:
+                proxy.merge(tally)
         for v, codes in c["replies"].items():
             replies[v].update(codes)
         for v, codes in c["unexpected_replies"].items():
@@ -210,4 +222,6 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> tuple[dict[str, HdrHisto
         "unfinished": dict(unfinished),
         "unfinished_min_wait_us": min_wait,
     }
+    if proxy is not None:
+        merged["proxy"] = proxy.to_dict()
     return hists, merged

@@ -140,6 +140,8 @@ def build_summary(
         doc["corrected"] = {t[len(CORRECTED_PREFIX) :]: phase_stats(histograms[t]) for t in corrected}
         lag = histograms.get(SCHEDULE_LAG)
         doc["schedule_lag"] = phase_stats(lag) if lag is not None else {"count": 0}
+    if counters.get("proxy") is not None:
+        doc["proxy"] = counters["proxy"]
     if extra:
         doc.update(extra)
     return doc

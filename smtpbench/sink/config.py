@@ -63,6 +63,8 @@ class SinkConfig:
     pause_for: float = 0.0
     seed: int | None = None
     faults: frozenset[str] = frozenset()
+    #: Every connection must start with a PROXY protocol header (v1 or v2); its client is the client.
+    proxy_protocol: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no sink can run with."""

@@ -34,6 +34,9 @@ class SinkStats(ServerCounters):
     client_addresses: dict[str, int] = field(default_factory=dict)
     #: Accepted with 250, then dropped (the blackhole knob); included in messages_accepted.
     messages_blackholed: int = 0
+    #: With --proxy-protocol: connections whose PROXY header was read, and those refused without a valid one.
+    proxy_headers: int = 0
+    proxy_refused: int = 0
 
     def count_client(self, ip: str) -> None:
         """Count one connection from ``ip`` (bounded: see :data:`MAX_CLIENT_ADDRESSES`)."""
