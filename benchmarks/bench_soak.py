@@ -89,20 +89,24 @@ class Sample:
 
 @dataclass
 class Trend:
-    """The least-squares line through one process's RSS samples and the verdict on it."""
+    """One process's RSS over the load phase after the warm-up (the window): its lines and the verdict."""
 
     process: str
     first_kib: int  # at the first sample
-    warm_kib: int  # at the first sample after the warm-up
+    warm_kib: int  # at the first sample of the window (after the warm-up)
     last_kib: int
     peak_kib: int
-    samples: int
-    slope_kib_min: float
+    samples: int  # in the window
+    slope_kib_min: float  # least squares over the window
     stderr_kib_min: float
-    mad_kib: float
-    octets_per_message: float
-    verdict: str
-    why: str = ""
+    mad_kib: float  # median absolute deviation of the window's residuals: the samples' noise
+    octets_per_message: float  # the slope per message accepted
+    late_slope_kib_min: float  # least squares over the last half of the window
+    late_stderr_kib_min: float
+    late_octets_per_message: float
+    rise_kib: int  # last - warm
+    verdict: str  # flat | growing | rose
+    why: str
 
 
 @dataclass
@@ -137,26 +141,37 @@ def fit(ts: list[float], ys: list[float]) -> tuple[float, float, list[float]]:
     return b, se, residuals
 
 
-def trend(process: str, samples: list[Sample], window: list[Sample], floor_octets: float) -> Trend:
-    """Slope (KiB/min), its standard error, the residuals' MAD and the verdict for one process's RSS."""
-    key = "run_kib" if process == "run" else "sink_kib"
+def slope_per_message(window: list[Sample], key: str) -> tuple[float, float, list[float], float]:
+    """Least squares of RSS (KiB) on minutes over ``window``: slope, its standard error, residuals, octets/message."""
     ts = [s.t / 60 for s in window]
-    ys = [float(getattr(s, key)) for s in window]
-    slope, se, residuals = fit(ts, ys)
-    mad = statistics.median(abs(r - statistics.median(residuals)) for r in residuals)
+    slope, se, residuals = fit(ts, [float(getattr(s, key)) for s in window])
     per_min = (window[-1].accepted - window[0].accepted) / (ts[-1] - ts[0])
-    per_message = slope * 1024 / per_min if per_min > 0 else math.inf
-    significant = slope > SIGMAS * se
-    verdict = "growing" if significant and per_message > floor_octets else "flat"
-    if verdict == "growing":
-        why = f"slope > {SIGMAS:g} standard errors and > {floor_octets:g} octets/message"
-    elif not significant:
-        why = f"slope within {SIGMAS:g} standard errors of 0"
-    else:
-        why = f"slope beyond noise but below {floor_octets:g} octets/message"
+    return slope, se, residuals, slope * 1024 / per_min if per_min > 0 else math.inf
+
+
+def trend(process: str, samples: list[Sample], window: list[Sample], floor_octets: float, max_rise_kib: int) -> Trend:
+    """The figures and the verdict for one process's RSS (rule: module docstring and benchmarks/README.md)."""
+    key = "run_kib" if process == "run" else "sink_kib"
+    slope, se, residuals, per_message = slope_per_message(window, key)
+    mad = statistics.median(abs(r - statistics.median(residuals)) for r in residuals)
+    late = window[len(window) // 2 :]
+    late_slope, late_se, _, late_per_message = slope_per_message(late, key)
     rss = [getattr(s, key) for s in samples]
     warm = getattr(window[0], key)
-    return Trend(process, rss[0], warm, rss[-1], max(rss), len(window), slope, se, mad, per_message, verdict, why)
+    rise = rss[-1] - warm
+    if late_slope > SIGMAS * late_se and late_per_message > floor_octets:
+        verdict = "growing"
+        why = f"still growing over the last half: > {SIGMAS:g} standard errors and > {floor_octets:g} octets/message"
+    elif rise > max_rise_kib:
+        verdict = "rose"
+        why = f"level over the last half, but {rise / 1024:.1f} MiB above the RSS after the warm-up"
+    else:
+        verdict = "flat"
+        why = f"last half within noise or below {floor_octets:g} octets/message; rise {rise / 1024:+.2f} MiB"
+    return Trend(
+        process, rss[0], warm, rss[-1], max(rss), len(window), slope, se, mad, per_message,
+        late_slope, late_se, late_per_message, rise, verdict, why,
+    )  # fmt: skip
 
 
 def profile_text(args: argparse.Namespace, port: int, results: Path) -> str:
@@ -257,8 +272,8 @@ def check_clean(result: Result) -> None:
         problems.append("histograms.hlog did not grow during the load phase")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, soak, print the figures; the exit code is the verdict."""
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options; bad values end with exit 2 (argparse)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="60 s, samples every 5 s, 15 s warm-up")
     p.add_argument("--duration", type=float, help="seconds of load (default 600)")
@@ -268,8 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, help="seconds between RSS samples (default 10)")
     p.add_argument("--warmup", type=float, help="seconds left out of the slope (default 60)")
     p.add_argument("--floor", type=float, default=1.0, help="octets/message below which growth is flat (default 1)")
+    p.add_argument("--max-rise", type=float, default=5.0, help="MiB a level RSS may have risen (default 5)")
     p.add_argument("--json", metavar="FILE", help="write every sample and the figures to FILE")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    p.add_argument("--analyse", metavar="FILE", help="judge the samples of an earlier --json FILE again; run nothing")
+    args = p.parse_args(argv)
+    if args.analyse:
+        try:
+            args.saved = json.loads(Path(args.analyse).read_text())
+            for key in ("duration", "rate", "per_session", "size", "interval"):
+                setattr(args, key, args.saved["settings"][key])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            p.error(f"--analyse {args.analyse}: not a bench_soak.py --json file ({exc})")
     args.duration = args.duration or (60.0 if args.quick else 600.0)
     args.interval = args.interval or (5.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (15.0 if args.quick else 60.0)
@@ -277,11 +301,21 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--duration must be 10..86400 seconds")
     if not 0.5 <= args.interval <= args.duration / 4:
         p.error("--interval must be 0.5 s .. a quarter of --duration")
-    if not 0 <= args.warmup <= args.duration - 3 * args.interval:
-        p.error("--warmup must leave at least 3 samples of the load phase")
+    if not 0 <= args.warmup <= args.duration - 6 * args.interval:
+        p.error("--warmup must leave at least 6 samples of the load phase")
     if not 1 <= args.rate <= 100_000 or not 1 <= args.per_session <= 10_000:
         p.error("--rate must be 1..100000 and --per-session 1..10000")
-    settings = {k: getattr(args, k) for k in ("duration", "rate", "per_session", "size", "interval", "warmup", "floor")}
+    if args.floor < 0 or args.max_rise < 0:
+        p.error("--floor and --max-rise must be >= 0")
+    return args
+
+
+def measure(args: argparse.Namespace) -> Result:
+    """Soak once; the samples and both processes' final counts."""
+    settings = {
+        k: getattr(args, k)
+        for k in ("duration", "rate", "per_session", "size", "interval", "warmup", "floor", "max_rise")
+    }
     machine = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpus": os.cpu_count(),
@@ -297,10 +331,27 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="smtpbench-soak-") as tmp:
         soak(args, result, Path(tmp))
     machine["loadavg_end"] = os.getloadavg()
+    return result
+
+
+def saved(args: argparse.Namespace) -> Result:
+    """The samples and counts of an earlier ``--json`` file, with this command line's verdict settings."""
+    data = args.saved
+    settings = dict(data["settings"], warmup=args.warmup, floor=args.floor, max_rise=args.max_rise)
+    samples = [Sample(**{"load1": 0.0, **s}) for s in data["samples"]]
+    return Result(settings, data["machine"], samples, [], data["run"], data["sink"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Soak (or read an earlier soak), judge, print the figures; the exit code is the verdict."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    result = saved(args) if args.analyse else measure(args)
     check_clean(result)
     window = [s for s in result.samples if s.t >= args.warmup]
-    if len(window) >= 3:
-        result.trends = [trend(name, result.samples, window, args.floor) for name in ("run", "sink")]
+    if len(window) >= 6:
+        result.trends = [
+            trend(name, result.samples, window, args.floor, int(args.max_rise * 1024)) for name in ("run", "sink")
+        ]
     else:
         result.problems.append(f"only {len(window)} samples after the warm-up")
     run = result.run
@@ -315,10 +366,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{tr.process:>4}: RSS {tr.first_kib / 1024:.2f} MiB at {result.samples[0].t:.0f} s,"
             f" {tr.warm_kib / 1024:.2f} after the warm-up, {tr.last_kib / 1024:.2f} at the end"
             f" (peak {tr.peak_kib / 1024:.2f}); slope over {tr.samples}"
-            f" samples {tr.slope_kib_min:+.1f} ± {tr.stderr_kib_min:.1f} KiB/min (noise: MAD {tr.mad_kib:.0f} KiB),"
-            f" {tr.octets_per_message:+.3f} octets/message: {tr.verdict.upper()} ({tr.why})"
+            f" samples {tr.slope_kib_min:+.1f} ± {tr.stderr_kib_min:.1f} KiB/min ({tr.octets_per_message:+.2f}"
+            f" octets/message; noise: MAD {tr.mad_kib:.0f} KiB), last half {tr.late_slope_kib_min:+.1f}"
+            f" ± {tr.late_stderr_kib_min:.1f} KiB/min ({tr.late_octets_per_message:+.2f} octets/message):"
+            f" {tr.verdict.upper()} ({tr.why})"
         )
-    loads = [s.load1 for s in result.samples] or [0.0]
+    loads = [s.load1 for s in result.samples if s.load1] or [0.0]
     print(f"load average (1 min) over the samples: mean {statistics.fmean(loads):.2f}, max {max(loads):.2f}")
     for problem in result.problems:
         print(f"NOT CLEAN: {problem}")
@@ -326,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(asdict(result), indent=1) + "\n")
     if result.problems:
         return 3
-    return 1 if any(tr.verdict == "growing" for tr in result.trends) else 0
+    return 1 if any(tr.verdict != "flat" for tr in result.trends) else 0
 
 
 if __name__ == "__main__":
