@@ -58,8 +58,9 @@ def acyclic(h: HdrHistogram) -> HdrHistogram:
     (~190 KB of counts) waits for a full cycle collection, which comes more
     rarely the more long-lived objects the process holds.  A run drops one
     histogram per tag per interval (:meth:`Recorder.rotate`) and one per
-    :meth:`Recorder.peek`: measured in a 10-minute soak at 400 msgs/s, that
-    garbage held the generator at 72 -> 118+ MiB.  The encoder only reads the
+    :meth:`Recorder.peek`: in a 10-minute soak at 400 msgs/s
+    (benchmarks/bench_soak.py) that garbage took the generator from 73 MiB at
+    10 s to 159 MiB (58 MiB with this).  The encoder only reads the
     histogram while the histogram itself is encoding or adding, so a weak
     reference is enough and the counts are freed by reference counting.
     """
