@@ -484,6 +484,11 @@ class Engine:
         return doc
 
 
+def _lmtp_args(profile: Profile) -> list[str]:
+    """The embedded sink speaks LMTP when the run does."""
+    return ["--lmtp"] if profile.target.protocol == "lmtp" else []
+
+
 def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
@@ -498,6 +503,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         pipelining=profile.smtp.pipelining,
         pipeline_data=profile.smtp.pipeline_data,
         chunking=profile.smtp.chunking,
+        lmtp=t.protocol == "lmtp",
         tls=t.tls,
         ssl_context=ssl_context,
         auth_mechanism=auth.mechanism if auth else None,
@@ -543,7 +549,7 @@ def execute(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args() + _lmtp_args(profile)))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         delivery = None

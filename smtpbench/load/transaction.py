@@ -10,6 +10,7 @@ from __future__ import annotations
 import trio
 
 from smtpbench.load.extensions import UNSUPPORTED, Pool
+from smtpbench.load.lmtp import data_end_replies, replies_due
 from smtpbench.load.messages import RenderedMessage
 from smtpbench.load.session import Control, Session, perf
 from smtpbench.protocol import commands
@@ -120,6 +121,8 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
     ext = st.extensions
     ids = st.ids
     tracker = st.tracker
+    lmtp = st.lmtp
+    due = 1  # LMTP: replies the current message's final dot gets
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
@@ -167,6 +170,8 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
                 if lag_us is not None:
                     rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
         elif accepted:
+            if lmtp:  # one reply per accepted RCPT will come (RFC 2033 4.2): counted before anything else is sent
+                due = replies_due(conn.protocol)
             wire = ids.stamp(message_no, sent.wire)
             s.arm(st.timeouts["data_block"])
             s.phase = "data_end"
@@ -187,7 +192,10 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
             counts["bytes_sent"] += sent.size + len(wire) - len(sent.wire)
             if tracker is not None:
                 tracker.sent(message_no, n_rcpt, s.started)
-            _, reply = await s.reply("data_end", "data_end")
+            if lmtp:
+                reply = await data_end_replies(s, due)
+            else:
+                _, reply = await s.reply("data_end", "data_end")
             end = s.mark
             if tracker is not None:
                 tracker.replied(message_no, reply.code < 400, end)
