@@ -76,6 +76,36 @@ PROFILE_CASES = [
     ("bad --target (port)", BASE, ["--target", "127.0.0.1:99999"], ["--target"]),
     ("bad --duration", BASE, ["--duration", "5 fortnights"], ["workload.duration"]),
     ("bad --progress", BASE, ["--progress", "loud"], ["--progress"]),
+    (
+        "misspelt protocol",
+        BASE.replace("port = 2525", 'port = 2525\nprotocol = "lmtpx"'),
+        [],
+        ["target.protocol", "lmtp"],
+    ),
+    (
+        "LMTP on port 25",
+        BASE.replace("2525", "25").replace("[workload]", 'protocol = "lmtp"\n[workload]'),
+        [],
+        ["target.port", "25", "RFC 2033"],
+    ),
+    (
+        "LMTP on the default port",
+        BASE.replace("port = 2525", 'protocol = "lmtp"'),
+        [],
+        ["target.port", "LMTP needs an explicit port"],
+    ),
+    (
+        "LMTP on port 25 by --target",
+        BASE.replace("port = 2525", 'port = 24\nprotocol = "lmtp"'),
+        ["--target", "127.0.0.1:25"],
+        ["target.port", "RFC 2033"],
+    ),
+    (
+        "LMTP with chunking",
+        BASE.replace("port = 2525", 'port = 24\nprotocol = "lmtp"') + '[smtp]\nchunking = "on"\n',
+        [],
+        ["smtp.chunking", "LMTP"],
+    ),
 ]
 
 

@@ -75,8 +75,6 @@ class LMTPClientProtocol(ClientProtocol):
                 return
             # The last one: the transaction's outcome is "delivered to anyone".
             super()._on_reply(verb, _OK if self._any_ok else reply)
-            self.rcpt_ok = 0
-            self.chunk_failed = False
             return
         super()._on_reply(verb, reply)
         if code >= 400:
