@@ -6,14 +6,17 @@ sink delivered to (or refused after the data) is one ``DATA_END`` reply to the r
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from smtpbench.load.engine import execute
 from smtpbench.load.profile import load_profile
+from smtpbench.report.table import print_summary
 from smtpbench.sink.embedded import EmbeddedSink
 from tests.accounting import assert_accounted
 from tests.sinkutil import SinkThread
@@ -86,7 +89,7 @@ def test_sink_lmtp_flag_through_the_cli(tmp_path: Path) -> None:
     assert c["messages_accepted"] == stats["messages_accepted"]
 
 
-def test_embedded_sink_speaks_lmtp(tmp_path: Path) -> None:
+def test_embedded_sink_speaks_lmtp_and_the_summary_line_says_so(tmp_path: Path) -> None:
     path = write_profile(
         tmp_path,
         "[target]\nembedded = true\n" + LMTP + "[workload]\nsessions = 2\nmessages = 30\n[message]\nrecipients = 3\n",
@@ -96,6 +99,9 @@ def test_embedded_sink_speaks_lmtp(tmp_path: Path) -> None:
     c = s["counts"]
     assert c["messages_accepted"] == 30 and c["recipients_delivered"] == 90
     assert s["replies"]["DATA_END"] == {"250": 90} and s["replies"]["LHLO"] == {"250": c["sessions_started"]}
+    buf = io.StringIO()
+    print_summary(s, outcome.results_path, Console(file=buf, width=200))
+    assert "LMTP: 90 recipients delivered, 0 failed after the data (0 messages only partly delivered)" in buf.getvalue()
 
 
 def test_lmtp_client_against_an_smtp_server_fails_its_sessions_at_lhlo(tmp_path: Path) -> None:
