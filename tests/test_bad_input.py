@@ -267,3 +267,13 @@ def test_mutated_profiles_run_or_fail_cleanly(tmp_path: Path, mini_server: Hosti
     # Every outcome was exercised: real runs against the server, failed runs, and refusals.
     assert EXIT_OK in seen and EXIT_USAGE in seen and EXIT_RUN_ERROR in seen, seen
     print(f"exit codes: {sorted(set(seen))}, runs: {seen.count(EXIT_OK)}/{len(seen)}")
+
+
+def test_conform_refuses_an_lmtp_profile(tmp_path: Path) -> None:
+    """The conformance checks are SMTP's: an LMTP target is a one-line usage error, not a run of wrong verdicts."""
+    path = tmp_path / "p.toml"
+    path.write_text('[target]\nhost = "127.0.0.1"\nport = 24\nprotocol = "lmtp"\n', encoding="utf-8")
+    code, out, err = invoke(["conform", str(path)])
+    assert code == EXIT_USAGE and "Traceback" not in out + err, (code, out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "target.protocol" in lines[0] and "not LMTP" in lines[0], err

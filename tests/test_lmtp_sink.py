@@ -19,7 +19,7 @@ from smtpbench.load.profile import load_profile
 from smtpbench.report.table import print_summary
 from smtpbench.sink.embedded import EmbeddedSink
 from tests.accounting import assert_accounted
-from tests.sinkutil import SinkThread
+from tests.sinkutil import SinkThread, tls_pair
 from tests.test_engine import run, write_profile
 
 LMTP = 'protocol = "lmtp"\n'
@@ -110,3 +110,21 @@ def test_lmtp_client_against_an_smtp_server_fails_its_sessions_at_lhlo(tmp_path:
     assert s["status"] == "failed" and s["counts"]["sessions_failed"] == s["counts"]["sessions_started"] >= 1
     assert s["replies"]["LHLO"] == {"500": s["counts"]["sessions_started"]}
     assert "MAIL" not in s["replies"]
+
+
+def test_lmtp_over_starttls_says_lhlo_again(tmp_path: Path) -> None:
+    """RFC 3207 4.2 holds for LMTP too: after the handshake the session restarts with a second LHLO."""
+    pair = tls_pair(tmp_path)
+    with SinkThread(lmtp=True, ssl_context=pair.server_context, store_messages=True) as srv:
+        s = run(
+            tmp_path,
+            srv.port,
+            LMTP + f'tls = "starttls"\nca_file = "{pair.ca_file}"\n'
+            "[workload]\nsessions = 2\nmessages = 10\nmessages_per_session = 5\n[message]\nrecipients = 2\n",
+        )
+        stored = list(srv.messages)
+    c = s["counts"]
+    assert s["status"] == "completed" and c["errors"] == 0 and c["recipients_delivered"] == 20
+    assert s["replies"]["LHLO"] == {"250": 2 * c["sessions_started"]}
+    assert s["replies"]["STARTTLS"] == {"220": c["sessions_started"]}
+    assert all(m.tls and b" with LMTPS id " in m.content.split(b"\r\n\r\n", 1)[0] for m in stored)
