@@ -223,3 +223,39 @@ def test_server_refuses_every_recipient_of_an_oversized_message() -> None:
     assert [ln[:3] for ln in finals] == [b"552", b"552"]
     assert conn.stats.recipients_failed == 2 and conn.stats.messages_rejected_perm == 1
     assert conn.stats.messages_accepted == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=8),
+    st.sampled_from(["DATA", "BDAT"]),
+    st.integers(0, 60),
+    st.lists(st.integers(1, 30), max_size=6),
+)
+def test_server_final_replies_are_one_per_accepted_recipient(
+    local: list[bool], via: str, size: int, cuts: list[int]
+) -> None:
+    """Any mix of accepted and refused recipients, DATA or BDAT, any split of the input: one final reply each."""
+    conn = lmtp_server(max_size=40)
+    serve(conn, b"LHLO c.test\r\nMAIL FROM:<a@x.test>\r\n")
+    rcpts = b"".join(
+        b"RCPT TO:<u%d@%s>\r\n" % (i, b"example.test" if ok else b"far.test") for i, ok in enumerate(local)
+    )
+    accepted = sum(local)
+    body = b"x" * size + b"\r\n"
+    wire = rcpts + (b"DATA\r\n" + body + b".\r\n" if via == "DATA" else b"BDAT %d LAST\r\n" % len(body) + body)
+    lines: list[bytes] = []
+    pos = 0
+    for cut in [*cuts, len(wire)]:
+        lines += serve(conn, wire[pos : pos + cut])
+        pos += cut
+    if not accepted:  # DATA (554) or BDAT (503) without a recipient: refused, nothing is delivered
+        assert lines[len(local)][:1] == b"5" and conn.stats.recipients_delivered == 0, lines
+        return
+    finals = lines[len(local) + (via == "DATA") :]
+    assert len(finals) == accepted, lines
+    expected = b"552" if size + 2 > 40 else b"250"
+    assert all(line[:3] == expected for line in finals)
+    stats = conn.stats
+    assert stats.recipients_delivered + stats.recipients_failed == accepted
+    assert stats.messages_accepted == (expected == b"250")
