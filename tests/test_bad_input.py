@@ -100,12 +100,6 @@ PROFILE_CASES = [
         ["--target", "127.0.0.1:25"],
         ["target.port", "RFC 2033"],
     ),
-    (
-        "LMTP with chunking",
-        BASE.replace("port = 2525", 'port = 24\nprotocol = "lmtp"') + '[smtp]\nchunking = "on"\n',
-        [],
-        ["smtp.chunking", "LMTP"],
-    ),
 ]
 
 

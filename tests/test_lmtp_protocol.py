@@ -66,7 +66,7 @@ def test_no_accepted_recipient_means_one_reply() -> None:
     envelope(c, 2, "BDAT_LAST")
     got = c.receive(b"250 ok\r\n550 a\r\n550 b\r\n503 5.5.1 no valid recipients\r\n")
     assert [(v, r.code) for v, r in got][-1] == ("BDAT_LAST", 503)
-    assert c.final_replies_due() == 1 and not c.pending
+    assert c.final_replies_due() == 1 and c.recipient_replies_due() == 0 and not c.pending
     assert c.state is State.MAIL  # nothing was delivered: the transaction is still open (RSET clears it)
 
 

@@ -66,6 +66,34 @@ def test_per_recipient_counts_match_the_sink(tmp_path: Path, pipelining: str, pi
     assert s["unexpected_replies"] == {}
 
 
+@pytest.mark.parametrize("pipelining", ["auto", "off"])
+def test_bdat_over_lmtp_counts_match_the_sink(tmp_path: Path, pipelining: str) -> None:
+    """RFC 3030 4: BDAT ... LAST gets one reply per accepted recipient too; pipelined or command by command."""
+    with SinkThread(
+        lmtp=True, reject_data_temp=0.1, reject_data_perm=0.15, reject_rcpt_perm=0.05, seed=11, store_messages=True
+    ) as srv:
+        s = run(
+            tmp_path,
+            srv.port,
+            LMTP + f'[smtp]\npipelining = "{pipelining}"\nchunking = "on"\nchunk_size = "1KiB"\n'
+            "[workload]\nsessions = 3\nmessages = 200\nmessages_per_session = 10\n"
+            '[message]\nsize = "3KiB"\nrecipients = {min = 1, max = 4}\n',
+        )
+        stats = srv.stats
+        stored = sum(len(m.rcpt_to) for m in srv.messages)
+        via = {m.via for m in srv.messages}
+    c = s["counts"]
+    assert s["status"] == "completed" and c["sessions_failed"] == 0 and via == {"BDAT"}
+    assert_accounted(s)
+    assert c["messages_accepted"] + c["messages_rejected"] == 200 and "DATA" not in s["replies"]
+    assert c["recipients_delivered"] == stats.recipients_delivered == stored > 0
+    assert c["recipients_failed"] == stats.recipients_failed > 0
+    assert c["messages_accepted"] == stats.messages_accepted and 0 < c["messages_partial"] < c["messages_accepted"]
+    finals = s["replies"]["BDAT_LAST"]  # 503 once for a message none of whose recipients was accepted
+    assert sum(n for code, n in finals.items() if code != "503") == c["recipients_delivered"] + c["recipients_failed"]
+    assert s["unexpected_replies"] == {}
+
+
 def test_data_end_waits_for_the_last_recipient(tmp_path: Path) -> None:
     """With the sink's reply to the data delayed 100 ms, every recipient's reply follows it: data_end >= 100 ms."""
     with SinkThread(lmtp=True, store_messages=False, delays={"data_end": 0.100}) as srv:

@@ -107,9 +107,6 @@ class ProfileFile(Table):
             self.target.sink.seed = self.workload.seed
         if self.delivery is not None and self.delivery.sink.seed is None:
             self.delivery.sink.seed = self.workload.seed
-        if self.target.protocol == "lmtp" and self.smtp.chunking != "off":
-            hint = 'LMTP at load sends DATA; set smtp.chunking = "off" (or target.protocol = "smtp")'
-            raise Invalid("BDAT is not sent over LMTP by smtpbench run", hint=hint, loc=("smtp", "chunking"))
         return self
 
 

@@ -54,13 +54,18 @@ class LMTPClientProtocol(ClientProtocol):
             raise LocalProtocolError(f"{verb} is not an LMTP command: LHLO (RFC 2033 4.1)")
         return super().send(verb, line)
 
-    def final_replies_due(self) -> int:
-        """How many replies the end of data of the open transaction gets: one per accepted RCPT (at least one).
+    def recipient_replies_due(self) -> int:
+        """How many per-recipient replies the end of data of the open transaction gets: one per accepted RCPT.
 
-        Valid from the last RCPT reply until the next MAIL reply (the caller reads it
+        0 when it gets a single reply that is no recipient's (no RCPT accepted, or a BDAT chunk
+        refused).  Valid from the last RCPT reply until the next MAIL reply (the caller reads it
         before the replies to the end of data are all in).
         """
-        return 1 if self.chunk_failed else max(self.rcpt_ok, 1)
+        return 0 if self.chunk_failed else self.rcpt_ok
+
+    def final_replies_due(self) -> int:
+        """How many replies the end of data of the open transaction gets (at least one): see :meth:`recipient_replies_due`."""
+        return self.recipient_replies_due() or 1
 
     def _on_reply(self, verb: str, reply: Reply) -> None:
         code = reply.code

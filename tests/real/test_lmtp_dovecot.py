@@ -24,12 +24,15 @@ MESSAGES = 40
 RECIPIENTS = 3
 
 
-@pytest.mark.parametrize("pipelining", ["auto", "off"])
-def test_every_recipient_is_delivered_and_counted(dovecot_lmtp: RealServer, tmp_path: Path, pipelining: str) -> None:
+@pytest.mark.parametrize(("pipelining", "chunking"), [("auto", "off"), ("off", "off"), ("auto", "on"), ("off", "on")])
+def test_every_recipient_is_delivered_and_counted(
+    dovecot_lmtp: RealServer, tmp_path: Path, pipelining: str, chunking: str
+) -> None:
+    """DATA or BDAT (Dovecot's LMTP advertises CHUNKING), pipelined or command by command."""
     profile = tmp_path / "lmtp.toml"
     profile.write_text(
         f'[target]\nhost = "{dovecot_lmtp.host}"\nport = {dovecot_lmtp.port}\nprotocol = "lmtp"\n'
-        f'[smtp]\npipelining = "{pipelining}"\n[smtp.timeouts]\ndata_end = "60s"\n'
+        f'[smtp]\npipelining = "{pipelining}"\nchunking = "{chunking}"\nchunk_size = "1KiB"\n[smtp.timeouts]\ndata_end = "60s"\n'
         f"[workload]\nsessions = 3\nmessages = {MESSAGES}\nmessages_per_session = 5\n"
         f'[message]\nsize = "2KiB"\nrecipients = {RECIPIENTS}\nto = "user{{rcpt}}@{LOCAL_DOMAIN}"\n'
         f'[output]\nresults_dir = "{tmp_path / "results"}"\nreport = false\n'
@@ -43,8 +46,9 @@ def test_every_recipient_is_delivered_and_counted(dovecot_lmtp: RealServer, tmp_
     assert summary["status"] == "completed" and c["errors"] == 0, (summary["errors"], proc.stderr)
     assert c["messages_accepted"] == MESSAGES and c["recipients_delivered"] == MESSAGES * RECIPIENTS
     assert c.get("recipients_failed", 0) == 0 and c.get("recipients_rejected", 0) == 0
-    # Dovecot's own answer: one 250 per recipient after each message, i.e. N*M replies to the final dot.
-    assert summary["replies"]["DATA_END"] == {"250": MESSAGES * RECIPIENTS}
+    # Dovecot's own answer: one 250 per recipient after each message, i.e. N*M replies to the end of data.
+    final = "BDAT_LAST" if chunking == "on" else "DATA_END"
+    assert summary["replies"][final] == {"250": MESSAGES * RECIPIENTS}
     assert summary["replies"]["LHLO"] == {"250": c["sessions_started"]}
     assert summary["unexpected_replies"] == {}
     # And in the maildirs: M folders of N mails, N*M in all (Dovecot stores as it replies).
