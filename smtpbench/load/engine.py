@@ -62,12 +62,15 @@ from smtpbench.load.session import Control, Session, watchdog, watchdog_period
 from smtpbench.load.settings import SessionSettings
 from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
+from smtpbench.load.tls_section import TlsOptions
+from smtpbench.load.tls_sessions import SavedSessions
 from smtpbench.load.trace import Tracer
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Interval, Recorder
 from smtpbench.metrics.summary import build_summary
 from smtpbench.metrics.thresholds import breached, evaluate
 from smtpbench.metrics.timeline import TimelineWriter
+from smtpbench.metrics.tlsstats import split_tls
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
 from smtpbench.report.progress import ProgressState, choose_mode, show_progress
@@ -454,9 +457,12 @@ class Engine:
         """The summary document of what was measured so far, with the thresholds judged on it."""
         p = self.profile
         counters, usage = split_counts(self.recorder.counters.to_dict())
+        counters["counts"], tls = split_tls(counters["counts"], always=self.settings.tls != "none")
         if p.workload.model == "open":
             counters["counts"]["arrivals_dropped"] = self.arrivals_dropped
         extra: dict[str, Any] = {"status_reason": self.reason, **usage}
+        if tls is not None:
+            extra["tls"] = tls
         extra["unfinished"] = counters.pop("unfinished")
         extra["unfinished_min_wait_us"] = counters.pop("unfinished_min_wait_us")
         extra["generator"] = self.health.verdict(self.recorder.totals.get(LOOP_LAG))
@@ -492,8 +498,9 @@ def _lmtp_args(profile: Profile) -> list[str]:
 def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
+    opts = t.tls_options or TlsOptions()
     if t.tls != "none":
-        ssl_context = client_context(t.ca_file, t.insecure)
+        ssl_context = client_context(t.ca_file, t.insecure, opts.min_version, opts.max_version)
     auth = t.auth
     return SessionSettings(
         host=host,
@@ -506,6 +513,8 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         lmtp=t.protocol == "lmtp",
         tls=t.tls,
         ssl_context=ssl_context,
+        sni=opts.sni,
+        tls_sessions=SavedSessions(opts.resume) if ssl_context is not None and opts.resume > 0 else None,
         auth_mechanism=auth.mechanism if auth else None,
         auth_credentials=tuple(auth.credentials()) if auth else (),
         messages_per_session=profile.workload.messages_per_session,

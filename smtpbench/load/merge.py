@@ -52,6 +52,7 @@ from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
 from smtpbench.metrics.summary import build_summary
 from smtpbench.metrics.thresholds import Threshold, evaluate
 from smtpbench.metrics.timeline import read_timeline
+from smtpbench.metrics.tlsstats import join_tls, split_tls
 from smtpbench.units import parse_duration
 
 
@@ -259,7 +260,7 @@ def select_parts(parts: list[PartResult]) -> tuple[list[PartResult], list[PartRe
 
 def _counters(summary: dict[str, Any]) -> dict[str, Any]:
     return {
-        "counts": summary.get("counts", {}),
+        "counts": {**summary.get("counts", {}), **join_tls(summary.get("tls"))},
         "errors": summary.get("errors", {}),
         "replies": summary.get("replies", {}),
         "unexpected_replies": summary.get("unexpected_replies", {}),
@@ -428,6 +429,7 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     finally:
         results.close_hlog()  # and the timeline
     _, counters = merge_snapshots([{"histograms": {}, "counters": _counters(p.summary)} for p in parts])
+    counters["counts"], tls = split_tls(counters["counts"])
     status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     targets = sorted({str(p.summary.get("target", "")) for p in parts})
     summary = build_summary(
@@ -449,6 +451,7 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
             "generator": merged_generator(parts),
             "shards": [_part_record(p) for p in parts],
             "shards_missing": missing,
+            **({"tls": tls} if tls is not None else {}),
         },
     )
     reevaluate_thresholds(criteria, summary)

@@ -14,6 +14,7 @@ from smtpbench.load.auth import step_auth
 from smtpbench.load.extensions import HAS_CHUNKING, NO_CHUNKING, capabilities
 from smtpbench.load.session import Session, Step, perf
 from smtpbench.load.settings import SessionSettings
+from smtpbench.load.tls_steps import handshake_done, step_keep_tls_session
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout
 from smtpbench.protocol import commands
@@ -44,13 +45,19 @@ async def step_connect(s: Session) -> None:
 
 
 async def step_implicit_tls(s: Session) -> None:
-    """TLS handshake right after connect (SMTPS, port 465 style)."""
-    assert s.conn is not None and s.settings.ssl_context is not None
+    """TLS handshake right after connect (SMTPS, port 465 style), offering a saved session when drawn to resume.
+
+    Timed as ``tls.full`` or ``tls.resumed`` and counted (smtpbench.load.tls_sessions).
+    """
+    st = s.settings
+    assert s.conn is not None and st.ssl_context is not None
     s.disarm()
     s.phase = "tls"
-    await s.conn.start_tls(s.settings.ssl_context, s.settings.host, s.settings.timeouts["tls"])
+    offer = st.tls_sessions.draw(s.rng, s.recorder.counters.counts) if st.tls_sessions is not None else None
+    name = st.host if st.sni is None else st.sni or None
+    await s.conn.start_tls(st.ssl_context, name, st.timeouts["tls"], offer)
     now = perf()
-    s.recorder.record("tls", int((now - s.mark) * 1_000_000))
+    s.recorder.record(handshake_done(s, offer is not None), int((now - s.mark) * 1_000_000))
     s.mark = now
 
 
@@ -117,6 +124,8 @@ def opening_steps(settings: SessionSettings) -> list[Step]:
     steps += [step_banner, step_ehlo]
     if settings.tls == "starttls":
         steps.append(step_starttls)
+    if settings.tls_sessions is not None:
+        steps.append(step_keep_tls_session)
     if settings.auth_mechanism:
         steps.append(step_auth)
     steps.append(step_extensions)

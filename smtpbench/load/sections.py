@@ -38,6 +38,7 @@ from smtpbench.fields import (
     whole,
 )
 from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
+from smtpbench.load.tls_section import TlsOptions
 from smtpbench.protocol import sasl
 from smtpbench.protocol.tables import TIMEOUTS
 from smtpbench.units import format_duration, format_size
@@ -273,6 +274,7 @@ class TargetConfig(Table):
     )
     ca_file: Text | None = key(None, "PEM file of CA certificates to verify the server with.")
     insecure: Bool = key(False, "Skip certificate verification (not with ca_file).")
+    tls_options: TlsOptions | None = key(None, "TLS versions, SNI and session resumption (only with tls).")
     auth: AuthConfig | None = key(None, "Optional SMTP AUTH after EHLO.")
     sink: SinkOptions = key(default_factory=dict, doc="Embedded sink behaviour.")
     source_addresses: SourceAddresses | None = key(
@@ -289,8 +291,13 @@ class TargetConfig(Table):
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
             except Invalid as exc:
                 raise Invalid(exc.problem, expected=exc.expected, loc=("source_addresses",)) from None
-        if self.tls == "none" and (self.ca_file is not None or self.insecure):
-            name = "ca_file" if self.ca_file is not None else "insecure"
+        tls_only = {
+            "ca_file": self.ca_file is not None,
+            "insecure": self.insecure,
+            "tls_options": self.tls_options is not None,
+        }
+        if self.tls == "none" and any(tls_only.values()):
+            name = next(n for n, used in tls_only.items() if used)
             raise Invalid(
                 'only applies with tls = "starttls" or "implicit"',
                 hint="set target.tls or remove this key",
@@ -299,6 +306,11 @@ class TargetConfig(Table):
         if self.ca_file is not None and self.insecure:
             hint = "use ca_file to verify, or insecure = true to skip verification"
             raise Invalid("contradicts ca_file", hint=hint, loc=("insecure",))
+        if self.tls_options is not None and self.tls_options.sni == "" and not self.insecure:
+            hint = "give the name to verify, or set insecure = true to skip verification"
+            raise Invalid(
+                "no SNI leaves no name to verify the certificate against", hint=hint, loc=("tls_options", "sni")
+            )
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
         if not self.embedded:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import MessageExtensions
 from smtpbench.load.messages import AddressTemplate
+
+if TYPE_CHECKING:
+    from smtpbench.load.tls_sessions import SavedSessions
 
 
 @dataclass
@@ -27,6 +31,10 @@ class SessionSettings:
     pipeline_data: bool = True  # message data in the same write as the next envelope
     tls: str = "none"  # none | starttls | implicit
     ssl_context: ssl.SSLContext | None = None
+    #: The name sent as SNI and verified: None for target.host, "" for none ([target.tls_options] sni).
+    sni: str | None = None
+    #: TLS sessions saved for resumption ([target.tls_options] resume > 0), else None.
+    tls_sessions: SavedSessions | None = None
     auth_mechanism: str | None = None
     #: (user, password or token) pairs; a session uses one (smtpbench.load.auth.account).
     auth_credentials: tuple[tuple[str, str], ...] = ()

@@ -26,6 +26,8 @@ class SinkStats(ServerCounters):
     disconnects_injected: int = 0
     aborted_sessions: int = 0
     tls_handshakes: int = 0
+    #: Of those, abbreviated handshakes that resumed an earlier TLS session (ticket or session id).
+    tls_resumed: int = 0
     tls_failures: int = 0
     internal_errors: int = 0
     #: Connections per client IP address (at most MAX_CLIENT_ADDRESSES keys, then OTHER_CLIENTS).

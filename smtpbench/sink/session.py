@@ -188,5 +188,7 @@ class Session:
             self.proto.closing = True
             return False
         self.stats.tls_handshakes += 1
+        if tls.session_reused:
+            self.stats.tls_resumed += 1
         self.stream = tls
         return True
