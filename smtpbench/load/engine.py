@@ -494,6 +494,16 @@ class Engine:
         return doc
 
 
+def _embedded_sink_args(profile: Profile) -> list[str]:
+    """The embedded sink's options: [target.sink]'s knobs, and it speaks what the run speaks (LMTP, PROXY headers)."""
+    t = profile.target
+    return [
+        *t.sink.to_cli_args(),
+        *(["--lmtp"] if t.protocol == "lmtp" else []),
+        *(["--proxy-protocol"] if t.proxy_protocol != "none" else []),
+    ]
+
+
 def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
@@ -509,6 +519,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         pipelining=profile.smtp.pipelining,
         pipeline_data=profile.smtp.pipeline_data,
         chunking=profile.smtp.chunking,
+        lmtp=t.protocol == "lmtp",
         tls=t.tls,
         ssl_context=ssl_context,
         sni=opts.sni,
@@ -557,9 +568,7 @@ def execute(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                # A run that announces PROXY headers needs a sink that reads them.
-                proxy = ["--proxy-protocol"] if profile.target.proxy_protocol != "none" else []
-                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args() + proxy))
+                host, port = stack.enter_context(EmbeddedSink(_embedded_sink_args(profile)))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         delivery = None

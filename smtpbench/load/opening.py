@@ -19,6 +19,7 @@ from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ReplyError, SessionError, SessionTimeout
 from smtpbench.net.fdio import send_all
 from smtpbench.protocol import commands, proxy
+from smtpbench.protocol.lmtp import LMTPClientProtocol
 from smtpbench.protocol.replies import ReplyParser
 from smtpbench.protocol.state import ClientProtocol
 
@@ -37,7 +38,7 @@ async def step_connect(s: Session) -> None:
             stream = await connect_tcp(st.family, st.sockaddr, source)
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
-    s.conn = SMTPConnection(stream, ClientProtocol(ReplyParser()))
+    s.conn = SMTPConnection(stream, (LMTPClientProtocol if st.lmtp else ClientProtocol)(ReplyParser()))
     s.conn.raw_log = s.trace
     now = perf()
     s.recorder.record("connect", int((now - s.mark) * 1_000_000))
@@ -82,6 +83,11 @@ async def step_banner(s: Session) -> None:
 
 
 async def _hello(s: Session, phase: str) -> None:
+    if s.settings.lmtp:  # RFC 2033 4.1: LHLO, and no HELO to fall back to
+        reply = await s.command("LHLO", commands.lhlo(s.settings.helo), phase, "ehlo")
+        if reply.code >= 400:
+            raise ReplyError(f"LHLO refused: {reply.code} {reply.text[:80]}", phase, reply.code)
+        return
     reply = await s.command("EHLO", commands.ehlo(s.settings.helo), phase, "ehlo")
     if reply.code in (500, 502):  # old server without EHLO: fall back (RFC 5321 3.2)
         reply = await s.command("HELO", commands.helo(s.settings.helo), phase, "ehlo")
@@ -90,7 +96,7 @@ async def _hello(s: Session, phase: str) -> None:
 
 
 async def step_ehlo(s: Session) -> None:
-    """EHLO, falling back to HELO; decides whether to pipeline."""
+    """EHLO, falling back to HELO (LHLO in LMTP); decides whether to pipeline."""
     await _hello(s, "ehlo")
     assert s.conn is not None
     mode = s.settings.pipelining

@@ -236,6 +236,19 @@ class SinkOptions(Table):
         return args
 
 
+def _check_lmtp_port(port: int | None) -> None:
+    """RFC 2033: LMTP MUST NOT be used on TCP port 25, and it has no port of its own: one must be given."""
+    if port is None:
+        hint = "LMTP has no standard port (24 and 2003 are common); it must never be 25"
+        raise Invalid(
+            "LMTP needs an explicit port", expected="port = 24 (or the LMTP server's port)", hint=hint, loc=("port",)
+        )
+    if port == 25:
+        raise Invalid(
+            "LMTP must not be used on TCP port 25 (RFC 2033)", expected="the LMTP server's port", loc=("port",)
+        )
+
+
 class TargetConfig(Table):
     """Where the load goes.  With embedded the engine starts a sink and uses its address:
     host is then 127.0.0.1 and port 0 (a free port)."""
@@ -247,7 +260,14 @@ class TargetConfig(Table):
         json_schema_extra=_no_default,
         doc="TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.",
     )
-    helo: Annotated[str, text(printable=True, what="a host name")] = key("smtpbench.example", "Name sent in EHLO/HELO.")
+    helo: Annotated[str, text(printable=True, what="a host name")] = key(
+        "smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP)."
+    )
+    protocol: Annotated[str, choice("smtp", "lmtp")] = key(
+        "smtp",
+        "smtp, or lmtp (RFC 2033: LHLO, one reply per recipient after the data; needs an explicit port, "
+        "never 25; with embedded the sink speaks LMTP).",
+    )
     embedded: Bool = key(False, "Start our own sink on 127.0.0.1 (a free port) and test it.")
     tls: Annotated[str, choice("none", "starttls", "implicit")] = key(
         "none", "TLS: none, starttls (upgrade after EHLO) or implicit (TLS from connect)."
@@ -314,6 +334,8 @@ class TargetConfig(Table):
             if self.given("sink"):
                 hint = "set target.embedded = true or remove [target.sink]"
                 raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
+            if self.protocol == "lmtp":
+                _check_lmtp_port(self.port if self.given("port") else None)
             if not self.given("port"):
                 self.port = 465 if self.tls == "implicit" else 25
             return self

@@ -46,6 +46,8 @@ class SessionSettings:
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
     think_time: float = 0.0  # pause between the messages of a session
     chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
+    #: LMTP (RFC 2033) instead of SMTP: LHLO, and one reply per accepted recipient after the data.
+    lmtp: bool = False
     extensions: MessageExtensions = field(default_factory=MessageExtensions)
     #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
     ids: MessageIds = field(default_factory=lambda: MessageIds("run"))

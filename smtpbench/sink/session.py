@@ -29,7 +29,7 @@ import trio
 from smtpbench.net.fdio import RECEIVE_SIZE, receive_some, send_all
 from smtpbench.protocol.server_state import DATA
 from smtpbench.sink.core import SinkCore
-from smtpbench.sink.knobs import SinkConnection
+from smtpbench.sink.knobs import LMTPSinkConnection, SinkConnection
 
 
 class Session:
@@ -49,7 +49,7 @@ class Session:
             except OSError:
                 peer_ip = "0.0.0.0"
         core.stats.count_client(peer_ip)
-        self.proto = SinkConnection(core, peer_ip, conn_no)
+        self.proto = (LMTPSinkConnection if cfg.lmtp else SinkConnection)(core, peer_ip, conn_no)
         self.idle = cfg.idle_timeout / 10 if self.faults and "TO-01" in self.faults else cfg.idle_timeout
 
     async def run(self) -> None:
