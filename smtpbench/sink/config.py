@@ -62,7 +62,11 @@ class SinkConfig:
     pause_at: float | None = None
     pause_for: float = 0.0
     seed: int | None = None
+    #: Speak LMTP (RFC 2033) instead of SMTP: LHLO, one reply per recipient after the data.
+    lmtp: bool = False
     faults: frozenset[str] = frozenset()
+    #: Every connection must start with a PROXY protocol header (v1 or v2); its client is the client.
+    proxy_protocol: bool = False
     #: Bind with SO_REUSEPORT, sharing the port with the other workers (smtpbench.sink.workers).
     reuse_port: bool = False
     #: This process's index among the workers: keeps their queue ids and random streams apart.

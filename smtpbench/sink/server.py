@@ -15,6 +15,7 @@ import trio
 from smtpbench.sink.config import SinkConfig
 from smtpbench.sink.core import SinkCore
 from smtpbench.sink.poller import Poller, epoll_available
+from smtpbench.sink.proxy import client_of
 from smtpbench.sink.session import Session
 
 BACKLOG = 4096
@@ -50,8 +51,17 @@ class SinkServer(SinkCore):
     poller: Poller | None = None
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one accepted connection."""
-        await Session(self, stream, self.next_connection(), self.poller).run()
+        """Serve one accepted connection (with --proxy-protocol: once its PROXY header is read)."""
+        peer = None
+        if self.config.proxy_protocol:
+            try:
+                peer = await client_of(stream, self.stats)
+            finally:
+                if peer is None:  # refused, or the sink stops meanwhile
+                    await trio.aclose_forcefully(stream)
+            if peer is None:
+                return
+        await Session(self, stream, self.next_connection(), peer, self.poller).run()
 
 
 async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] = trio.TASK_STATUS_IGNORED) -> None:
