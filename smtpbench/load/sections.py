@@ -1,26 +1,23 @@
 """The sections of a profile as pydantic models: [target], [smtp], [workload], [output] ([message]: message_section.py).
 
-A section is a :class:`~smtpbench.fields.Table`; a key is a field: a type from
-:mod:`smtpbench.fields` and ``key(default, "description")`` (the JSON Schema and
-the README come from these).  A rule between keys lives in the section's
-``_check`` and raises :class:`~smtpbench.fields.Invalid` with ``loc=("key",)``.
+A section is a :class:`~smtpbench.fields.Table`; a key is a field: a type from :mod:`smtpbench.fields` and
+``key(default, "description")`` (the JSON Schema and the README come from these).  A rule between keys lives in
+the section's ``_check`` and raises :class:`~smtpbench.fields.Invalid` with ``loc=("key",)``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import Field, PlainSerializer, model_validator
 
-from smtpbench.config import shown, type_name
+from smtpbench.config import shown
 from smtpbench.credentials import TOKEN_ENV, read_secret_file, read_users, token
 from smtpbench.errors import ConfigError
 from smtpbench.fields import (
-    DURATION,
     Bool,
     Duration,
     Invalid,
@@ -31,6 +28,8 @@ from smtpbench.fields import (
     apply,
     checker,
     choice,
+    duration,
+    got,
     key,
     max_size,
     number,
@@ -51,6 +50,8 @@ MAX_CHUNK = 1024**3
 
 Seed = Annotated[int, whole(0, MAX_SEED)]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
+Port = Annotated[int, whole(1, 65535)]
+SinkDelay = duration(limit=3600, words="1h")
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -62,11 +63,8 @@ def _rfc_timeout(name: str) -> str:
     return format_duration(TIMEOUTS.get(name, TIMEOUTS["other"]))
 
 
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
 def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(_ENV_NAME, value):
+    if not isinstance(value, str) or not value.isidentifier() or not value.isascii():
         raise Invalid(f"{shown(value)} is not an environment variable name", expected="a name like SMTP_PASSWORD")
     return value
 
@@ -82,18 +80,15 @@ class AuthConfig(Table):
             "passwords are never written in a profile",
             "put it in an environment variable (password_env) or a file (password_file)",
         ),
-        "token": (
-            "tokens are never written in a profile",
-            f"put it in ${TOKEN_ENV} or a file (token_file)",
-        ),
+        "token": ("tokens are never written in a profile", f"put it in ${TOKEN_ENV} or a file (token_file)"),
     }
     username: Text | None = key(None, "Account name (not with users_file).")
     mechanism: Annotated[str, choice(*sasl.MECHANISMS)] = key(
         "PLAIN", "SASL mechanism. XOAUTH2 and OAUTHBEARER send a bearer token instead of a password."
     )
-    password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = key(
-        None, "Name of an environment variable holding the password (this, password_file or users_file)."
-    )
+    password_env: (
+        Annotated[str, checker(_env_name, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")])] | None
+    ) = key(None, "Name of an environment variable holding the password (this, password_file or users_file).")
     password_file: Text | None = key(
         None, "File whose content (trailing newline removed) is the password (this, password_env or users_file)."
     )
@@ -106,21 +101,18 @@ class AuthConfig(Table):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        token_mech = self.mechanism in sasl.TOKEN_MECHANISMS
         passwords = [n for n in ("password_env", "password_file") if getattr(self, n) is not None]
-        if self.users_file is not None:
-            clash = [n for n in ("username", *passwords) if getattr(self, n) is not None]
-            if clash:
-                raise Invalid("users_file names the accounts and their passwords", loc=(clash[0],))
-        elif self.username is None:
+        clash = [n for n in ("username", *passwords) if getattr(self, n) is not None]
+        if self.users_file is not None and clash:
+            raise Invalid("users_file names the accounts and their passwords", loc=(clash[0],))
+        if self.users_file is None and self.username is None:
             raise Invalid("needs username or users_file", expected='username = "name"', loc=("username",))
-        if token_mech:
-            if passwords:
-                hint = f"the bearer token comes from ${TOKEN_ENV} or token_file"
-                raise Invalid(f"does not apply to {self.mechanism}", hint=hint, loc=(passwords[0],))
-        elif self.token_file is not None:
+        if self.mechanism in sasl.TOKEN_MECHANISMS and passwords:
+            hint = f"the bearer token comes from ${TOKEN_ENV} or token_file"
+            raise Invalid(f"does not apply to {self.mechanism}", hint=hint, loc=(passwords[0],))
+        if self.mechanism not in sasl.TOKEN_MECHANISMS and self.token_file is not None:
             raise Invalid("only applies to XOAUTH2 and OAUTHBEARER", loc=("token_file",))
-        elif self.users_file is None and len(passwords) != 1:
+        if self.mechanism not in sasl.TOKEN_MECHANISMS and self.users_file is None and len(passwords) != 1:
             raise Invalid(
                 "needs exactly one of password_env and password_file (or a users_file instead)",
                 expected='password_env = "SMTP_PASSWORD" or password_file = "path"',
@@ -128,47 +120,29 @@ class AuthConfig(Table):
         return self
 
     def password(self) -> str:
-        """The password, read now from the environment variable or the file.
+        """The password, read now from the environment variable or the file (trailing newline removed).
 
-        Raises ConfigError if the variable is unset/empty or the file is
-        missing, unreadable or empty.  A trailing newline of the file is removed.
+        Raises ConfigError if the variable is unset/empty or the file is missing, unreadable or empty.
         """
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if not value:
-                raise ConfigError(
-                    f"environment variable {self.password_env} is not set or empty", key="target.auth.password_env"
-                )
-            return value
-        assert self.password_file is not None  # guaranteed by validation: exactly one source
-        return read_secret_file(self.password_file, "target.auth.password_file")
+        if self.password_env is None:
+            assert self.password_file is not None  # guaranteed by validation: exactly one source
+            return read_secret_file(self.password_file, "target.auth.password_file")
+        if not os.environ.get(self.password_env):
+            problem = f"environment variable {self.password_env} is not set or empty"
+            raise ConfigError(problem, key="target.auth.password_env")
+        return os.environ[self.password_env]
 
     def credentials(self) -> list[tuple[str, str]]:
         """Every (user, secret) pair sessions may log in with, read now (the secret: password or bearer token).
 
         Raises ConfigError (exit 2, with the file and line for a bad users file row) when a source is unusable.
         """
-        if self.users_file is not None:
-            users = read_users(self.users_file, "target.auth.users_file")
-        else:
-            assert self.username is not None  # validation: username or users_file
-            users = [(self.username, "")]
+        given = self.users_file is not None
+        users = read_users(self.users_file, "target.auth.users_file") if given else [(str(self.username), "")]
         if self.mechanism in sasl.TOKEN_MECHANISMS:
             bearer = token(self.token_file, "target.auth.token_file")
             return [(name, bearer) for name, _ in users]
-        if self.users_file is not None:
-            return users
-        return [(users[0][0], self.password())]
-
-
-def _sink_delay(value: Any) -> float:
-    seconds: float = apply(DURATION, value)
-    if seconds > 3600:  # the sink's own limit
-        raise Invalid(f"{format_duration(seconds)} is too long", expected="a delay of at most 1h")
-    return seconds
-
-
-SinkDelay = Annotated[float, checker(_sink_delay, Duration), PlainSerializer(format_duration)]
+        return users if given else [(users[0][0], self.password())]
 
 
 class SinkDelays(Table):
@@ -193,20 +167,18 @@ class SinkOptions(Table):
     disconnect: Ratio = key(0.0, "Ratio of commands after which the sink drops the connection.")
     blackhole: Ratio = key(0.0, "Ratio of messages accepted with 250 and then dropped (README, Delivery latency).")
     pause_at: Duration | None = key(None, "Stop answering this long after the sink's start (with pause_for).")
-    pause_for: Annotated[float, checker(_sink_delay, Duration), PlainSerializer(format_duration)] | None = key(
-        None, "How long a pause lasts (with pause_at; at most 1h)."
-    )
+    pause_for: SinkDelay | None = key(None, "How long a pause lasts (with pause_at; at most 1h).")
     seed: Seed | None = key(None, "Seed of the sink's random choices (default: workload.seed).")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         for kind in ("rcpt", "data"):
             if getattr(self, f"reject_{kind}_temp") + getattr(self, f"reject_{kind}_perm") > 1.0:
-                raise Invalid(
+                problem, expected = (
                     f"reject_{kind}_temp + reject_{kind}_perm exceed 1",
-                    expected="ratios that add up to at most 1",
-                    loc=(f"reject_{kind}_perm",),
+                    "ratios that add up to at most 1",
                 )
+                raise Invalid(problem, expected=expected, loc=(f"reject_{kind}_perm",))
         if (self.pause_at is None) != (self.pause_for is None):
             raise Invalid("pause_at and pause_for go together", loc=("pause_at" if self.pause_for else "pause_for",))
         if self.pause_for == 0:
@@ -214,25 +186,21 @@ class SinkOptions(Table):
         return self
 
     def to_cli_args(self) -> list[str]:
-        """``smtpbench sink`` arguments reproducing these options.
-
-        Only non-default values are passed (zero delays and ratios are the
-        sink's defaults); durations are written as milliseconds (``20ms``).
-        """
-        args: list[str] = []
-        for name, seconds in self.delay:
-            if seconds:
-                args += [f"--delay-{name.replace('_', '-')}", format_duration(seconds)]
-        for name in ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect"):
-            if getattr(self, name) > 0:
-                args += [f"--{name.replace('_', '-')}", repr(getattr(self, name))]
-        if self.blackhole > 0:
-            args += ["--blackhole", repr(self.blackhole)]
+        """``smtpbench sink`` arguments reproducing these options: only non-default values, durations as text."""
+        flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+        args = [a for name, s in self.delay if s for a in (flag(f"delay_{name}"), format_duration(s))]
+        for name in (
+            "reject_rcpt_temp",
+            "reject_rcpt_perm",
+            "reject_data_temp",
+            "reject_data_perm",
+            "disconnect",
+            "blackhole",
+        ):
+            args += [flag(name), repr(getattr(self, name))] if getattr(self, name) > 0 else []
         if self.pause_at is not None and self.pause_for:
             args += ["--pause-at", format_duration(self.pause_at), "--pause-for", format_duration(self.pause_for)]
-        if self.seed is not None:
-            args += ["--seed", str(self.seed)]
-        return args
+        return args + (["--seed", str(self.seed)] if self.seed is not None else [])
 
 
 class TargetConfig(Table):
@@ -240,7 +208,7 @@ class TargetConfig(Table):
     host is then 127.0.0.1 and port 0 (a free port)."""
 
     host: Host = key(DEFAULT_HOST, "Server to test (name or IP). Not allowed with embedded.")
-    port: Annotated[int, whole(1, 65535)] = key(
+    port: Port = key(
         25,
         validate_default=False,
         json_schema_extra=_no_default,
@@ -268,49 +236,38 @@ class TargetConfig(Table):
             try:
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
             except Invalid as exc:
-                raise Invalid(exc.problem, expected=exc.expected, loc=("source_addresses",)) from None
+                raise exc.at("source_addresses") from None
         if self.tls == "none" and (self.ca_file is not None or self.insecure):
-            name = "ca_file" if self.ca_file is not None else "insecure"
-            raise Invalid(
-                'only applies with tls = "starttls" or "implicit"',
-                hint="set target.tls or remove this key",
-                loc=(name,),
-            )
+            hint = "set target.tls or remove this key"
+            loc = ("ca_file" if self.ca_file is not None else "insecure",)
+            raise Invalid('only applies with tls = "starttls" or "implicit"', hint=hint, loc=loc)
         if self.ca_file is not None and self.insecure:
             hint = "use ca_file to verify, or insecure = true to skip verification"
             raise Invalid("contradicts ca_file", hint=hint, loc=("insecure",))
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
+        if not self.embedded and self.given("sink"):
+            hint = "set target.embedded = true or remove [target.sink]"
+            raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
         if not self.embedded:
-            if self.given("sink"):
-                hint = "set target.embedded = true or remove [target.sink]"
-                raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
-            if not self.given("port"):
-                self.port = 465 if self.tls == "implicit" else 25
+            self.port = self.port if self.given("port") else 465 if self.tls == "implicit" else 25
             return self
-        for name in ("host", "port"):
-            if self.given(name):
-                raise Invalid(
-                    "is not allowed with embedded = true (the embedded sink listens on a free local port)",
-                    hint="remove it, or set embedded = false to test an external server",
-                    loc=(name,),
-                )
+        for name in [n for n in ("host", "port") if self.given(n)]:
+            problem = "is not allowed with embedded = true (the embedded sink listens on a free local port)"
+            raise Invalid(problem, hint="remove it, or set embedded = false to test an external server", loc=(name,))
         if self.tls != "none":
-            raise Invalid(
-                "the embedded sink speaks plain SMTP only", expected='"none" with embedded = true', loc=("tls",)
-            )
+            expected = '"none" with embedded = true'
+            raise Invalid("the embedded sink speaks plain SMTP only", expected=expected, loc=("tls",))
         if self.auth is not None:
             hint = "remove [target.auth] or set embedded = false"
             raise Invalid("the embedded sink does not authenticate", hint=hint, loc=("auth",))
         self.host, self.port = DEFAULT_HOST, 0
         return self
 
-    def toml(self) -> dict[str, Any]:
+    def toml(self, skip: Any = ()) -> dict[str, Any]:
         """The table as written in a profile; only the keys that apply (no sink unless embedded, ...)."""
         skip = {"host", "port", "ca_file", "insecure", "auth"} if self.embedded else {"sink"}
-        if self.tls == "none":
-            skip.add("insecure")
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+        return super().toml(skip | ({"insecure"} if self.tls == "none" else set()))
 
 
 # ---------------------------------------------------------------- [smtp]
@@ -334,8 +291,7 @@ class Timeouts(Table):
 
     def __getitem__(self, name: str) -> float:
         """``timeouts["connect"]``: seconds."""
-        value: float = getattr(self, name)
-        return value
+        return float(getattr(self, name))
 
 
 class SmtpConfig(Table):
@@ -352,16 +308,10 @@ class SmtpConfig(Table):
         "RFC 3030 BDAT instead of DATA: auto (when the server advertises CHUNKING), on (a session whose server "
         "does not fails with error kind chunking_unsupported), off.",
     )
-    chunk_size: Annotated[int, max_size(MAX_CHUNK, "1GiB"), PlainSerializer(format_size)] = key(
+    chunk_size: Annotated[int, max_size(MAX_CHUNK, "1GiB", least=1), PlainSerializer(format_size)] = key(
         "1MiB", "Largest BDAT chunk (1 octet .. 1GiB); chunks are pipelined when PIPELINING is used."
     )
     timeouts: Timeouts = key(default_factory=dict, doc="Per-step reply timeouts.")
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.chunk_size < 1:
-            raise Invalid("must be at least 1 octet", expected="a positive size", loc=("chunk_size",))
-        return self
 
 
 # ---------------------------------------------------------------- [workload]
@@ -369,7 +319,7 @@ class SmtpConfig(Table):
 
 def _stage_target(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a number")
+        raise got(value, "a number")
     return value  # checked against the model (whole sessions or a rate) by WorkloadConfig
 
 
@@ -435,23 +385,22 @@ class WorkloadConfig(Table):
     def _check(self) -> Self:
         closed = self.model == "closed"
         wrong = ("rate", "arrival", "max_in_flight") if closed else ("sessions", "session_pause")
-        for name in wrong:
-            if self.given(name):
-                hint = 'set workload.model = "open", or use sessions' if closed else "the open model starts "
-                hint += "" if closed else "sessions at a rate: use workload.rate"
-                if name == "session_pause":
-                    hint = "the open model's arrival rate sets the pace between sessions"
-                raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
+        for name in [n for n in wrong if self.given(n)]:
+            hint = (
+                'set workload.model = "open", or use sessions'
+                if closed
+                else "the open model starts sessions at a rate: use workload.rate"
+            )
+            if name == "session_pause":
+                hint = "the open model's arrival rate sets the pace between sessions"
+            raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
         size = "sessions" if closed else "rate"
         if not self.given(size) and not self.stages:
             expected = f"an integer between 1 and {MAX_SESSIONS}" if closed else "a positive number of sessions/s"
             raise Invalid(f"is required for the {self.model} model (or give stages)", expected=expected, loc=(size,))
         bound = whole(0, MAX_SESSIONS) if closed else number(0, MAX_RATE)
         for i, stage in enumerate(self.stages):
-            try:
-                stage.target = apply(bound, stage.target)
-            except Invalid as exc:
-                raise Invalid(exc.problem, expected=exc.expected, loc=("stages", i, "target")) from None
+            stage.target = apply(bound, stage.target, "stages", i, "target")
         if self.stages and max([self.sessions, self.rate, *(s.target for s in self.stages)]) == 0:
             problem = "every stage target is 0, so no session would ever start"
             raise Invalid(problem, expected="at least one target above 0", loc=("stages",))
@@ -465,15 +414,12 @@ class WorkloadConfig(Table):
     @property
     def total_duration(self) -> float | None:
         """Seconds of load: ``duration``, or the sum of the stages; None if only a message count bounds the run."""
-        if self.duration is not None:
-            return self.duration
-        return sum(s.duration for s in self.stages) if self.stages else None
+        return self.duration if self.duration is not None or not self.stages else sum(s.duration for s in self.stages)
 
-    def toml(self) -> dict[str, Any]:
+    def toml(self, skip: Any = ()) -> dict[str, Any]:
         """The table as written in a profile; only the keys of its model."""
         skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions", "session_pause"}
-        skip |= {name for name in ("sessions", "rate", "stages") if not getattr(self, name)}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+        return super().toml(skip | {name for name in ("sessions", "rate", "stages") if not getattr(self, name)})
 
 
 # ---------------------------------------------------------------- [output]
@@ -490,7 +436,7 @@ class OutputConfig(Table):
     )
     interval: PositiveDuration = key("1s", "Histogram log interval.")
     report: Bool = key(True, "Write report.html (smtpbench report) into the results folder at the end of the run.")
-    metrics_port: Annotated[int, whole(1, 65535)] | None = key(
+    metrics_port: Port | None = key(
         None, "Serve live Prometheus/OpenMetrics metrics on this TCP port during the run (--metrics-port)."
     )
     metrics_host: Host = key(DEFAULT_HOST, "Address the metrics endpoint listens on (with metrics_port).")
