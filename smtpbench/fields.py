@@ -113,9 +113,13 @@ class Table(BaseModel):
         """True when any of ``names`` was written in the file (or set), not defaulted."""
         return any(n in self.model_fields_set for n in names)
 
-    def toml(self, skip: Iterable[str] = ()) -> dict[str, Any]:
-        """The table as TOML values (durations and sizes as text), keys as written in a profile, less ``skip``."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=set(skip))
+    def inapplicable(self) -> set[str]:
+        """Keys that other keys make not apply, left out of :meth:`toml`."""
+        return set()
+
+    def toml(self) -> dict[str, Any]:
+        """The table as TOML values (durations and sizes as text), keys as written in a profile."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=self.inapplicable())
 
 
 def key(default: Any = PydanticUndefined, doc: str | None = None, **options: Any) -> Any:
@@ -237,12 +241,13 @@ def max_size(limit: int, words: str, least: int = 0) -> PlainValidator:
     return checker(_unit(units.parse_size, limit, f"a size of at most {words}", least), _SizeInput)
 
 
-def duration(*, positive: bool = False, limit: float | None = None, words: str = "") -> Any:
-    """Seconds, written ``"30s"``, ``"250ms"``, ``"1m30s"`` or a number; dumped as text; at most ``limit``."""
-    check = checker(
-        _unit(units.parse_duration, limit, f"a delay of at most {words}", positive=positive), _DurationInput
-    )
-    return Annotated[float, check, PlainSerializer(units.format_duration)]
+def duration(*, positive: bool = False, limit: float | None = None, words: str = "") -> PlainValidator:
+    """Seconds, written ``"30s"``, ``"250ms"``, ``"1m30s"`` or a number, at most ``limit`` (dump with AS_TEXT)."""
+    return checker(_unit(units.parse_duration, limit, f"a delay of at most {words}", positive=positive), _DurationInput)
+
+
+#: Durations are written back as text ("30s").
+AS_TEXT = PlainSerializer(units.format_duration)
 
 
 _ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
@@ -282,8 +287,8 @@ def _strict_bool(value: Any) -> bool:
 
 
 Bool = Annotated[bool, checker(_strict_bool, bool)]
-Duration = duration()
-PositiveDuration = duration(positive=True)
+Duration = Annotated[float, duration(), AS_TEXT]
+PositiveDuration = Annotated[float, duration(positive=True), AS_TEXT]
 #: A probability in 0..1, written 0.05 or ``"5%"``.
 RatioInput = Annotated[str, Field(pattern=units.RATIO_PATTERN)] | Annotated[float, Field(ge=0, le=1)]
 Ratio = Annotated[float, checker(_unit(units.parse_ratio), RatioInput)]

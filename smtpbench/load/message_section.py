@@ -106,10 +106,9 @@ class MixEntry(Table):
             self.attachment_size = DEFAULT_ATTACHMENT_SIZE
         return self
 
-    def toml(self) -> dict[str, Any]:
-        """The entry as written in a profile (attachment keys only for attachments)."""
-        skip = set() if self.kind == "attachment" else {"attachment_size", "attachments"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+    def inapplicable(self) -> set[str]:
+        """Attachment keys but for attachments."""
+        return set() if self.kind == "attachment" else {"attachment_size", "attachments"}
 
 
 _NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
@@ -229,12 +228,14 @@ class MessageConfig(Table):
         """Most recipients of a message."""
         return self.recipients[1]
 
+    def inapplicable(self) -> set[str]:
+        """An empty mix and rewrite; with a corpus, the keys of generated messages."""
+        skip = {name for name in ("mix", "rewrite") if not getattr(self, name)}
+        return skip | ({"size", "variants", "subject", "headers"} if self.corpus is not None else set())
+
     def toml(self) -> dict[str, Any]:
         """The table as written in a profile; an empty mix and rewrite are left out."""
-        skip = {name for name in ("mix", "rewrite") if not getattr(self, name)}
-        if self.corpus is not None:
-            skip |= {"size", "variants", "subject", "headers"}
-        data = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+        data = super().toml()
         if self.mix:
             data["mix"] = [entry.toml() for entry in self.mix]
         return data

@@ -18,6 +18,7 @@ from smtpbench.config import shown
 from smtpbench.credentials import TOKEN_ENV, read_secret_file, read_users, token
 from smtpbench.errors import ConfigError
 from smtpbench.fields import (
+    AS_TEXT,
     Bool,
     Duration,
     Invalid,
@@ -51,7 +52,7 @@ MAX_CHUNK = 1024**3
 Seed = Annotated[int, whole(0, MAX_SEED)]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
 Port = Annotated[int, whole(1, 65535)]
-SinkDelay = duration(limit=3600, words="1h")
+SinkDelay = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -138,7 +139,7 @@ class AuthConfig(Table):
         Raises ConfigError (exit 2, with the file and line for a bad users file row) when a source is unusable.
         """
         given = self.users_file is not None
-        users = read_users(self.users_file, "target.auth.users_file") if given else [(str(self.username), "")]
+        users = read_users(str(self.users_file), "target.auth.users_file") if given else [(str(self.username), "")]
         if self.mechanism in sasl.TOKEN_MECHANISMS:
             bearer = token(self.token_file, "target.auth.token_file")
             return [(name, bearer) for name, _ in users]
@@ -264,10 +265,10 @@ class TargetConfig(Table):
         self.host, self.port = DEFAULT_HOST, 0
         return self
 
-    def toml(self, skip: Any = ()) -> dict[str, Any]:
-        """The table as written in a profile; only the keys that apply (no sink unless embedded, ...)."""
+    def inapplicable(self) -> set[str]:
+        """No sink unless embedded, no host, port, TLS or auth with it; no insecure without TLS."""
         skip = {"host", "port", "ca_file", "insecure", "auth"} if self.embedded else {"sink"}
-        return super().toml(skip | ({"insecure"} if self.tls == "none" else set()))
+        return skip | ({"insecure"} if self.tls == "none" else set())
 
 
 # ---------------------------------------------------------------- [smtp]
@@ -416,10 +417,10 @@ class WorkloadConfig(Table):
         """Seconds of load: ``duration``, or the sum of the stages; None if only a message count bounds the run."""
         return self.duration if self.duration is not None or not self.stages else sum(s.duration for s in self.stages)
 
-    def toml(self, skip: Any = ()) -> dict[str, Any]:
-        """The table as written in a profile; only the keys of its model."""
+    def inapplicable(self) -> set[str]:
+        """The other model's keys, and sessions, rate and stages when 0 or empty."""
         skip = {"rate", "arrival", "max_in_flight"} if self.model == "closed" else {"sessions", "session_pause"}
-        return super().toml(skip | {name for name in ("sessions", "rate", "stages") if not getattr(self, name)})
+        return skip | {name for name in ("sessions", "rate", "stages") if not getattr(self, name)}
 
 
 # ---------------------------------------------------------------- [output]
