@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer
 
-from smtpbench.config import shown, type_name
-from smtpbench.fields import Invalid, Table, apply, checker, choice, key, max_size, nested, number
+from smtpbench.fields import Invalid, Table, apply, checker, choice, got, key, max_size, nested, number
 from smtpbench.units import format_size
 
 MAX_MESSAGE_SIZE = 1024**3
@@ -24,28 +23,7 @@ MessageSize = Annotated[int, max_size(MAX_MESSAGE_SIZE, "1GiB"), PlainSerializer
 
 
 @dataclass(frozen=True)
-class SizeSpec:
-    """A distribution of message sizes in octets."""
-
-    def sample(self, rng: random.Random) -> int:
-        """One size drawn with ``rng``; always within 0..:meth:`upper_bound`."""
-        raise NotImplementedError
-
-    def upper_bound(self) -> int:
-        """The largest size :meth:`sample` can return."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """A short human description, e.g. ``uniform 1KiB..100KiB``."""
-        raise NotImplementedError
-
-    def to_toml(self) -> Any:
-        """The TOML value that parses back to this spec."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class FixedSize(SizeSpec):
+class FixedSize:
     """Every message has the same size."""
 
     size: int
@@ -59,16 +37,14 @@ class FixedSize(SizeSpec):
         return self.size
 
     def describe(self) -> str:
-        """The size, e.g. ``10KiB``."""
+        """The size as text, e.g. ``10KiB`` (also its TOML value)."""
         return format_size(self.size)
 
-    def to_toml(self) -> Any:
-        """The size as text like ``"10KiB"``."""
-        return format_size(self.size)
+    to_toml = describe
 
 
 @dataclass(frozen=True)
-class UniformSize(SizeSpec):
+class UniformSize:
     """Sizes uniformly distributed in [min, max]."""
 
     min: int
@@ -92,7 +68,7 @@ class UniformSize(SizeSpec):
 
 
 @dataclass(frozen=True)
-class LognormalSize(SizeSpec):
+class LognormalSize:
     """Log-normal sizes (heavy right tail, like real mail) clamped to [min, max]."""
 
     median: int
@@ -128,7 +104,7 @@ class LognormalSize(SizeSpec):
 
 
 @dataclass(frozen=True)
-class WeightedSize(SizeSpec):
+class WeightedSize:
     """A fixed set of sizes drawn with relative weights."""
 
     choices: tuple[tuple[int, float], ...]
@@ -153,6 +129,11 @@ class WeightedSize(SizeSpec):
         return [{"size": format_size(size), "weight": weight} for size, weight in self.choices]
 
 
+#: A distribution of message sizes in octets: ``sample(rng)`` draws one within 0..``upper_bound()``,
+#: ``describe()`` says it in words, ``to_toml()`` gives the profile value that parses back to it.
+SizeSpec = FixedSize | UniformSize | LognormalSize | WeightedSize
+
+
 class Uniform(Table):
     """Sizes uniformly distributed in [min, max]."""
 
@@ -172,15 +153,13 @@ class Lognormal(Table):
     """Log-normal sizes (a heavy right tail, like real mail) clamped to [min, max]."""
 
     distribution: Literal["lognormal"]
-    median: MessageSize = key(doc="Median size (at least 1 octet).")
+    median: Annotated[int, max_size(MAX_MESSAGE_SIZE, "1GiB", least=1)] = key(doc="Median size (at least 1 octet).")
     sigma: Annotated[float, number(0, 10, positive=True)] = key(1.0, "Spread (log-scale), > 0.")
     min: MessageSize = key(0, "Smallest size.")
     max: MessageSize | None = key(None, "Largest size (default 100 x median, at most 1GiB).")
 
     def spec(self) -> SizeSpec:
         """The sampler; refuses a zero median and min/max on the wrong side of it."""
-        if self.median < 1:
-            raise Invalid("must be at least 1 octet", expected="a positive size", loc=("median",))
         hi = self.max if self.max is not None else min(100 * self.median, MAX_MESSAGE_SIZE)
         for name, bad, side in (("max", hi < self.median, "below"), ("min", self.min > self.median, "above")):
             if bad:
@@ -205,10 +184,7 @@ def _size_spec(value: Any) -> SizeSpec:
     if isinstance(value, dict):
         if "distribution" not in value:
             raise Invalid("is required", expected="uniform or lognormal", loc=("distribution",))
-        try:
-            kind = apply(choice("uniform", "lognormal"), value["distribution"])
-        except Invalid as exc:
-            raise Invalid(exc.problem, expected=exc.expected, hint=exc.hint, loc=("distribution",)) from None
+        kind = apply(choice("uniform", "lognormal"), value["distribution"], "distribution")
         return nested(_SHAPES[kind], {**value, "distribution": kind}).spec()
     if isinstance(value, list):
         if not value:
@@ -217,7 +193,7 @@ def _size_spec(value: Any) -> SizeSpec:
         return WeightedSize(tuple((e.size, float(e.weight)) for e in entries))
     if isinstance(value, str | int) and not isinstance(value, bool):
         return FixedSize(apply(max_size(MAX_MESSAGE_SIZE, "1GiB"), value))
-    raise Invalid(f"got {type_name(value)} {shown(value)}", expected=_EXPECTED)
+    raise got(value, _EXPECTED)
 
 
 #: ``[message] size``: validated into a :class:`SizeSpec`, written back with ``SizeSpec.to_toml()``.
