@@ -14,8 +14,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, PlainSerializer, model_validator
 
-from smtpbench.config import shown, type_name
-from smtpbench.fields import Invalid, Table, apply, checker, choice, key, nested, number, template, whole
+from smtpbench.config import shown
+from smtpbench.fields import Invalid, Table, apply, checker, choice, got, key, nested, number, template, whole
 from smtpbench.load.sizes import FixedSize, SizeDistribution
 
 PLACEHOLDERS = ("n", "session", "rcpt", "worker")
@@ -53,7 +53,7 @@ _RESERVED_HEADERS = {"from": "message.from", "to": "message.to", "subject": "mes
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+        raise got(value, "a table")
     for name, field in value.items():
         if not _HEADER_NAME.fullmatch(name):
             raise Invalid(
@@ -62,7 +62,7 @@ def _headers(value: Any) -> dict[str, str]:
         if name.lower() in _RESERVED_HEADERS:
             raise Invalid("is set by smtpbench", hint=f"use {_RESERVED_HEADERS[name.lower()]}", loc=(name,))
         if not isinstance(field, str):
-            raise Invalid(f"got {type_name(field)} {shown(field)}", expected="a string", loc=(name,))
+            raise got(field, "a string").at(name)
         if "\r" in field or "\n" in field:
             raise Invalid("contains a line break", expected="a single-line value", loc=(name,))
     return dict(value)
@@ -117,7 +117,7 @@ _NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
 def _notify(value: Any) -> str:
     expected = 'NEVER, or a comma-separated list of SUCCESS, FAILURE, DELAY (e.g. "FAILURE,DELAY")'
     if not isinstance(value, str):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected=expected)
+        raise got(value, expected)
     words = [w.strip().upper() for w in value.split(",")]
     if words == ["NEVER"]:
         return "NEVER"
@@ -147,7 +147,7 @@ class DsnConfig(Table):
 def _corpus(value: Any) -> str:
     expected = "a folder of .eml files, an mbox file or a Maildir"
     if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected=expected)
+        raise got(value, expected)
     if not Path(value).exists():
         raise Invalid(f"{shown(value, 80)} not found", expected=expected)
     return value

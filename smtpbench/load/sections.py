@@ -55,9 +55,10 @@ Port = Annotated[int, whole(1, 65535)]
 SinkDelay = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
 
 
-def _no_default(schema: dict[str, Any]) -> None:
-    """For keys whose default depends on other keys: the description says it, the schema shows none."""
-    schema.pop("default", None)
+def derived(placeholder: Any, doc: str) -> Any:
+    """A key whose default depends on other keys (``_check`` fills it in): the description says it, the schema
+    shows none, and ``placeholder`` is not validated."""
+    return key(placeholder, doc, validate_default=False, json_schema_extra=lambda schema: schema.pop("default", None))
 
 
 def _rfc_timeout(name: str) -> str:
@@ -157,6 +158,9 @@ class SinkDelays(Table):
     data_end: SinkDelay | None = key(None, "Before the reply to the final dot.")
 
 
+_RATIOS = ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect", "blackhole")
+
+
 class SinkOptions(Table):
     """Behaviour of the embedded sink (only with ``embedded = true``): ``smtpbench sink`` flags."""
 
@@ -190,14 +194,7 @@ class SinkOptions(Table):
         """``smtpbench sink`` arguments reproducing these options: only non-default values, durations as text."""
         flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
         args = [a for name, s in self.delay if s for a in (flag(f"delay_{name}"), format_duration(s))]
-        for name in (
-            "reject_rcpt_temp",
-            "reject_rcpt_perm",
-            "reject_data_temp",
-            "reject_data_perm",
-            "disconnect",
-            "blackhole",
-        ):
+        for name in _RATIOS:
             args += [flag(name), repr(getattr(self, name))] if getattr(self, name) > 0 else []
         if self.pause_at is not None and self.pause_for:
             args += ["--pause-at", format_duration(self.pause_at), "--pause-for", format_duration(self.pause_for)]
@@ -209,12 +206,7 @@ class TargetConfig(Table):
     host is then 127.0.0.1 and port 0 (a free port)."""
 
     host: Host = key(DEFAULT_HOST, "Server to test (name or IP). Not allowed with embedded.")
-    port: Port = key(
-        25,
-        validate_default=False,
-        json_schema_extra=_no_default,
-        doc="TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.",
-    )
+    port: Port = derived(25, "TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.")
     helo: Annotated[str, text(printable=True, what="a host name")] = key("smtpbench.example", "Name sent in EHLO/HELO.")
     embedded: Bool = key(False, "Start our own sink on 127.0.0.1 (a free port) and test it.")
     tls: Annotated[str, choice("none", "starttls", "implicit")] = key(
@@ -342,17 +334,11 @@ class WorkloadConfig(Table):
         doc="closed: a fixed number of sessions, each sending as fast as replies allow; open: new sessions "
         "arrive at a rate whatever the server does (no coordinated omission).",
     )
-    sessions: Annotated[int, whole(1, MAX_SESSIONS)] = key(
-        0,
-        validate_default=False,
-        json_schema_extra=_no_default,
-        doc="Concurrent sessions (closed model only; required unless stages, then the starting count).",
+    sessions: Annotated[int, whole(1, MAX_SESSIONS)] = derived(
+        0, "Concurrent sessions (closed model only; required unless stages, then the starting count)."
     )
-    rate: Annotated[float, number(0, MAX_RATE, positive=True)] = key(
-        0.0,
-        validate_default=False,
-        json_schema_extra=_no_default,
-        doc="New sessions per second (open model only; required unless stages, then the starting rate).",
+    rate: Annotated[float, number(0, MAX_RATE, positive=True)] = derived(
+        0.0, "New sessions per second (open model only; required unless stages, then the starting rate)."
     )
     arrival: Annotated[str, choice("uniform", "poisson")] = key(
         "uniform", "Open model: uniform (evenly spaced) or poisson arrivals."
