@@ -190,7 +190,7 @@ def parse_host_port(text: str, key: str = "--target", default_port: int | None =
     Raises ConfigError (naming ``key``) for a missing or invalid port, an
     empty host, or an unbracketed IPv6 address.
     """
-    expected = "HOST:PORT, like 127.0.0.1:2525 or [::1]:25"
+    expected = f"HOST{':PORT' if default_port is None else '[:PORT]'}, like 127.0.0.1:2525 or [::1]:25"
     value = text.strip()
     if default_port is not None and not value.startswith("[") and value.count(":") != 1:
         value = f"[{value}]" if ":" in value else f"{value}:"  # a name, or a bare IPv6 address
