@@ -13,8 +13,7 @@ import string
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, model_validator
-from pydantic_core import PydanticUndefined
+from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, Strict, ValidationError, model_validator
 
 from smtpbench import units
 from smtpbench.config import did_you_mean, join_key, shown, type_name
@@ -52,7 +51,7 @@ def _first_error(exc: ValidationError) -> Invalid:
     if isinstance(cause, Invalid):
         return cause.at(*loc)
     if kind.endswith("_type"):
-        return got(err["input"], {"list_type": "an array"}.get(kind)).at(*loc)
+        return got(err["input"], {"list_type": "an array", "bool_type": "true or false"}.get(kind)).at(*loc)
     problem = {"missing": "is required", "too_short": "is an empty array"}.get(kind, err["msg"])
     return Invalid(problem, loc=loc)
 
@@ -83,7 +82,7 @@ class Table(BaseModel):
     accepts ``foreign-rcpt`` for ``foreign_rcpt``.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=False)
+    model_config = {"extra": "forbid", "validate_default": True, "populate_by_name": False}
     refused: ClassVar[dict[str, tuple[str, str]]] = {}
     dashes: ClassVar[bool] = False
     unknown: ClassVar[str] = "key"
@@ -122,7 +121,7 @@ class Table(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=self.inapplicable())
 
 
-def key(default: Any = PydanticUndefined, doc: str | None = None, **options: Any) -> Any:
+def key(default: Any = ..., doc: str | None = None, **options: Any) -> Any:
     """A profile key: its default (written as in a profile, parsed like a written value) and its description."""
     return Field(default, description=doc, **options)
 
@@ -280,13 +279,7 @@ def template(placeholders: tuple[str, ...], *, address: bool) -> PlainValidator:
     return checker(check, Annotated[str, Field(min_length=1)])
 
 
-def _strict_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise got(value, "true or false")
-    return value
-
-
-Bool = Annotated[bool, checker(_strict_bool, bool)]
+Bool = Annotated[bool, Strict()]  # pydantic's own check; _first_error words its bool_type error
 Duration = Annotated[float, duration(), AS_TEXT]
 PositiveDuration = Annotated[float, duration(positive=True), AS_TEXT]
 #: A probability in 0..1, written 0.05 or ``"5%"``.
