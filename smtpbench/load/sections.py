@@ -231,19 +231,23 @@ class TargetConfig(Table):
             except Invalid as exc:
                 raise exc.at("source_addresses") from None
         if self.tls == "none" and (self.ca_file is not None or self.insecure):
-            hint = "set target.tls or remove this key"
-            loc = ("ca_file" if self.ca_file is not None else "insecure",)
-            raise Invalid('only applies with tls = "starttls" or "implicit"', hint=hint, loc=loc)
+            name = "ca_file" if self.ca_file is not None else "insecure"
+            raise Invalid(
+                'only applies with tls = "starttls" or "implicit"',
+                hint="set target.tls or remove this key",
+                loc=(name,),
+            )
         if self.ca_file is not None and self.insecure:
             hint = "use ca_file to verify, or insecure = true to skip verification"
             raise Invalid("contradicts ca_file", hint=hint, loc=("insecure",))
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
-        if not self.embedded and self.given("sink"):
-            hint = "set target.embedded = true or remove [target.sink]"
-            raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
         if not self.embedded:
-            self.port = self.port if self.given("port") else 465 if self.tls == "implicit" else 25
+            if self.given("sink"):
+                hint = "set target.embedded = true or remove [target.sink]"
+                raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
+            if not self.given("port"):
+                self.port = 465 if self.tls == "implicit" else 25
             return self
         for name in [n for n in ("host", "port") if self.given(n)]:
             problem = "is not allowed with embedded = true (the embedded sink listens on a free local port)"
