@@ -229,7 +229,7 @@ class TargetConfig(Table):
             try:
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
             except Invalid as exc:
-                raise exc.at("source_addresses") from None
+                raise Invalid(exc.problem, expected=exc.expected, loc=("source_addresses",)) from None
         if self.tls == "none" and (self.ca_file is not None or self.insecure):
             name = "ca_file" if self.ca_file is not None else "insecure"
             raise Invalid(
