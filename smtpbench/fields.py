@@ -126,6 +126,12 @@ def key(default: Any = ..., doc: str | None = None, **options: Any) -> Any:
     return Field(default, description=doc, **options)
 
 
+def derived(placeholder: Any, doc: str) -> Any:
+    """A key whose default depends on other keys (``_check`` fills it in): the description says it, the schema
+    shows none, and ``placeholder`` is not validated."""
+    return key(placeholder, doc, validate_default=False, json_schema_extra=lambda schema: schema.pop("default", None))
+
+
 def checker(check: Callable[[Any], Any], schema: Any) -> PlainValidator:
     """A field validator running ``check``; ``schema`` is the input type the JSON Schema describes."""
     return PlainValidator(check, json_schema_input_type=schema)

@@ -29,6 +29,7 @@ from smtpbench.fields import (
     apply,
     checker,
     choice,
+    derived,
     duration,
     got,
     key,
@@ -53,12 +54,6 @@ Seed = Annotated[int, whole(0, MAX_SEED)]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
 Port = Annotated[int, whole(1, 65535)]
 SinkDelay = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
-
-
-def derived(placeholder: Any, doc: str) -> Any:
-    """A key whose default depends on other keys (``_check`` fills it in): the description says it, the schema
-    shows none, and ``placeholder`` is not validated."""
-    return key(placeholder, doc, validate_default=False, json_schema_extra=lambda schema: schema.pop("default", None))
 
 
 def _rfc_timeout(name: str) -> str:
