@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -60,8 +61,11 @@ def _rfc_timeout(name: str) -> str:
     return format_duration(TIMEOUTS.get(name, TIMEOUTS["other"]))
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.isidentifier() or not value.isascii():
+    if not isinstance(value, str) or not re.fullmatch(_ENV_NAME, value):
         raise Invalid(f"{shown(value)} is not an environment variable name", expected="a name like SMTP_PASSWORD")
     return value
 
@@ -83,9 +87,9 @@ class AuthConfig(Table):
     mechanism: Annotated[str, choice(*sasl.MECHANISMS)] = key(
         "PLAIN", "SASL mechanism. XOAUTH2 and OAUTHBEARER send a bearer token instead of a password."
     )
-    password_env: (
-        Annotated[str, checker(_env_name, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")])] | None
-    ) = key(None, "Name of an environment variable holding the password (this, password_file or users_file).")
+    password_env: Annotated[str, checker(_env_name, Annotated[str, Field(pattern=_ENV_NAME)])] | None = key(
+        None, "Name of an environment variable holding the password (this, password_file or users_file)."
+    )
     password_file: Text | None = key(
         None, "File whose content (trailing newline removed) is the password (this, password_env or users_file)."
     )
