@@ -178,11 +178,11 @@ class SinkOptions(Table):
     def _check(self) -> Self:
         for kind in ("rcpt", "data"):
             if getattr(self, f"reject_{kind}_temp") + getattr(self, f"reject_{kind}_perm") > 1.0:
-                problem, expected = (
+                raise Invalid(
                     f"reject_{kind}_temp + reject_{kind}_perm exceed 1",
-                    "ratios that add up to at most 1",
+                    expected="ratios that add up to at most 1",
+                    loc=(f"reject_{kind}_perm",),
                 )
-                raise Invalid(problem, expected=expected, loc=(f"reject_{kind}_perm",))
         if (self.pause_at is None) != (self.pause_for is None):
             raise Invalid("pause_at and pause_for go together", loc=("pause_at" if self.pause_for else "pause_for",))
         if self.pause_for == 0:
@@ -375,15 +375,13 @@ class WorkloadConfig(Table):
     def _check(self) -> Self:
         closed = self.model == "closed"
         wrong = ("rate", "arrival", "max_in_flight") if closed else ("sessions", "session_pause")
-        for name in [n for n in wrong if self.given(n)]:
-            hint = (
-                'set workload.model = "open", or use sessions'
-                if closed
-                else "the open model starts sessions at a rate: use workload.rate"
-            )
-            if name == "session_pause":
-                hint = "the open model's arrival rate sets the pace between sessions"
-            raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
+        for name in wrong:
+            if self.given(name):
+                hint = 'set workload.model = "open", or use sessions' if closed else "the open model starts "
+                hint += "" if closed else "sessions at a rate: use workload.rate"
+                if name == "session_pause":
+                    hint = "the open model's arrival rate sets the pace between sessions"
+                raise Invalid(f"only applies to the {'open' if closed else 'closed'} model", hint=hint, loc=(name,))
         size = "sessions" if closed else "rate"
         if not self.given(size) and not self.stages:
             expected = f"an integer between 1 and {MAX_SESSIONS}" if closed else "a positive number of sessions/s"
