@@ -140,13 +140,12 @@ def load_profile(
 ) -> Profile:
     """Read, override and validate the profile at ``path``.
 
-    ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then
-    ``target`` (``HOST:PORT``, ``[::1]:25``) switches to an external server,
-    ``duration`` replaces ``workload.duration`` and ``results_dir`` replaces
-    ``output.results_dir``; each of ``thresholds`` (``--threshold
-    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  ``metrics_port`` (``--metrics-port``) sets ``output.metrics_port``.  Guarantees a fully validated Profile, or raises
-    ConfigError whose one-line message names the file (and the option that
-    set the value, if any), the key path and what was expected.
+    ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then ``target`` (``HOST:PORT``,
+    ``[::1]:25``) switches to an external server, ``duration``, ``results_dir`` and ``metrics_port`` replace
+    ``workload.duration``, ``output.results_dir`` and ``output.metrics_port``, and each of ``thresholds``
+    (``--threshold 'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  Guarantees a fully
+    validated Profile, or raises ConfigError whose one-line message names the file (and the option that set
+    the value, if any), the key path and what was expected.
     """
     data = load_toml(path)
     origins: dict[str, str] = {}
