@@ -50,6 +50,11 @@ def _profile(file: str) -> tuple[str, int, dict[str, Any]]:
     # [conform.expect] (waivers) is plain data for conform/waivers.py, which validates it against the check ids.
     expect = section.pop("expect", None) if isinstance(section, dict) else None
     values = _validated(section, file) | ({"expect": expect} if expect is not None else {})
+    if target.get("protocol") == "lmtp":  # the checks are SMTP's (RFC 5321), not LMTP's
+        hint = 'give conform an SMTP server (HOST:PORT or a profile without protocol = "lmtp")'
+        raise ConfigError(
+            "smtpbench conform checks SMTP servers, not LMTP", file=file, key="target.protocol", hint=hint
+        )
     if "host" not in target:
         raise ConfigError("the profile names no target", file=file, key="target.host", expected="HOST[:PORT]")
     if not isinstance(target["host"], str):
