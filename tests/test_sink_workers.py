@@ -160,7 +160,7 @@ def test_pause_and_resume_signals_reach_the_workers() -> None:
     sink = EmbeddedSink(["--workers", "2"])
     with sink as (_, port):
         sink.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        time.sleep(2.0)  # parent -> workers: forwarded at once; 2 s is headroom on a loaded machine
         held = []
         for _ in range(6):  # on both workers, most likely
             c = RawClient(port, timeout=0.5, greet=False)
