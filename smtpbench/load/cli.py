@@ -63,7 +63,7 @@ def run_command(
     import dataclasses
     import time
 
-    from smtpbench.load.engine import execute
+    from smtpbench.load.execute import execute
     from smtpbench.load.profile import load_profile
     from smtpbench.load.split import Part, parse_part, parse_start_at, plan_shard
 
