@@ -106,7 +106,7 @@ def parse_workers_option(text: str) -> int | str:
     try:
         return parse_workers(int(value) if value.isascii() and value.isdigit() else value)
     except Invalid as exc:
-        problem = exc.problem.replace("got a string ", "")
+        problem = exc.problem if exc.problem.endswith("out of range") else f"{text.strip()!r} is not a worker count"
         raise ConfigError(problem, key="--workers", expected=WORKERS_EXPECTED) from None
 
 
