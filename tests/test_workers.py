@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,7 +161,9 @@ def test_two_workers_one_lossless_result_equal_to_the_sink(tmp_path: Path, model
 @pytest.mark.timeout(300)
 def test_a_killed_worker_degrades_the_run_and_keeps_the_rest(tmp_path: Path) -> None:
     with SinkThread(store_messages=False) as srv:
-        profile = write_profile(tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "6s"\ngrace = "{GRACE_S}s"\n')
+        profile = write_profile(
+            tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "6s"\ngrace = "{GRACE_S}s"\n'
+        )
         proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q")
         pids = wait_for_traffic(tmp_path, proc, 2)
         victim = max(pids)
@@ -191,7 +194,9 @@ def test_a_killed_worker_degrades_the_run_and_keeps_the_rest(tmp_path: Path) -> 
 @pytest.mark.timeout(300)
 def test_sigint_to_the_parent_stops_every_worker_with_the_grace(tmp_path: Path) -> None:
     with SinkThread(store_messages=False) as srv:
-        profile = write_profile(tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "60s"\ngrace = "{GRACE_S}s"\n')
+        profile = write_profile(
+            tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "60s"\ngrace = "{GRACE_S}s"\n'
+        )
         proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q")
         pids = wait_for_traffic(tmp_path, proc, 2)
         proc.send_signal(signal.SIGINT)
@@ -225,3 +230,22 @@ def test_trace_with_workers_is_refused(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == EXIT_USAGE, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "--trace is not supported with several workers" in proc.stderr
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    not Path("/usr/sbin/smtp-sink").exists() or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2,
+    reason="needs Postfix smtp-sink, taskset and 2 CPUs",
+)
+def test_scale_script_runs_with_small_counts(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    env = {**os.environ, "PYTHON": sys.executable, "SINK_CPUS": "1", "WORKERS": "1 2", "ROUNDS": "1",
+           "MESSAGES": "200", "SESSIONS": "2", "OUT": str(out)}  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "scale.sh")], capture_output=True, text=True,
+                          timeout=240, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert sorted(doc["medians"]) == ["1", "2"] and doc["medians"]["1"]["speedup"] == 1.0
+    assert [s["messages"] for s in doc["samples"]] == [200, 400]
+    assert "efficiency" in proc.stdout and "load average" in proc.stdout
