@@ -74,7 +74,6 @@ def run_command(
     from smtpbench.load.execute import execute
     from smtpbench.load.profile import load_profile
     from smtpbench.load.split import Part, parse_part, parse_start_at, plan_shard
-    from smtpbench.load.workers import check_workers, parse_workers_option, run_workers, worker_count
 
     try:
         if progress is not None and progress not in ("auto", "live", "plain", "none"):
@@ -90,11 +89,13 @@ def run_command(
             thresholds=threshold or (),
             metrics_port=metrics_port,
         )
+        if workers is not None or prof.workload.workers != 1:  # one worker imports nothing of workers
+            from smtpbench.load.workers import check_workers, parse_workers_option, run_workers, worker_count
         if workers is not None:
             prof = dataclasses.replace(
                 prof, workload=prof.workload.model_copy(update={"workers": parse_workers_option(workers)})
             )
-        count = worker_count(prof.workload.workers)
+        count = 1 if prof.workload.workers == 1 else worker_count(prof.workload.workers)
         if count > 1:
             check_workers(prof, trace)
             outcome = run_workers(prof, count, quiet=quiet, progress=progress, shard=part, start_at=when)

@@ -121,6 +121,8 @@ class Supervisor:
         self.judged: list[dict[str, Any]] = []
         self.failing: list[dict[str, Any]] = []
         self.live: LiveMetrics | None = None
+        #: Bounds the workers' start; a signal cancels it.
+        self.starting_scope = trio.CancelScope()
         #: perf_counter time of the first stop (inf while running).
         self.stop_at = float("inf")
 
@@ -189,11 +191,11 @@ class Supervisor:
         failure: str | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._signals)
-            with trio.move_on_after(READY_TIMEOUT_S) as starting_scope:
+            with trio.move_on_after(READY_TIMEOUT_S) as self.starting_scope:
                 async with trio.open_nursery() as starting:
                     for worker in self.workers:
                         starting.start_soon(self._spawn, worker, nursery)
-            if starting_scope.cancelled_caught:
+            if self.starting_scope.cancelled_caught and not self.stopping:
                 self.failure = self.failure or f"workers did not start within {READY_TIMEOUT_S:g}s"
             if self.stopping and not self.failure:  # interrupted while the workers were starting
                 self.failure = "interrupted while the workers were starting; no traffic was sent"
@@ -240,6 +242,7 @@ class Supervisor:
                 if self.status == "completed":
                     self.status = "interrupted"
                 if self.signals == 1:
+                    self.starting_scope.cancel()  # still starting: no traffic will be sent (main says so)
                     self._stop()
                 else:
                     for worker in self.workers:
