@@ -8,7 +8,9 @@ messages per worker (so every run lasts about as long and each worker carries
 the same load).  Messages/s come from the run's own summary.json (merged over
 all workers), CPU from ``wait4`` of the smtpbench process tree.  The table
 shows medians and each N's messages/s relative to N = 1 (speed-up) and to N
-times it (efficiency: 100 % is linear).
+times it (efficiency: 100 % is linear), and the median over rounds of each
+round's N-worker rate over the same round's one-worker rate (``paired``: the
+steadier figure on a machine shared with other work).
 
 ``--client-cpus`` / ``--sink-cpus`` pin smtpbench and the sink to CPU sets
 (``0-13``, ``14,15``: see benchmarks/scale.sh).  The load average before and
@@ -145,13 +147,20 @@ def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dic
         medians[n] = {k: statistics.median(s[k] for s in mine) for k in ("messages_per_s", "cpu_us_per_message",
                                                                          "sink_cpu_share")}  # fmt: skip
     base = medians[1]["messages_per_s"]
-    lines = [f"{'workers':>7} {'msgs/s':>9} {'speed-up':>9} {'efficiency':>10} {'CPU µs/msg':>11} {'sink CPU':>9}"]
+    one = {s["round"]: s["messages_per_s"] for s in samples if s["workers"] == 1}
+    head = f"{'workers':>7} {'msgs/s':>9} {'speed-up':>9} {'efficiency':>10} {'paired':>8} {'CPU µs/msg':>11}"
+    lines = [head + f" {'sink CPU':>9}"]
     for n in counts:
         m = medians[n]
         m["speedup"] = m["messages_per_s"] / base
         m["efficiency"] = m["speedup"] / n
+        # Each round's N-worker rate over the same round's one-worker rate: drift between rounds (other load
+        # on a shared machine) cancels out better than in the ratio of medians.
+        m["paired_speedup"] = statistics.median(s["messages_per_s"] / one[s["round"]] for s in samples
+                                                if s["workers"] == n)  # fmt: skip
         lines.append(f"{n:>7} {m['messages_per_s']:>9.0f} {m['speedup']:>8.2f}x {m['efficiency'] * 100:>9.0f}%"
-                     f" {m['cpu_us_per_message']:>11.1f} {m['sink_cpu_share'] * 100:>8.0f}%")  # fmt: skip
+                     f" {m['paired_speedup']:>7.2f}x {m['cpu_us_per_message']:>11.1f}"
+                     f" {m['sink_cpu_share'] * 100:>8.0f}%")  # fmt: skip
     return "\n".join(lines), medians
 
 
