@@ -31,16 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_vs_smtp_source import (
-    HOST,
-    PAYLOAD,
-    SMTPBENCH_SIZE,
-    BenchError,
-    find_tool,
-    free_port,
-    run_child,
-    smtp_sink,
-)
+import bench_vs_smtp_source as twin
+from bench_vs_smtp_source import HOST, BenchError, find_tool, free_port, run_child, smtp_sink
 
 
 def cpu_set(text: str) -> set[int]:
@@ -55,32 +47,10 @@ def cpu_set(text: str) -> set[int]:
 
 
 def write_profile(path: Path, port: int, sessions: int, messages: int) -> None:
-    """A closed profile like bench_vs_smtp_source's (1 KiB, connection reuse), ``sessions`` and ``messages`` in all."""
-    path.write_text(
-        f"""# Written by benchmarks/bench_workers.py (payload {PAYLOAD} octets, like smtp-source -l {PAYLOAD})
-[target]
-host = "{HOST}"
-port = {port}
-helo = "smtpbench.example"
-
-[workload]
-model = "closed"
-sessions = {sessions}
-messages_per_session = 1000000000
-messages = {messages}
-grace = "30s"
-
-[message]
-size = {SMTPBENCH_SIZE}
-recipients = 1
-variants = 16
-
-[output]
-progress = "none"
-report = false
-""",
-        encoding="utf-8",
-    )
+    """bench_vs_smtp_source's profile (1 KiB, connection reuse), with ``sessions`` and ``messages`` in all."""
+    twin.write_profile(path, port, messages, reuse=True)
+    text = path.read_text(encoding="utf-8").replace(f"sessions = {twin.SESSIONS}\n", f"sessions = {sessions}\n")
+    path.write_text(text.replace('progress = "none"\n', 'progress = "none"\nreport = false\n'), encoding="utf-8")
 
 
 def one_run(args: argparse.Namespace, workers: int, port: int, sink_pid: int, work: Path, rnd: int) -> dict[str, float]:

@@ -19,6 +19,7 @@ from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.metrics.hlog import read_hlog
 from smtpbench.metrics.recorder import new_histogram
 from tests.sinkutil import SinkThread
+from tests.test_interrupt import finish
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals, /proc")
 
@@ -42,17 +43,6 @@ def write_profile(tmp_path: Path, port: int, workload: str) -> Path:
 def smtpbench(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "smtpbench", "run", *args, "--results-dir", str(tmp_path / "results")]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen[str], within: float = PROCESS_TIMEOUT_S) -> tuple[int, str, float]:
-    t0 = time.monotonic()
-    try:
-        _, err = proc.communicate(timeout=within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"smtpbench did not exit within {within}s")
-    return proc.returncode, err, time.monotonic() - t0
 
 
 def run_folder(tmp_path: Path) -> Path:
@@ -116,7 +106,7 @@ def test_two_workers_one_lossless_result_equal_to_the_sink(tmp_path: Path, model
     total = 60 if model == "closed" else 30
     with SinkThread(store_messages=True) as srv:
         profile = write_profile(tmp_path, srv.port, PROFILES[model])
-        code, err, _ = finish(smtpbench(tmp_path, str(profile), "--workers", "2", "-q"))
+        code, err, _ = finish(smtpbench(tmp_path, str(profile), "--workers", "2", "-q"), PROCESS_TIMEOUT_S)
         sink_accepted, sink_sessions = srv.stats.messages_accepted, srv.stats.sessions_completed
         seen = numbers(srv)
     assert code == 0, err
@@ -158,17 +148,20 @@ def test_two_workers_one_lossless_result_equal_to_the_sink(tmp_path: Path, model
     assert [g["index"] for g in summary["generator"]["workers"]] == [0, 1]
 
 
+def start_timed_run(tmp_path: Path, port: int, duration: str) -> tuple[subprocess.Popen[str], list[int]]:
+    """``run --workers 2`` of 2 sessions for ``duration``, once both workers have sent; (process, worker pids)."""
+    workload = f'[workload]\nsessions = 2\nduration = "{duration}"\ngrace = "{GRACE_S}s"\n'
+    proc = smtpbench(tmp_path, str(write_profile(tmp_path, port, workload)), "--workers", "2", "-q")
+    return proc, wait_for_traffic(tmp_path, proc, 2)
+
+
 @pytest.mark.timeout(300)
 def test_a_killed_worker_degrades_the_run_and_keeps_the_rest(tmp_path: Path) -> None:
     with SinkThread(store_messages=False) as srv:
-        profile = write_profile(
-            tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "6s"\ngrace = "{GRACE_S}s"\n'
-        )
-        proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q")
-        pids = wait_for_traffic(tmp_path, proc, 2)
+        proc, pids = start_timed_run(tmp_path, srv.port, "6s")
         victim = max(pids)
         os.kill(victim, signal.SIGKILL)
-        code, err, _ = finish(proc)
+        code, err, _ = finish(proc, PROCESS_TIMEOUT_S)
         sink_accepted = srv.stats.messages_accepted
     assert code == EXIT_RUN_ERROR, err
     assert "Traceback" not in err and "run degraded" in err
@@ -194,11 +187,7 @@ def test_a_killed_worker_degrades_the_run_and_keeps_the_rest(tmp_path: Path) -> 
 @pytest.mark.timeout(300)
 def test_sigint_to_the_parent_stops_every_worker_with_the_grace(tmp_path: Path) -> None:
     with SinkThread(store_messages=False) as srv:
-        profile = write_profile(
-            tmp_path, srv.port, f'[workload]\nsessions = 2\nduration = "60s"\ngrace = "{GRACE_S}s"\n'
-        )
-        proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q")
-        pids = wait_for_traffic(tmp_path, proc, 2)
+        proc, pids = start_timed_run(tmp_path, srv.port, "60s")
         proc.send_signal(signal.SIGINT)
         code, err, waited = finish(proc, within=30)
     assert waited < 20, f"took {waited:.1f}s to stop"
