@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE
+from smtpbench.errors import EXIT_FAILED, EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.metrics.hlog import read_hlog
 from smtpbench.metrics.recorder import new_histogram
 from tests.sinkutil import SinkThread
@@ -46,7 +46,9 @@ def smtpbench(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def run_folder(tmp_path: Path) -> Path:
-    (run,) = list((tmp_path / "results").iterdir())
+    """The one run folder under ``tmp_path/results`` (or under ``tmp_path`` itself, for a --results-dir)."""
+    results = tmp_path / "results" if (tmp_path / "results").is_dir() else tmp_path
+    (run,) = [p for p in results.iterdir() if p.is_dir()]
     return run
 
 
@@ -238,3 +240,49 @@ def test_scale_script_runs_with_small_counts(tmp_path: Path) -> None:
     assert sorted(doc["medians"]) == ["1", "2"] and doc["medians"]["1"]["speedup"] == 1.0
     assert [s["messages"] for s in doc["samples"]] == [200, 400]
     assert "efficiency" in proc.stdout and "load average" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_a_threshold_on_the_merged_figures_stops_every_worker(tmp_path: Path) -> None:
+    with SinkThread(store_messages=False) as srv:
+        workload = f'[workload]\nsessions = 2\nduration = "60s"\ngrace = "{GRACE_S}s"\n'
+        # Each worker alone would pass it for a while longer: judged on the sum of both.
+        threshold = '[thresholds]\n"counts.messages_accepted" = { condition = "< 40", abort_on_fail = true }\n'
+        profile = write_profile(tmp_path, srv.port, workload + threshold)
+        code, err, _ = finish(smtpbench(tmp_path, str(profile), "--workers", "2", "-q"), PROCESS_TIMEOUT_S)
+    assert code == EXIT_FAILED, err
+    summary = summary_of(run_folder(tmp_path))
+    assert summary["status"] == "aborted_by_threshold" and summary["elapsed_s"] < 30
+    assert summary["status_reason"].startswith("threshold counts.messages_accepted < 40 failed at")
+    assert [w["status"] for w in summary["workers"]] == ["interrupted", "interrupted"]
+    assert summary["thresholds"][0]["ok"] is False
+    assert summary["thresholds"][0]["value"] == summary["counts"]["messages_accepted"] >= 40
+
+
+@pytest.mark.timeout(300)
+def test_shards_of_workers_merge_into_one_run(tmp_path: Path) -> None:
+    total = 60
+    with SinkThread(store_messages=True) as srv:
+        profile = write_profile(tmp_path, srv.port, PROFILES["closed"].replace("sessions = 3", "sessions = 4"))
+        start_at = f"{time.time() + 20:.3f}"  # both shards' four worker processes start within it (>= 3x)
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "smtpbench", "run", str(profile), "-q", "--workers", "2",
+                              "--shard", f"{i}/2", "--start-at", start_at, "--results-dir", str(tmp_path / f"s{i}")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)
+        ]  # fmt: skip
+        for proc in procs:
+            code, err, _ = finish(proc, PROCESS_TIMEOUT_S)
+            assert code == 0, err
+        merge = [sys.executable, "-m", "smtpbench", "merge", str(tmp_path / "s0"), str(tmp_path / "s1")]
+        merged = subprocess.run([*merge, "-o", str(tmp_path / "m"), "-q"], capture_output=True, text=True, timeout=60)
+        seen = numbers(srv)
+    assert merged.returncode == 0, merged.stderr
+    summary = summary_of(tmp_path / "m")
+    assert summary["status"] == "completed" and summary["counts"]["messages_accepted"] == total
+    assert seen == list(range(1, total + 1))  # {n} unique across 2 shards x 2 workers
+    shards = [summary_of(run_folder(tmp_path / f"s{i}")) for i in (0, 1)]
+    assert [s["shard"]["index"] for s in shards] == [0, 1]
+    parts = [w["part"] for s in shards for w in s["workers"]]
+    assert parts == [{"index": i, "count": 4} for i in (0, 1, 2, 3)]
+    assert [w["messages_accepted"] for s in shards for w in s["workers"]] == [total // 4] * 4

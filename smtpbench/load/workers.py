@@ -235,7 +235,11 @@ def run_workers(
     """
     shard = shard or Part()
     for w in range(count):  # every worker's share is checked before anything starts
-        plan_shard(profile.workload, shard.sub(w, count), None)
+        try:
+            plan_shard(profile.workload, shard.sub(w, count), None)
+        except ConfigError as exc:
+            exc.hint = f"use fewer workers{' or shards' if shard.count > 1 else ''}, or raise {exc.key}"
+            raise
     results = ResultsDir(profile.output.results_dir, new_run_id())
     results.write_profile(resolved_toml(profile))
     (results.path / "workers").mkdir()
