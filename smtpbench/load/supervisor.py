@@ -273,18 +273,27 @@ class Supervisor:
         fresh: dict[str, HdrHistogram] = {}
         span = [float("inf"), 0.0]
         counters = self.recorder.counters
+        # Latencies only where something reads them live: a quiet run without thresholds or exporter skips
+        # the decoding (its cost is the parent's, on cores the workers share); the final merge reads the files.
+        latencies = self.mode != "none" or bool(self.criteria) or self.live is not None
         for worker in self.workers:
-            for line in worker.hlog.lines():
+            for line in worker.hlog.lines() if latencies else ():
                 if line.startswith(("#", '"')):
                     continue
-                iv = interval_line(line, str(worker.hlog.path))
-                h = iv.histogram
+                try:
+                    iv = interval_line(line, str(worker.hlog.path))
+                    h = iv.histogram
+                except ValueError:  # never seen from our writer; the final merge reports a bad file
+                    continue
                 self.recorder.totals.setdefault(iv.tag, new_histogram()).add(h)
                 fresh.setdefault(iv.tag, new_histogram()).add(h)
                 start = self.started_epoch + iv.start
                 span = [min(span[0], start), max(span[1], start + iv.length)]
             for line in worker.timeline.lines():
-                item = json.loads(line)
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
                 counters.counts.update(item.get("counts", {}))
                 counters.errors.update(item.get("errors", {}))
                 worker.in_flight = int(item.get("in_flight", 0))
