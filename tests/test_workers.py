@@ -19,6 +19,7 @@ from smtpbench.errors import EXIT_FAILED, EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.metrics.hlog import read_hlog
 from smtpbench.metrics.recorder import new_histogram
 from tests.sinkutil import SinkThread
+from tests.test_exposition import Scraper, free_port, value
 from tests.test_interrupt import finish
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals, /proc")
@@ -286,3 +287,23 @@ def test_shards_of_workers_merge_into_one_run(tmp_path: Path) -> None:
     parts = [w["part"] for s in shards for w in s["workers"]]
     assert parts == [{"index": i, "count": 4} for i in (0, 1, 2, 3)]
     assert [w["messages_accepted"] for s in shards for w in s["workers"]] == [total // 4] * 4
+
+
+@pytest.mark.timeout(300)
+def test_metrics_port_serves_the_merged_figures_of_every_worker(tmp_path: Path) -> None:
+    port = free_port()
+    scraper = Scraper(port)
+    with SinkThread(store_messages=False) as srv:
+        profile = write_profile(tmp_path, srv.port, '[workload]\nsessions = 2\nduration = "4s"\n')
+        proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q", "--metrics-port", str(port))
+        scraper.start()
+        code, err, _ = finish(proc, PROCESS_TIMEOUT_S)
+        scraper.stop.set()
+        scraper.join(10)
+    assert code == 0, err
+    summary = summary_of(run_folder(tmp_path))
+    accepted = [value(s, "smtpbench_messages_total", result="accepted") for s in scraper.scrapes if s]
+    mid_run = [a for a in accepted if 0 < a < summary["counts"]["messages_accepted"]]
+    assert mid_run, accepted  # scraped while both workers were sending
+    # Every worker's messages are in the exposition: more than one worker's share at the last scrape that saw any.
+    assert max(accepted) > max(w["messages_accepted"] for w in summary["workers"])
