@@ -18,6 +18,8 @@ from hdrh.histogram import HdrHistogram
 from smtpbench.errors import EXIT_FAILED, EXIT_RUN_ERROR, EXIT_USAGE
 from smtpbench.metrics.hlog import read_hlog
 from smtpbench.metrics.recorder import new_histogram
+from tests.hostile import HostileServer, MiniSMTP
+from tests.hostile import write_profile as hostile_profile
 from tests.sinkutil import SinkThread
 from tests.test_exposition import Scraper, free_port, value
 from tests.test_interrupt import finish
@@ -86,14 +88,16 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
-def wait_for_traffic(tmp_path: Path, proc: subprocess.Popen[str], workers: int) -> list[int]:
-    """Wait (bounded) until every worker has flushed an interval with an accepted message; their pids."""
+def wait_for_traffic(
+    tmp_path: Path, proc: subprocess.Popen[str], workers: int, count: str = "messages_accepted"
+) -> list[int]:
+    """Wait (bounded) until every worker has flushed an interval with ``count`` in it; their pids."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"run ended early: {proc.communicate()[1][-2000:]}")
         logs = list((tmp_path / "results").glob("*/workers/*/timeline.jsonl"))
-        busy = [p for p in logs if '"messages_accepted"' in p.read_text()]
+        busy = [p for p in logs if f'"{count}"' in p.read_text()]
         if len(busy) == workers:
             pids = worker_pids(proc.pid)
             assert len(pids) == workers
@@ -241,6 +245,29 @@ def test_scale_script_runs_with_small_counts(tmp_path: Path) -> None:
     assert sorted(doc["medians"]) == ["1", "2"] and doc["medians"]["1"]["speedup"] == 1.0
     assert [s["messages"] for s in doc["samples"]] == [200, 400]
     assert "efficiency" in proc.stdout and "load average" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_a_second_sigint_cancels_every_worker_at_once(tmp_path: Path) -> None:
+    # The server never answers the final dot: every session is in flight when the signals come.
+    with HostileServer(MiniSMTP(data_fault="stall")) as srv:
+        profile = hostile_profile(str(tmp_path), srv.target, duration="60s", grace="30s", timeout="60s", sessions=4)
+        proc = smtpbench(tmp_path, profile, "--workers", "2", "-q")
+        wait_for_traffic(tmp_path, proc, 2, "sessions_started")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None, "a first SIGINT gives the sessions their grace"
+        proc.send_signal(signal.SIGINT)
+        code, err, waited = finish(proc, within=60)
+    assert waited < 20, f"took {waited:.1f}s after the second SIGINT"
+    assert code == EXIT_RUN_ERROR and "Traceback" not in err
+    summary = summary_of(run_folder(tmp_path))
+    assert summary["status"] == "interrupted"
+    assert [w["status"] for w in summary["workers"]] == ["interrupted", "interrupted"]
+    assert summary["counts"]["messages_accepted"] == 0
+    # Cut off awaiting the final reply in both workers, every session accounted for.
+    assert sum(summary["unfinished"].values()) == summary["counts"]["sessions_unfinished"] == 4
+    assert summary["unfinished"].get("data_end", 0) > 0, summary["unfinished"]
 
 
 @pytest.mark.timeout(300)

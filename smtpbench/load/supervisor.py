@@ -78,6 +78,8 @@ class Worker:
     proc: trio.Process | None = None
     returncode: int | None = None
     in_flight: int = 0
+    #: SIGINTs sent (a worker's run acts on the first two; more are pointless).
+    sigints: int = 0
     hlog: _Follower = field(init=False)
     timeline: _Follower = field(init=False)
 
@@ -92,6 +94,10 @@ class Worker:
     def signal(self, sig: int) -> None:
         """Send ``sig`` if the process is still running (it may have exited in the meantime)."""
         if self.running and self.proc is not None:
+            if sig == signal.SIGINT:
+                if self.sigints >= 2:
+                    return
+                self.sigints += 1
             with suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
 

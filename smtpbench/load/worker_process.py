@@ -78,6 +78,10 @@ def _stop_when_orphaned(fd: int) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _ignore(signum: int, frame: object) -> None:
+    """A SIGINT outside the run's event loop: nothing to do (see :func:`main`)."""
+
+
 def main() -> int:
     """Run one worker; the exit code says only whether it could run (its status is in its summary)."""
     # A signal during set-up (before the run's own handlers) must not print a traceback.
@@ -94,7 +98,10 @@ def main() -> int:
             return EXIT_RUN_ERROR
         plan = dataclasses.replace(job.plan, start_at=float(line[1]))
         threading.Thread(target=_stop_when_orphaned, args=(stdin.fileno(),), daemon=True).start()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # The run's loop receives SIGINT itself (first: graceful, second: at once); outside it (set-up, and
+        # writing the results after it) a SIGINT must not raise in the middle: it is ignored there, and the
+        # parent's bounded escalation covers one lost during set-up.
+        signal.signal(signal.SIGINT, _ignore)
         execute(
             job.profile,
             quiet=True,
@@ -109,8 +116,6 @@ def main() -> int:
         return EXIT_USAGE
     except RunError as exc:
         print(f"smtpbench: worker failed: {exc}", file=sys.stderr)
-        return EXIT_RUN_ERROR
-    except KeyboardInterrupt:  # a signal before the run's loop took over: its results (if any) are written
         return EXIT_RUN_ERROR
     return 0
 
