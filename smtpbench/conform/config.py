@@ -121,6 +121,11 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
     path = Path(target)
     if target.endswith(".toml") or path.is_file():
         tsec, merged = load_profile(path)
+        if tsec.get("protocol") == "lmtp":  # the checks are SMTP's (RFC 5321), not LMTP's
+            hint = 'give conform an SMTP server (HOST:PORT or a profile without protocol = "lmtp")'
+            raise ConfigError(
+                "smtpbench conform checks SMTP servers, not LMTP", file=target, key="target.protocol", hint=hint
+            )
         if "host" in tsec:
             if not isinstance(tsec["host"], str):
                 raise ConfigError("must be a string", file=target, key="target.host", expected="a host name")

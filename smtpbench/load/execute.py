@@ -26,6 +26,16 @@ from smtpbench.load.split import ShardPlan
 from smtpbench.report.progress import choose_mode
 
 
+def embedded_sink_args(profile: Profile) -> list[str]:
+    """The embedded sink's options: [target.sink]'s knobs, and it speaks what the run speaks (LMTP, PROXY headers)."""
+    t = profile.target
+    return [
+        *t.sink.to_cli_args(),
+        *(["--lmtp"] if t.protocol == "lmtp" else []),
+        *(["--proxy-protocol"] if t.proxy_protocol != "none" else []),
+    ]
+
+
 @dataclass
 class RunOutcome:
     """What a finished run produced."""
@@ -69,7 +79,7 @@ def execute(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+                host, port = stack.enter_context(EmbeddedSink(embedded_sink_args(profile)))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         delivery = None

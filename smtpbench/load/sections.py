@@ -38,6 +38,7 @@ from smtpbench.fields import (
     whole,
 )
 from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
+from smtpbench.load.tls_section import TlsOptions
 from smtpbench.protocol import sasl
 from smtpbench.protocol.tables import TIMEOUTS
 from smtpbench.units import format_duration, format_size
@@ -252,6 +253,19 @@ class SinkOptions(Table):
         return args
 
 
+def _check_lmtp_port(port: int | None) -> None:
+    """RFC 2033: LMTP MUST NOT be used on TCP port 25, and it has no port of its own: one must be given."""
+    if port is None:
+        hint = "LMTP has no standard port (24 and 2003 are common); it must never be 25"
+        raise Invalid(
+            "LMTP needs an explicit port", expected="port = 24 (or the LMTP server's port)", hint=hint, loc=("port",)
+        )
+    if port == 25:
+        raise Invalid(
+            "LMTP must not be used on TCP port 25 (RFC 2033)", expected="the LMTP server's port", loc=("port",)
+        )
+
+
 class TargetConfig(Table):
     """Where the load goes.  With embedded the engine starts a sink and uses its address:
     host is then 127.0.0.1 and port 0 (a free port)."""
@@ -263,13 +277,21 @@ class TargetConfig(Table):
         json_schema_extra=_no_default,
         doc="TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.",
     )
-    helo: Annotated[str, text(printable=True, what="a host name")] = key("smtpbench.example", "Name sent in EHLO/HELO.")
+    helo: Annotated[str, text(printable=True, what="a host name")] = key(
+        "smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP)."
+    )
+    protocol: Annotated[str, choice("smtp", "lmtp")] = key(
+        "smtp",
+        "smtp, or lmtp (RFC 2033: LHLO, one reply per recipient after the data; needs an explicit port, "
+        "never 25; with embedded the sink speaks LMTP).",
+    )
     embedded: Bool = key(False, "Start our own sink on 127.0.0.1 (a free port) and test it.")
     tls: Annotated[str, choice("none", "starttls", "implicit")] = key(
         "none", "TLS: none, starttls (upgrade after EHLO) or implicit (TLS from connect)."
     )
     ca_file: Text | None = key(None, "PEM file of CA certificates to verify the server with.")
     insecure: Bool = key(False, "Skip certificate verification (not with ca_file).")
+    tls_options: TlsOptions | None = key(None, "TLS versions, SNI and session resumption (only with tls).")
     auth: AuthConfig | None = key(None, "Optional SMTP AUTH after EHLO.")
     sink: SinkOptions = key(default_factory=dict, doc="Embedded sink behaviour.")
     source_addresses: SourceAddresses | None = key(
@@ -278,16 +300,38 @@ class TargetConfig(Table):
         f'or a CIDR like "127.0.0.0/30" (its host addresses, at most {MAX_SOURCE_ADDRESSES}). '
         "Default: the kernel's choice.",
     )
+    proxy_protocol: Annotated[str, choice("none", "v1", "v2")] = key(
+        "none",
+        "PROXY protocol header each session sends right after connect (smtpbench run): none, v1 (text) or v2 "
+        "(binary), announcing a client of proxy_sources to a server behind a proxy (Postfix: "
+        "smtpd_upstream_proxy_protocol = haproxy).",
+    )
+    proxy_sources: SourceAddresses | None = key(
+        None,
+        "The client addresses the PROXY headers announce, round-robin by session number: a list of IPs or a "
+        f'CIDR like "198.51.100.0/24" (its host addresses, at most {MAX_SOURCE_ADDRESSES}). Only data in the '
+        "header: no packet goes to them. Needed with proxy_protocol.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.proxy_protocol == "none" and self.proxy_sources is not None:
+            raise Invalid("only applies with proxy_protocol", hint='set proxy_protocol = "v2"', loc=("proxy_sources",))
+        if self.proxy_protocol != "none" and self.proxy_sources is None:
+            hint = 'e.g. proxy_sources = "198.51.100.0/24"'
+            raise Invalid("needs proxy_sources (the clients to announce)", hint=hint, loc=("proxy_protocol",))
         if self.source_addresses is not None:
             try:
                 check_target_family(DEFAULT_HOST if self.embedded else self.host, self.source_addresses)
             except Invalid as exc:
                 raise Invalid(exc.problem, expected=exc.expected, loc=("source_addresses",)) from None
-        if self.tls == "none" and (self.ca_file is not None or self.insecure):
-            name = "ca_file" if self.ca_file is not None else "insecure"
+        tls_only = {
+            "ca_file": self.ca_file is not None,
+            "insecure": self.insecure,
+            "tls_options": self.tls_options is not None,
+        }
+        if self.tls == "none" and any(tls_only.values()):
+            name = next(n for n, used in tls_only.items() if used)
             raise Invalid(
                 'only applies with tls = "starttls" or "implicit"',
                 hint="set target.tls or remove this key",
@@ -296,12 +340,19 @@ class TargetConfig(Table):
         if self.ca_file is not None and self.insecure:
             hint = "use ca_file to verify, or insecure = true to skip verification"
             raise Invalid("contradicts ca_file", hint=hint, loc=("insecure",))
+        if self.tls_options is not None and self.tls_options.sni == "" and not self.insecure:
+            hint = "give the name to verify, or set insecure = true to skip verification"
+            raise Invalid(
+                "no SNI leaves no name to verify the certificate against", hint=hint, loc=("tls_options", "sni")
+            )
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
         if not self.embedded:
             if self.given("sink"):
                 hint = "set target.embedded = true or remove [target.sink]"
                 raise Invalid("only applies with embedded = true", hint=hint, loc=("sink",))
+            if self.protocol == "lmtp":
+                _check_lmtp_port(self.port if self.given("port") else None)
             if not self.given("port"):
                 self.port = 465 if self.tls == "implicit" else 25
             return self

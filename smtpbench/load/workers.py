@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from smtpbench.errors import ConfigError, RunError
-from smtpbench.load.execute import RunOutcome
+from smtpbench.load.execute import RunOutcome, embedded_sink_args
 from smtpbench.load.merge import PartResult, combined_status, read_part, reevaluate_thresholds, write_merged
 from smtpbench.load.profile import Profile, resolved_toml
 from smtpbench.load.results import ResultsDir, new_run_id, write_atomic
@@ -250,7 +250,7 @@ def run_workers(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                address = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+                address = stack.enter_context(EmbeddedSink(embedded_sink_args(profile)))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         sup = Supervisor(profile, count, shard, start_at, results, address, mode)
