@@ -62,11 +62,11 @@ def parse_workers(value: Any) -> int | str:
     """``workload.workers``: an integer 1 .. MAX_WORKERS, or ``"auto"`` (any case); Invalid otherwise."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected=WORKERS_EXPECTED)
-    if not 1 <= value <= MAX_WORKERS:
-        raise Invalid(f"{shown(value)} is out of range", expected=WORKERS_EXPECTED)
-    return value
+    try:
+        count: int = apply(whole(1, MAX_WORKERS), value)
+    except Invalid as exc:
+        raise Invalid(exc.problem, expected=WORKERS_EXPECTED) from None
+    return count
 
 
 Workers = Annotated[int | str, checker(parse_workers, int | Literal["auto"])]
