@@ -27,8 +27,9 @@ the parent process generates no load itself; it
   one set of ``.hgrm``, one ``summary.json`` plus ``workers: [...]``.
 
 A worker that dies (killed, crashed) does not end the run: the others go on, and its
-part is kept up to its last flushed interval (its counters from its timeline, its
-latencies from its hlog; the replies-by-code of an unfinished interval are lost), and
+part is kept up to its last flushed interval (counts and errors from its timeline,
+latencies from its hlog; its replies by code, kept only in a worker's own summary, are
+lost), and
 the run's status is ``degraded``.
 
 The embedded sink (``target.embedded``) is started once, by the parent, for all workers.
