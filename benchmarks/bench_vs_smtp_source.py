@@ -183,7 +183,7 @@ def smtpbench_command(profile: Path, results: Path) -> list[str]:
     if all(importlib.util.find_spec(m) is not None for m in ("smtpbench.conform.cli", "smtpbench.sink.cli")):
         return [sys.executable, "-m", "smtpbench", "run", str(profile), "--quiet", "--results-dir", str(results)]
     runner = (
-        "import sys;from smtpbench.load.engine import execute;from smtpbench.load.profile import load_profile;"
+        "import sys;from smtpbench.load.execute import execute;from smtpbench.load.profile import load_profile;"
         "o=execute(load_profile(sys.argv[1],results_dir=sys.argv[2]),quiet=True);"
         "sys.exit(0 if o.status=='completed' else 3)"
     )
