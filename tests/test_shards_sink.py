@@ -92,6 +92,8 @@ def test_shards_merge_to_what_the_sink_saw_and_one_run_reports(tmp_path: Path, m
     assert whole["counts"]["messages_accepted"] == whole_accepted == total
     assert abs(merged["counts"]["sessions_completed"] - whole["counts"]["sessions_completed"]) <= SHARDS
     assert merged["phases"]["data_end"]["count"] == whole["phases"]["data_end"]["count"] == total
+    # Messages per transfer method are summed over the shards too (not dropped by the merge).
+    assert merged["transfer"] == whole["transfer"] == {"data": total, "bdat": 0}
     # Exact shares, derived seeds, and one common start.
     assert [s["counts"]["messages_accepted"] for s in shards] == [total // SHARDS] * SHARDS
     assert len({s["shard"]["seed"] for s in shards}) == SHARDS

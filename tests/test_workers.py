@@ -122,6 +122,7 @@ def test_two_workers_one_lossless_result_equal_to_the_sink(tmp_path: Path, model
     assert summary["status"] == "completed"
     # Every message once, numbered 1..total across both workers, as the sink saw them.
     assert summary["counts"]["messages_accepted"] == sink_accepted == total
+    assert summary["transfer"] == {"data": total, "bdat": 0}
     assert summary["counts"]["sessions_completed"] == sink_sessions
     assert seen == list(range(1, total + 1))
     # The load split exactly, seeds derived per worker, one common start.

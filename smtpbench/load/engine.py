@@ -53,18 +53,13 @@ from smtpbench.delivery.ids import MessageIds
 from smtpbench.load.extensions import message_extensions, message_pool, split_counts
 from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
 from smtpbench.load.lifecycle import run_session
-from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.opening import opening_steps
 from smtpbench.load.profile import Profile
-from smtpbench.load.proxy import Announcer
 from smtpbench.load.results import ResultsDir
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.load.session import Control, Session, watchdog, watchdog_period
-from smtpbench.load.settings import SessionSettings
-from smtpbench.load.sources import bind_addresses, family_of
+from smtpbench.load.setup import session_settings
 from smtpbench.load.split import Part, ShardPlan
-from smtpbench.load.tls_section import TlsOptions
-from smtpbench.load.tls_sessions import SavedSessions
 from smtpbench.load.trace import Tracer
 from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter
@@ -74,7 +69,6 @@ from smtpbench.metrics.thresholds import breached, evaluate
 from smtpbench.metrics.timeline import TimelineWriter
 from smtpbench.metrics.tlsstats import split_tls
 from smtpbench.net.connection import resolve
-from smtpbench.net.tls import client_context
 from smtpbench.report.progress import ProgressState, show_progress
 
 if TYPE_CHECKING:
@@ -113,7 +107,7 @@ class Engine:
         self.status = "completed"
         self.started_epoch = shard.start_at if shard and shard.start_at is not None else time.time()
         self.recorder = Recorder(self.started_epoch)
-        self.settings = _settings(profile, host, port, self.part)
+        self.settings = session_settings(profile, host, port, self.part)
         if self.settings.proxy is not None:
             self.recorder.counters.proxy = ClientTally(profile.target.proxy_protocol)
         tracer = None
@@ -483,38 +477,3 @@ class Engine:
         if self.criteria:
             doc["thresholds"] = evaluate(self.criteria, doc)
         return doc
-
-
-def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
-    t = profile.target
-    ssl_context = None
-    opts = t.tls_options or TlsOptions()
-    if t.tls != "none":
-        ssl_context = client_context(t.ca_file, t.insecure, opts.min_version, opts.max_version)
-    auth = t.auth
-    return SessionSettings(
-        host=host,
-        port=port,
-        helo=t.helo,
-        timeouts=dict(profile.smtp.timeouts),
-        pipelining=profile.smtp.pipelining,
-        pipeline_data=profile.smtp.pipeline_data,
-        chunking=profile.smtp.chunking,
-        lmtp=t.protocol == "lmtp",
-        tls=t.tls,
-        ssl_context=ssl_context,
-        sni=opts.sni,
-        tls_sessions=SavedSessions(opts.resume) if ssl_context is not None and opts.resume > 0 else None,
-        auth_mechanism=auth.mechanism if auth else None,
-        auth_credentials=tuple(auth.credentials()) if auth else (),
-        messages_per_session=profile.workload.messages_per_session,
-        recipients_min=profile.message.recipients_min,
-        recipients_max=profile.message.recipients_max,
-        sender=AddressTemplate(profile.message.from_template, part),
-        recipient=AddressTemplate(profile.message.to_template, part),
-        think_time=profile.workload.think_time,
-        # The sources' family: a target name is resolved in it (check_target_family did literals).
-        family=family_of(t.source_addresses) if t.source_addresses else 0,
-        sources=bind_addresses(t.source_addresses) if t.source_addresses else (),
-        proxy=Announcer(t.proxy_protocol, t.proxy_sources, part) if t.proxy_sources else None,
-    )

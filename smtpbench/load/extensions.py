@@ -163,3 +163,12 @@ def split_counts(counters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
         if dot and section is not None:
             usage[section][what] = counts.pop(name)
     return {**counters, "counts": counts}, usage
+
+
+def join_counts(summary: dict[str, Any]) -> dict[str, int]:
+    """The usage counts a summary's ``transfer``/``extensions``/``unsupported`` were made from (:func:`split_counts`'s
+    inverse), so that merging parts sums them."""
+    prefixes = {"transfer": "transfer", "extensions": "extension", "unsupported": "unsupported"}
+    return {
+        f"{prefix}.{what}": n for section, prefix in prefixes.items() for what, n in summary.get(section, {}).items()
+    }

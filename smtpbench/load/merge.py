@@ -45,6 +45,7 @@ from hdrh.histogram import HdrHistogram
 
 from smtpbench.config import shown
 from smtpbench.errors import ConfigError
+from smtpbench.load.extensions import join_counts, split_counts
 from smtpbench.load.profile import profile_from_dict
 from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.clients import ClientTally
@@ -266,7 +267,7 @@ def select_parts(parts: list[PartResult]) -> tuple[list[PartResult], list[PartRe
 
 def _counters(summary: dict[str, Any]) -> dict[str, Any]:
     return {
-        "counts": {**summary.get("counts", {}), **join_tls(summary.get("tls"))},
+        "counts": {**summary.get("counts", {}), **join_tls(summary.get("tls")), **join_counts(summary)},
         "errors": summary.get("errors", {}),
         "replies": summary.get("replies", {}),
         "unexpected_replies": summary.get("unexpected_replies", {}),
@@ -460,6 +461,7 @@ def write_merged(
     finally:
         results.close_hlog()  # and the timeline
     _, counters = merge_snapshots([{"histograms": {}, "counters": _counters(p.summary)} for p in parts])
+    counters, usage = split_counts(counters)
     counters["counts"], tls = split_tls(counters["counts"])
     targets = sorted({str(p.summary.get("target", "")) for p in parts})
     summary = build_summary(
@@ -479,6 +481,7 @@ def write_merged(
             "unfinished": counters.pop("unfinished"),
             "unfinished_min_wait_us": counters.pop("unfinished_min_wait_us"),
             "generator": merged_generator(parts, label),
+            **usage,
             **extra,
             **({"tls": tls} if tls is not None else {}),
         },
