@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 import ssl
 import sys
+from collections import deque
 
 import trio
 
@@ -78,12 +79,14 @@ async def connect_tcp(family: int, sockaddr: SockAddr, source: tuple[str, int] |
 class SMTPConnection:
     """A client session's stream, protocol state and reply reader."""
 
-    __slots__ = ("stream", "protocol", "_ready", "raw_log")
+    __slots__ = ("stream", "protocol", "ready", "raw_log")
 
     def __init__(self, stream: trio.abc.Stream, protocol: ClientProtocol | None = None) -> None:
         self.stream = stream
         self.protocol = protocol or ClientProtocol()
-        self._ready: list[tuple[str, Reply]] = []
+        #: Replies parsed and paired but not yet taken, oldest first (:meth:`next_reply` takes them;
+        #: the load engine's sessions take one straight from here when there is one).
+        self.ready: deque[tuple[str, Reply]] = deque()
         #: When a list, every byte string sent (">") and received ("<") is
         #: appended as (direction, bytes): the conformance suite's evidence.
         self.raw_log: list[tuple[str, bytes]] | None = None
@@ -129,7 +132,7 @@ class SMTPConnection:
         the caller's cancel scope must bound the wait (the load engine's
         sessions do, see ``smtpbench.load.session``).
         """
-        ready = self._ready
+        ready = self.ready
         if not ready:
             if timeout is None:
                 while not ready:
@@ -141,7 +144,7 @@ class SMTPConnection:
                         ready.extend(self.protocol.receive(await self.receive_raw()))
                 if scope.cancelled_caught:
                     raise SessionTimeout(f"no reply within {timeout:g}s", phase)
-        return ready.pop(0)
+        return ready.popleft()
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
         """Upgrade to TLS after a 220 to STARTTLS (or at once, for implicit TLS).
@@ -150,7 +153,7 @@ class SMTPConnection:
         (RFC 3207 4.2; the CVE-2011-0411 class of injection).
         """
         self.protocol.parser = ReplyParser(self.protocol.parser.max_line, self.protocol.parser.max_reply)
-        self._ready.clear()
+        self.ready.clear()
         tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname, https_compatible=False)
         try:
             with trio.fail_after(timeout):
