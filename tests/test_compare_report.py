@@ -336,3 +336,29 @@ def test_values_at_percentiles_equal_hdrh() -> None:
         for hist in (h, decoded):
             assert values_at_percentiles(hist, ps) == [hist.get_value_at_percentile(p) for p in ps]
     assert values_at_percentiles(new_histogram(), (50.0,)) == [0]
+
+
+def test_mean_stddev_and_phase_stats_equal_hdrh() -> None:
+    """Results' mean, deviation and percentiles (non-empty buckets picked in C) are hdrh's own figures."""
+    import random
+
+    from smtpbench.metrics.hgrm import mean_and_stddev
+    from smtpbench.metrics.summary import phase_stats
+
+    rng = random.Random(11)  # fixed: the same 40 histograms every run
+    for _ in range(40):
+        h = new_histogram()
+        for _ in range(rng.randint(1, 300)):
+            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
+            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+        mean, std = mean_and_stddev(h)
+        assert mean == pytest.approx(h.get_mean_value(), rel=1e-12) and std == pytest.approx(h.get_stddev(), rel=1e-9)
+        pct = h.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+        stats = phase_stats(h)
+        assert [stats[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")] == [
+            pct[50.0],
+            pct[90.0],
+            pct[99.0],
+            pct[99.9],
+        ]
+    assert mean_and_stddev(new_histogram()) == (0.0, 0.0) and phase_stats(new_histogram()) == {"count": 0}

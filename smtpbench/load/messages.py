@@ -200,16 +200,19 @@ class AddressTemplate:
     parts) and ``{worker}`` is the part's index.
     """
 
-    __slots__ = ("template", "constant", "part")
+    __slots__ = ("template", "constant", "part", "whole")
 
     def __init__(self, template: str, part: Part = Part()) -> None:
         self.template = template
         self.constant = "{" not in template
         self.part = part
+        self.whole = part.count == 1  # numbers are the run's own: no translation per message
 
     def render(self, n: int, session: int, rcpt: int = 0) -> str:
         """The address for this part's message ``n`` of its session ``session``."""
         if self.constant:
             return self.template
         p = self.part
+        if self.whole:
+            return self.template.format(n=n, session=session, rcpt=rcpt, worker=p.index)
         return self.template.format(n=p.number(n), session=p.number(session), rcpt=rcpt, worker=p.index)

@@ -13,6 +13,7 @@ from smtpbench.load.extensions import UNSUPPORTED, Pool
 from smtpbench.load.messages import RenderedMessage
 from smtpbench.load.session import Control, Session, perf
 from smtpbench.protocol import commands
+from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.state import State
 
 
@@ -46,8 +47,14 @@ def envelope(s: Session, message_no: int, msg: RenderedMessage) -> list[tuple[st
     return cmds
 
 
-#: Phase and timeout of each envelope verb whose own name is not both.
-_PHASES = {"BDAT": ("bdat", "data_block"), "BDAT_LAST": ("data_end", "data_end")}
+#: Phase (histogram tag) and timeout key of each envelope verb.
+_PHASES = {
+    "MAIL": ("mail", "mail"),
+    "RCPT": ("rcpt", "rcpt"),
+    "DATA": ("data", "data"),
+    "BDAT": ("bdat", "data_block"),
+    "BDAT_LAST": ("data_end", "data_end"),
+}
 _BODY_VERBS = ("DATA", "BDAT", "BDAT_LAST")
 
 
@@ -61,23 +68,23 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     assert conn is not None
     rec = s.recorder
     counts = rec.counters.counts
-    if sent:
-        replies = [(verb, (await s.reply(*_PHASES.get(verb) or (verb.lower(),) * 2))[1]) for verb, _ in cmds]
-    else:
-        replies = []
-        for verb, line in cmds:
+    refusal = 0  # the first refusal's code: it classifies a message that is not sent
+    replies: list[tuple[str, Reply]] = []
+    for verb, line in cmds:
+        if sent:
+            reply = (await s.reply(*_PHASES[verb]))[1]
+        else:
             if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
                 break  # all recipients refused: DATA or BDAT would be pointless (and 503)
-            reply = await s.command(verb, line, *_PHASES.get(verb) or (verb.lower(),) * 2)
-            replies.append((verb, reply))
-            if reply.code >= 400 and verb != "RCPT":
+            reply = await s.command(verb, line, *_PHASES[verb])
+        replies.append((verb, reply))
+        if reply.code >= 400:
+            if not refusal:
+                refusal = reply.code
+            if verb == "RCPT":
+                counts["recipients_rejected"] += 1
+            elif not sent:
                 break
-    refusal = 0  # the first refusal's code: it classifies a message that is not sent
-    for verb, reply in replies:
-        if verb == "RCPT" and reply.code >= 400:
-            counts["recipients_rejected"] += 1
-        if reply.code >= 400 and not refusal:
-            refusal = reply.code
     if replies and replies[-1][0] == "BDAT_LAST":
         counts["transfer.bdat"] += 1  # every chunk was sent (and answered)
         if replies[-1][1].code < 400:

@@ -25,13 +25,15 @@ def mean_and_stddev(h: HdrHistogram) -> tuple[float, float]:
 
     Like hdrh, each count stands for the middle of its bucket.  hdrh walks every
     bucket up to the maximum in pure Python (twice for the deviation, ~0.1 s per
-    histogram with a wide range); this visits only the non-empty ones, so writing
-    results stays quick even after a long or interrupted run.
+    histogram with a wide range); this visits only the non-empty ones, picked in
+    C (as :func:`values_at_percentiles` does), so writing results stays quick
+    even after a long or interrupted run.
     """
     n = h.get_total_count()
     if n == 0:
         return 0.0, 0.0
-    cells = [(i, c) for i, c in enumerate(h.counts) if c]
+    counts = _counts(h)
+    cells = [(i, counts[i]) for i in compress(range(len(counts)), counts)]
     medians = []
     for i, c in cells:
         value = h.get_value_from_index(i)
@@ -41,6 +43,11 @@ def mean_and_stddev(h: HdrHistogram) -> tuple[float, float]:
     mean = float(sum(m * c for m, c in medians)) / n
     var = sum((m - mean) ** 2 * c for m, c in medians) / n
     return mean, math.sqrt(var)
+
+
+def _counts(h: HdrHistogram) -> array[int]:
+    """A copy of ``h``'s counts as an ``array`` (one C copy; reading the ctypes array cell by cell is slow)."""
+    return array(_ARRAY_CODES[ctypes.sizeof(h.counts._type_)], bytes(h.counts))
 
 
 def _index_of(h: HdrHistogram, value: int) -> int:
@@ -61,8 +68,7 @@ def values_at_percentiles(h: HdrHistogram, percentiles: tuple[float, ...]) -> li
     through ``itertools.compress``) and a bucket's highest equivalent value
     comes from its index, so the per-interval statistics of a report stay cheap.
     """
-    word = ctypes.sizeof(h.counts._type_)
-    counts = array(_ARRAY_CODES[word], bytes(h.counts))
+    counts = _counts(h)
     end = _index_of(h, h.get_max_value()) + 1
     if sum(counts[:end]) == h.get_total_count():  # else trust nothing: walk the whole array
         counts = counts[:end]

@@ -115,7 +115,8 @@ class SMTPConnection:
         Raises :class:`ConnectionClosed` at EOF and trio's Broken/ClosedResourceError
         on a broken connection; never returns ``b""``.
         """
-        data = await receive_some(self.stream)
+        # A client reads when it awaits a reply it asked for: let the server answer first.
+        data = await receive_some(self.stream, yield_first=True)
         if not data:
             raise ConnectionClosed("server closed the connection")
         if self.raw_log is not None:
