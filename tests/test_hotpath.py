@@ -199,6 +199,30 @@ def test_batched_recording_is_exact(monkeypatch: pytest.MonkeyPatch, pending_max
     assert rec.rotate(2.0) == []
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**33), min_size=1, max_size=300), st.integers(1, 50))
+def test_folded_batches_equal_one_record_value_per_value(values: list[int], pending_max: int) -> None:
+    saved = recorder_mod.PENDING_MAX
+    recorder_mod.PENDING_MAX = pending_max
+    try:
+        rec = Recorder(0.0)
+        ref = new_histogram()
+        for v in values:
+            rec.record("data_end", v)
+            if not ref.record_value(v):
+                ref.record_value(HIGHEST_US, 1)
+        (interval,) = rec.rotate(1.0)
+    finally:
+        recorder_mod.PENDING_MAX = saved
+    h = interval.histogram
+    assert h.encode() == ref.encode()
+    assert (h.get_total_count(), h.get_min_value(), h.get_max_value()) == (
+        ref.get_total_count(),
+        ref.get_min_value(),
+        ref.get_max_value(),
+    )
+
+
 def _serve_once(behaviour: str) -> tuple[int, threading.Thread]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
