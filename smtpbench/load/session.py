@@ -173,10 +173,19 @@ class Session:
         assert conn is not None
         self.phase = phase
         if conn.ready:  # parsed already: no wait, so no deadline to arm
-            verb, reply = conn.ready.popleft()
-        else:
-            self.deadline = perf() + self.settings.timeouts[timeout_key]
-            verb, reply = await conn.next_reply(None, phase)
+            return self.take(phase)
+        self.deadline = perf() + self.settings.timeouts[timeout_key]
+        await conn.wait_reply()
+        return self.take(phase)
+
+    def take(self, phase: str) -> tuple[str, Reply]:
+        """The next reply, already parsed (``conn.ready`` must not be empty), recorded and counted as :meth:`reply`.
+
+        The pipelined group's later replies usually arrive with the first: taking them needs no ``await``.
+        """
+        conn = self.conn
+        assert conn is not None
+        verb, reply = conn.ready.popleft()
         now = perf()
         recorder = self.recorder
         recorder.record(phase, int((now - self.mark) * 1_000_000))

@@ -70,9 +70,12 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     counts = rec.counters.counts
     refusal = 0  # the first refusal's code: it classifies a message that is not sent
     replies: list[tuple[str, Reply]] = []
+    ready = conn.ready
     for verb, line in cmds:
         if sent:
-            reply = (await s.reply(*_PHASES[verb]))[1]
+            phase, timeout_key = _PHASES[verb]
+            s.phase = phase
+            reply = (s.take(phase) if ready else await s.reply(phase, timeout_key))[1]
         else:
             if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
                 break  # all recipients refused: DATA or BDAT would be pointless (and 503)

@@ -136,8 +136,7 @@ class SMTPConnection:
         ready = self.ready
         if not ready:
             if timeout is None:
-                while not ready:
-                    ready.extend(self.protocol.receive(await self.receive_raw()))
+                await self.wait_reply()
             else:
                 # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
                 with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
@@ -146,6 +145,16 @@ class SMTPConnection:
                 if scope.cancelled_caught:
                     raise SessionTimeout(f"no reply within {timeout:g}s", phase)
         return ready.popleft()
+
+    async def wait_reply(self) -> None:
+        """Read until at least one reply is parsed (in :attr:`ready`).
+
+        Sets no deadline: the caller's cancel scope must bound the wait.
+        Raises as :meth:`next_reply`.
+        """
+        ready = self.ready
+        while not ready:
+            ready.extend(self.protocol.receive(await self.receive_raw()))
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
         """Upgrade to TLS after a 220 to STARTTLS (or at once, for implicit TLS).
