@@ -5,6 +5,7 @@
 * the client state machine's shortcut for plain positive replies vs its
   general transition rules (property test over command/reply sequences);
 * batched histogram recording vs one ``record_value`` per value;
+* address templates formatted by position vs by name;
 * direct socket I/O: EOF, reset and timeouts surface as the same errors.
 """
 
@@ -14,12 +15,14 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtpbench.load.messages import AddressTemplate, positional_template
 from smtpbench.metrics import recorder as recorder_mod
 from smtpbench.metrics.recorder import HIGHEST_US, Recorder, new_histogram
 from smtpbench.net.connection import SMTPConnection, connect_tcp
@@ -269,3 +272,27 @@ def test_direct_io_errors_keep_their_kind(behaviour: str, kind: str) -> None:
 
     assert trio.run(main) == kind
     server.join(5)
+
+
+_FIELDS = st.sampled_from(["n", "session", "rcpt", "worker", "n:05d", "session!r", "n:>8", "rcpt:x", "n.real", "x", ""])
+_TEXT = st.text(st.sampled_from(list("ab.@-_{}")), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_TEXT, st.one_of(st.none(), _FIELDS)), max_size=5), st.integers(1, 10**6))
+def test_positional_address_templates_render_as_by_name(pieces: list[tuple[str, str | None]], n: int) -> None:
+    template = "".join(text + ("" if field is None else "{" + field + "}") for text, field in pieces)
+    values = {"n": n, "session": n % 97 + 1, "rcpt": n % 5, "worker": 0}
+
+    def outcome(render: Callable[[], str]) -> object:
+        try:
+            return render()
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            return type(exc).__name__
+
+    expected = outcome(lambda: template.format(**values))
+    got = outcome(lambda: AddressTemplate(template).render(values["n"], values["session"], values["rcpt"]))
+    assert got == expected or "{" not in template and got == template
+    positional = positional_template(template, ("n", "session", "rcpt", "worker"))
+    if positional is not None:
+        assert outcome(lambda: positional.format(n, values["session"], values["rcpt"], 0)) == expected
