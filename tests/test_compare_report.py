@@ -11,12 +11,15 @@ requests (tests/browser.py).
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from smtpbench.cli import _register_all, app
@@ -319,18 +322,22 @@ def test_report_in_headless_chromium(runs: dict[str, Path], tmp_path: Path) -> N
     assert blue > 50, blue
 
 
+def _random_histograms(rng: random.Random, count: int, most_values: int) -> Iterator[HdrHistogram]:
+    """``count`` histograms of log-normal values over the whole range, with counts from 1 to 70,000."""
+    for _ in range(count):
+        h = new_histogram()
+        for _ in range(rng.randint(1, most_values)):
+            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
+            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+        yield h
+
+
 def test_values_at_percentiles_equal_hdrh() -> None:
     """The report's fast percentile walk gives exactly hdrh's ``get_value_at_percentile``."""
-    import random
-
     from smtpbench.metrics.hgrm import values_at_percentiles
 
     rng = random.Random(5)  # fixed: the same 60 histograms every run
-    for _ in range(60):
-        h = new_histogram()
-        for _ in range(rng.randint(1, 500)):
-            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
-            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+    for h in _random_histograms(rng, 60, 500):
         decoded = new_histogram().decode(h.encode())
         ps = (0.001, 12.5, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0, rng.uniform(0.01, 100))
         for hist in (h, decoded):
@@ -340,17 +347,10 @@ def test_values_at_percentiles_equal_hdrh() -> None:
 
 def test_mean_stddev_and_phase_stats_equal_hdrh() -> None:
     """Results' mean, deviation and percentiles (non-empty buckets picked in C) are hdrh's own figures."""
-    import random
-
     from smtpbench.metrics.hgrm import mean_and_stddev
     from smtpbench.metrics.summary import phase_stats
 
-    rng = random.Random(11)  # fixed: the same 40 histograms every run
-    for _ in range(40):
-        h = new_histogram()
-        for _ in range(rng.randint(1, 300)):
-            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
-            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+    for h in _random_histograms(random.Random(11), 40, 300):  # fixed: the same 40 histograms every run
         mean, std = mean_and_stddev(h)
         assert mean == pytest.approx(h.get_mean_value(), rel=1e-12) and std == pytest.approx(h.get_stddev(), rel=1e-9)
         pct = h.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])

@@ -69,15 +69,20 @@ def _parse_all(chunks: list[bytes], fast: bool) -> list[object]:
         replies_mod._CLEAN_LINE_MAX = saved
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_line, max_size=8), st.lists(st.integers(min_value=1, max_value=40), max_size=6))
-def test_fast_path_parses_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
-    data = b"".join(lines)
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` in chunks of the lengths ``cuts`` (and the rest), as reads might deliver it."""
     chunks, pos = [], 0
     for cut in cuts:
         chunks.append(data[pos : pos + cut])
         pos += cut
     chunks.append(data[pos:])
+    return chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=8), st.lists(st.integers(min_value=1, max_value=40), max_size=6))
+def test_fast_path_parses_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
+    chunks = _cut(b"".join(lines), cuts)
     assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
 
 
@@ -102,12 +107,7 @@ _repeated = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_repeated, max_size=30), st.lists(st.integers(min_value=1, max_value=60), max_size=8))
 def test_seen_lines_parse_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
-    data = b"".join(lines)
-    chunks, pos = [], 0
-    for cut in cuts:
-        chunks.append(data[pos : pos + cut])
-        pos += cut
-    chunks.append(data[pos:])
+    chunks = _cut(b"".join(lines), cuts)
     assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
 
 
