@@ -345,6 +345,25 @@ def test_values_at_percentiles_equal_hdrh() -> None:
     assert values_at_percentiles(new_histogram(), (50.0,)) == [0]
 
 
+def test_hgrm_percentile_steps_equal_hdrh_iterator() -> None:
+    """The .hgrm rows (non-empty buckets only) are exactly the steps of hdrh's own percentile iterator."""
+    from smtpbench.metrics.hgrm import percentile_steps
+
+    def reference(h: HdrHistogram, ticks: int) -> list[tuple[int, float, int]]:
+        it = h.get_percentile_iterator(ticks)
+        return [(s.value_iterated_to, s.percentile_level_iterated_to, s.total_count_to_this_value) for s in it]
+
+    rng = random.Random(3)  # fixed: the same histograms every run
+    single = new_histogram()
+    single.record_value(0)
+    edges = new_histogram()
+    for v in (1, 2047, 2048, 2049, 3_600_000_000):
+        edges.record_value(v, 3)
+    for h in [single, edges, *_random_histograms(rng, 60, 300)]:
+        for ticks in (1, 3, 5):
+            assert percentile_steps(h, ticks) == reference(h, ticks)
+
+
 def test_mean_stddev_and_phase_stats_equal_hdrh() -> None:
     """Results' mean, deviation and percentiles (non-empty buckets picked in C) are hdrh's own figures."""
     from smtpbench.metrics.hgrm import mean_and_stddev
