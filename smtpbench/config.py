@@ -49,23 +49,18 @@ def join_key(prefix: str, name: str) -> str:
     return f"{prefix}.{part}" if prefix else part
 
 
+_TYPE_NAMES: tuple[tuple[Any, str], ...] = ((bool, "a boolean"), (int, "an integer"), (float, "a float"))
+_TYPE_NAMES += (
+    (str, "a string"),
+    (dict, "a table"),
+    (list, "an array"),
+    ((datetime.date, datetime.time), "a date/time"),
+)
+
+
 def type_name(value: object) -> str:
     """The TOML name of ``value``'s type, for "got a string" style messages."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, datetime.date | datetime.time):
-        return "a date/time"
-    return type(value).__name__
+    return next((name for kind, name in _TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -78,16 +73,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return lowered[close[0]] if close else None
 
 
-def _single_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def parse_toml_text(text: str, file: str | None) -> dict[str, Any]:
     """Parse TOML ``text``; a syntax error becomes a ConfigError with line:column."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = _single_line(str(exc))
+        message = " ".join(str(exc).split())
         position = re.search(r"\(at line (\d+), column (\d+)\)", message)
         if position:
             line, column = int(position.group(1)), int(position.group(2))
@@ -142,18 +133,6 @@ def parse_override_value(text: str) -> Any:
     return parsed["v"]
 
 
-def split_key_path(path: str) -> list[str]:
-    """The parts of a dotted key path; each part must be a bare TOML key."""
-    parts = path.strip().split(".")
-    for part in parts:
-        if not _BARE_KEY.fullmatch(part):
-            raise ConfigError(
-                f"bad key path {shown(path)}",
-                expected="dotted bare keys like workload.rate (letters, digits, _ and -)",
-            )
-    return parts
-
-
 def apply_override(data: dict[str, Any], assignment: str, *, origin: str = "--set") -> list[str]:
     """Apply ``dotted.key=value`` to ``data`` in place; returns the key parts set.
 
@@ -163,10 +142,10 @@ def apply_override(data: dict[str, Any], assignment: str, *, origin: str = "--se
     if "=" not in assignment:
         raise ConfigError(f"{origin} {shown(assignment)} has no '='", expected="KEY=VALUE like workload.rate=100")
     key_text, _, value_text = assignment.partition("=")
-    try:
-        parts = split_key_path(key_text)
-    except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc.problem}", expected=exc.expected) from None
+    parts = key_text.strip().split(".")
+    if not all(_BARE_KEY.fullmatch(part) for part in parts):
+        expected = "dotted bare keys like workload.rate (letters, digits, _ and -)"
+        raise ConfigError(f"{origin}: bad key path {shown(key_text)}", expected=expected)
     table = data
     for i, part in enumerate(parts[:-1]):
         child = table.setdefault(part, {})

@@ -184,14 +184,18 @@ def _trim(number: float, places: int) -> str:
     return text or "0"
 
 
-def parse_host_port(text: str, key: str = "--target") -> tuple[str, int]:
-    """``(host, port)`` from ``HOST:PORT`` or ``[IPv6]:PORT``.
+def parse_host_port(text: str, key: str = "--target", default_port: int | None = None) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT`` or ``[IPv6]:PORT``; with ``default_port``, also ``HOST``, ``[IPv6]``, ``IPv6``.
 
     Raises ConfigError (naming ``key``) for a missing or invalid port, an
     empty host, or an unbracketed IPv6 address.
     """
-    expected = "HOST:PORT, like 127.0.0.1:2525 or [::1]:25"
+    expected = f"HOST{':PORT' if default_port is None else '[:PORT]'}, like 127.0.0.1:2525 or [::1]:25"
     value = text.strip()
+    if default_port is not None and not value.startswith("[") and value.count(":") != 1:
+        value = f"[{value}]" if ":" in value else f"{value}:"  # a name, or a bare IPv6 address
+    if default_port is not None and (value.endswith(("]", ":"))):
+        value = value.removesuffix(":") + f":{default_port}"
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or not rest.startswith(":"):
@@ -207,6 +211,8 @@ def parse_host_port(text: str, key: str = "--target") -> tuple[str, int]:
             )
     if not host or any(c.isspace() for c in host):
         raise ConfigError(f"{_shown(text)} has no valid host", key=key, expected=expected)
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not port_text.isascii() or not port_text.isdigit():
         raise ConfigError(f"{_shown(text)} has no valid port", key=key, expected="a port between 1 and 65535")
+    if not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"port {port_text} is out of range", key=key, expected="a port between 1 and 65535")
     return host, int(port_text)

@@ -76,6 +76,30 @@ PROFILE_CASES = [
     ("bad --target (port)", BASE, ["--target", "127.0.0.1:99999"], ["--target"]),
     ("bad --duration", BASE, ["--duration", "5 fortnights"], ["workload.duration"]),
     ("bad --progress", BASE, ["--progress", "loud"], ["--progress"]),
+    (
+        "misspelt protocol",
+        BASE.replace("port = 2525", 'port = 2525\nprotocol = "lmtpx"'),
+        [],
+        ["target.protocol", "lmtp"],
+    ),
+    (
+        "LMTP on port 25",
+        BASE.replace("2525", "25").replace("[workload]", 'protocol = "lmtp"\n[workload]'),
+        [],
+        ["target.port", "25", "RFC 2033"],
+    ),
+    (
+        "LMTP on the default port",
+        BASE.replace("port = 2525", 'protocol = "lmtp"'),
+        [],
+        ["target.port", "LMTP needs an explicit port"],
+    ),
+    (
+        "LMTP on port 25 by --target",
+        BASE.replace("port = 2525", 'port = 24\nprotocol = "lmtp"'),
+        ["--target", "127.0.0.1:25"],
+        ["target.port", "RFC 2033"],
+    ),
 ]
 
 
@@ -237,3 +261,13 @@ def test_mutated_profiles_run_or_fail_cleanly(tmp_path: Path, mini_server: Hosti
     # Every outcome was exercised: real runs against the server, failed runs, and refusals.
     assert EXIT_OK in seen and EXIT_USAGE in seen and EXIT_RUN_ERROR in seen, seen
     print(f"exit codes: {sorted(set(seen))}, runs: {seen.count(EXIT_OK)}/{len(seen)}")
+
+
+def test_conform_refuses_an_lmtp_profile(tmp_path: Path) -> None:
+    """The conformance checks are SMTP's: an LMTP target is a one-line usage error, not a run of wrong verdicts."""
+    path = tmp_path / "p.toml"
+    path.write_text('[target]\nhost = "127.0.0.1"\nport = 24\nprotocol = "lmtp"\n', encoding="utf-8")
+    code, out, err = invoke(["conform", str(path)])
+    assert code == EXIT_USAGE and "Traceback" not in out + err, (code, out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "target.protocol" in lines[0] and "not LMTP" in lines[0], err

@@ -96,6 +96,7 @@ def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None
     assert 1 <= started <= s["counts"]["sessions_started"]
     assert value(mid, "smtpbench_messages_total", result="rejected") == 0
     assert value(mid, "smtpbench_errors_total", kind="timeout") == 0  # every kind is there, at 0
+    assert value(mid, "smtpbench_tls_handshakes_total", handshake="full") == 0  # present, at 0 without TLS
     sent = value(mid, "smtpbench_messages_sent_total")
     assert value(mid, "smtpbench_messages_total", result="accepted") <= sent
     # Latency: the histogram counts what the interval histograms held; the sink's 10 ms delay shows.

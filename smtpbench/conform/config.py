@@ -1,11 +1,9 @@
 """Building :class:`ConformOptions` from the command line and an optional profile.
 
-``smtpbench conform HOST[:PORT]`` or ``smtpbench conform profile.toml``; in a
-profile, the ``[conform]`` section takes the long option names as keys
-(dashes or underscores) and ``[target]`` may give ``host``/``port``.  Command
-line values win over the profile.  Every problem is a :class:`ConfigError`
-(one line, exit 2).  The password comes only from ``SMTPBENCH_PASSWORD`` or a
-password file: never from the command line or the profile itself.
+``smtpbench conform HOST[:PORT]`` or ``smtpbench conform profile.toml``: ``[conform]`` takes the long option names
+as keys (dashes or underscores), ``[target]`` may give ``host``/``port``; command-line values win.  Every problem
+is a one-line :class:`ConfigError` (exit 2).  The password comes only from ``SMTPBENCH_PASSWORD`` or a password
+file: never from the command line or the profile itself.
 """
 
 from __future__ import annotations
@@ -17,97 +15,71 @@ from typing import Any
 from smtpbench.config import load_toml
 from smtpbench.conform.options import DEFAULT_PORT, ConformOptions
 from smtpbench.errors import ConfigError
+from smtpbench.units import parse_host_port
 
 PASSWORD_ENV = "SMTPBENCH_PASSWORD"  # also in conform.section, which imports pydantic
+_FIELD_OF = {"junit": "junit_path", "transcript": "transcript_dir"}  # [conform] key -> ConformOptions field
 
 
 def parse_target(text: str, source: str = "TARGET") -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> ``(host, port)``."""
-    text = text.strip()
-    if not text:
-        raise ConfigError("empty target", key=source, expected="HOST[:PORT]")
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ConfigError(f"unclosed '[' in {text!r}", key=source, expected="[IPv6]:PORT")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ConfigError(f"unexpected {rest!r} after ']'", key=source, expected="[IPv6]:PORT")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host:
-        raise ConfigError(f"no host in {text!r}", key=source, expected="HOST[:PORT]")
-    return host, parse_port(port_text, source) if port_text else DEFAULT_PORT
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> ``(host, port)``, port 25 by default."""
+    return parse_host_port(text, source, default_port=DEFAULT_PORT)
 
 
-def parse_port(value: object, source: str) -> int:
-    """A TCP port number 1-65535."""
-    try:
-        port = int(str(value))
-    except ValueError:
-        raise ConfigError(f"port {value!r} is not a number", key=source, expected="1-65535") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"port {port} out of range", key=source, expected="1-65535")
-    return port
-
-
-def load_profile(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``[target]`` (raw) and the keys given in ``[conform]`` (validated) of a TOML profile.
-
-    Other sections belong to ``smtpbench run`` and are not looked at here.
-    """
+def _validated(values: dict[str, Any], file: str | None) -> dict[str, Any]:
+    """The keys of ``values`` checked by the ``[conform]`` model; its error names the profile key or the --option."""
     from pydantic import ValidationError
 
     from smtpbench.conform.section import ConformSection
     from smtpbench.fields import config_error
 
-    data = load_toml(path)
-    target = data.get("target", {})
+    try:
+        return ConformSection.model_validate(values).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        err = config_error(exc, file, ("conform",) if file else ())
+        err.key = err.key if file else "--" + (err.key or "").split(".")[0].replace("_", "-")
+        raise err from None
+
+
+def _profile(file: str) -> tuple[str, int, dict[str, Any]]:
+    """The target and the ``[conform]`` keys of a profile (its other sections belong to ``smtpbench run``)."""
+    data = load_toml(file)
+    target, section = data.get("target", {}), data.get("conform", {})
     if not isinstance(target, dict):
-        raise ConfigError("must be a table", file=str(path), key="target", expected="[target]")
-    section = data.get("conform", {})
+        raise ConfigError("must be a table", file=file, key="target", expected="[target]")
     # [conform.expect] (waivers) is plain data for conform/waivers.py, which validates it against the check ids.
     expect = section.pop("expect", None) if isinstance(section, dict) else None
-    try:
-        conform = ConformSection.model_validate(section)
-    except ValidationError as exc:
-        raise config_error(exc, str(path), ("conform",)) from None
-    values = conform.model_dump(exclude_unset=True)
-    if expect is not None:
-        values["expect"] = expect
-    return target, values
-
-
-def _cli_values(cli: dict[str, Any]) -> dict[str, Any]:
-    """The command-line values given (``None``, ``()`` and ``False`` mean not given), validated like the profile's."""
-    from pydantic import ValidationError
-
-    from smtpbench.conform.section import ConformSection
-    from smtpbench.fields import config_error
-
-    given = {k: v for k, v in cli.items() if v is not None and v != () and v is not False}
-    try:
-        return ConformSection.model_validate(given).model_dump(exclude_unset=True)
-    except ValidationError as exc:
-        err = config_error(exc, None)
-        err.key = "--" + (err.key or "").split(".")[0].replace("_", "-")
-        raise err from None
+    values = _validated(section, file) | ({"expect": expect} if expect is not None else {})
+    if target.get("protocol") == "lmtp":  # the checks are SMTP's (RFC 5321), not LMTP's
+        hint = 'give conform an SMTP server (HOST:PORT or a profile without protocol = "lmtp")'
+        raise ConfigError(
+            "smtpbench conform checks SMTP servers, not LMTP", file=file, key="target.protocol", hint=hint
+        )
+    if "host" not in target:
+        raise ConfigError("the profile names no target", file=file, key="target.host", expected="HOST[:PORT]")
+    if not isinstance(target["host"], str):
+        raise ConfigError("must be a string", file=file, key="target.host", expected="a host name")
+    host, port = parse_target(target["host"], "target.host")
+    if "port" in target:
+        text = str(target["port"]).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 65535:
+            problem = f"port {target['port']!r} is {'out of range' if text.isdigit() else 'not a number'}"
+            raise ConfigError(problem, file=file, key="target.port", expected="1-65535")
+        port = int(text)
+    return host, port, values
 
 
 def read_password(password_file: str | None) -> str | None:
     """The password from ``password_file`` (first line) or ``$SMTPBENCH_PASSWORD``; ``None`` when neither is set."""
-    if password_file:
-        try:
-            text = Path(password_file).read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read password file: {exc.strerror}", key="--password-file") from None
-        password = text.splitlines()[0] if text else ""
-        if not password:
-            raise ConfigError("password file is empty", key="--password-file")
-        return password
-    return os.environ.get(PASSWORD_ENV) or None
+    if not password_file:
+        return os.environ.get(PASSWORD_ENV) or None
+    try:
+        text = Path(password_file).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read password file: {exc.strerror}", key="--password-file") from None
+    if not text or not text.splitlines()[0]:
+        raise ConfigError("password file is empty", key="--password-file")
+    return text.splitlines()[0]
 
 
 def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
@@ -115,57 +87,19 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
 
     Guarantees a fully validated :class:`ConformOptions` or a :class:`ConfigError`.
     """
-    merged: dict[str, Any] = {}
-    host: str | None = None
-    port: int | None = None
-    path = Path(target)
-    if target.endswith(".toml") or path.is_file():
-        tsec, merged = load_profile(path)
-        if "host" in tsec:
-            if not isinstance(tsec["host"], str):
-                raise ConfigError("must be a string", file=target, key="target.host", expected="a host name")
-            host, port = parse_target(tsec["host"], "target.host")
-        if "port" in tsec:
-            port = parse_port(tsec["port"], "target.port")
-        if host is None:
-            raise ConfigError("the profile names no target", file=target, key="target.host", expected="HOST[:PORT]")
+    if target.endswith(".toml") or Path(target).is_file():
+        host, port, merged = _profile(str(Path(target)))
     else:
-        host, port = parse_target(target)
-    merged.update(_cli_values(cli))
-    if merged.get("starttls") and merged.get("tls"):
+        (host, port), merged = parse_target(target), {}
+    merged |= _validated({k: v for k, v in cli.items() if v is not None and v != () and v is not False}, None)
+    implicit, starttls = merged.pop("tls", False), merged.pop("starttls", False)
+    if implicit and starttls:
         raise ConfigError("--starttls and --tls exclude each other", key="--tls")
-    timeout = merged.get("timeout", 10.0)
-    check_timeout = float(merged.get("check_timeout", max(60.0, timeout * 6)))
-    for key in ("ca_file", "store_dir"):
-        exists = Path.is_file if key == "ca_file" else Path.is_dir
+    for key, exists in (("ca_file", Path.is_file), ("store_dir", Path.is_dir)):
         if merged.get(key) and not exists(Path(merged[key])):
             raise ConfigError(f"{merged[key]!r} does not exist", key=f"--{key.replace('_', '-')}")
-    ca_file, store_dir, helo = merged.get("ca_file"), merged.get("store_dir"), merged.get("helo")
-    opts = ConformOptions(
-        host=host,
-        port=port or DEFAULT_PORT,
-        tls="implicit" if merged.get("tls") else "starttls" if merged.get("starttls") else "none",
-        ca_file=ca_file,
-        insecure=bool(merged.get("insecure", False)),
-        user=merged.get("user"),
-        password=read_password(merged.get("password_file")),
-        rcpt=merged.get("rcpt"),
-        helo=helo or ConformOptions.helo,
-        sender=merged.get("sender"),
-        only=merged.get("only", ()),
-        skip=merged.get("skip", ()),
-        slow=bool(merged.get("slow", False)),
-        timeout=timeout,
-        check_timeout=check_timeout,
-        concurrency=merged.get("concurrency", 1),
-        json_path=merged.get("json_path"),
-        junit_path=merged.get("junit"),
-        transcript_dir=merged.get("transcript"),
-        store_dir=store_dir,
-        quiet=bool(merged.get("quiet", False)),
-        baseline=merged.get("baseline"),
-        expect=merged.get("expect", {}),
-    )
-    if merged.get("foreign_rcpt"):
-        opts.foreign_rcpt = merged["foreign_rcpt"]
-    return opts
+    merged["check_timeout"] = float(merged.get("check_timeout", max(60.0, merged.get("timeout", 10.0) * 6)))
+    tls = "implicit" if implicit else "starttls" if starttls else "none"
+    password = read_password(merged.pop("password_file", None))
+    options = {_FIELD_OF.get(k, k): v for k, v in merged.items() if v is not None}
+    return ConformOptions(host=host, port=port, tls=tls, password=password, **options)

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
-from smtpbench.config import shown, type_name
-from smtpbench.fields import Bool, Invalid, Table, Text, checker, key, number, text, whole
+from smtpbench.config import shown
+from smtpbench.fields import Bool, Invalid, Table, Text, checker, got, key, number, text, whole
 
 PASSWORD_ENV = "SMTPBENCH_PASSWORD"
 
@@ -25,7 +25,7 @@ def _mailbox(value: Any) -> str:
 def _names(value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a string or an array of strings")
+        raise got(value, "a string or an array of strings")
     return tuple(items)
 
 

@@ -59,7 +59,6 @@ class DeliveryConfig(Table):
             raise Invalid("only applies with listen (the delivery sink the run starts)", loc=("sink",))
         return self
 
-    def toml(self) -> dict[str, Any]:
-        """The table as written in a profile (no sink knobs without a sink)."""
-        skip = set() if self.listen is not None else {"sink"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+    def inapplicable(self) -> set[str]:
+        """No sink knobs without a sink."""
+        return set() if self.listen is not None else {"sink"}

@@ -56,18 +56,23 @@ from smtpbench.load.lifecycle import run_session
 from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.opening import opening_steps
 from smtpbench.load.profile import Profile, resolved_toml
+from smtpbench.load.proxy import Announcer
 from smtpbench.load.results import ResultsDir, new_run_id
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.load.session import Control, Session, watchdog, watchdog_period
 from smtpbench.load.settings import SessionSettings
 from smtpbench.load.sources import bind_addresses, family_of
 from smtpbench.load.split import Part, ShardPlan
+from smtpbench.load.tls_section import TlsOptions
+from smtpbench.load.tls_sessions import SavedSessions
 from smtpbench.load.trace import Tracer
+from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Interval, Recorder
 from smtpbench.metrics.summary import build_summary
 from smtpbench.metrics.thresholds import breached, evaluate
 from smtpbench.metrics.timeline import TimelineWriter
+from smtpbench.metrics.tlsstats import split_tls
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
 from smtpbench.report.progress import ProgressState, choose_mode, show_progress
@@ -118,6 +123,8 @@ class Engine:
         self.started_epoch = shard.start_at if shard and shard.start_at is not None else time.time()
         self.recorder = Recorder(self.started_epoch)
         self.settings = _settings(profile, host, port, self.part)
+        if self.settings.proxy is not None:
+            self.recorder.counters.proxy = ClientTally(profile.target.proxy_protocol)
         tracer = None
         if trace > 0:
             secrets = [secret for _, secret in self.settings.auth_credentials]
@@ -454,9 +461,12 @@ class Engine:
         """The summary document of what was measured so far, with the thresholds judged on it."""
         p = self.profile
         counters, usage = split_counts(self.recorder.counters.to_dict())
+        counters["counts"], tls = split_tls(counters["counts"], always=self.settings.tls != "none")
         if p.workload.model == "open":
             counters["counts"]["arrivals_dropped"] = self.arrivals_dropped
         extra: dict[str, Any] = {"status_reason": self.reason, **usage}
+        if tls is not None:
+            extra["tls"] = tls
         extra["unfinished"] = counters.pop("unfinished")
         extra["unfinished_min_wait_us"] = counters.pop("unfinished_min_wait_us")
         extra["generator"] = self.health.verdict(self.recorder.totals.get(LOOP_LAG))
@@ -484,11 +494,22 @@ class Engine:
         return doc
 
 
+def _embedded_sink_args(profile: Profile) -> list[str]:
+    """The embedded sink's options: [target.sink]'s knobs, and it speaks what the run speaks (LMTP, PROXY headers)."""
+    t = profile.target
+    return [
+        *t.sink.to_cli_args(),
+        *(["--lmtp"] if t.protocol == "lmtp" else []),
+        *(["--proxy-protocol"] if t.proxy_protocol != "none" else []),
+    ]
+
+
 def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
+    opts = t.tls_options or TlsOptions()
     if t.tls != "none":
-        ssl_context = client_context(t.ca_file, t.insecure)
+        ssl_context = client_context(t.ca_file, t.insecure, opts.min_version, opts.max_version)
     auth = t.auth
     return SessionSettings(
         host=host,
@@ -498,8 +519,11 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         pipelining=profile.smtp.pipelining,
         pipeline_data=profile.smtp.pipeline_data,
         chunking=profile.smtp.chunking,
+        lmtp=t.protocol == "lmtp",
         tls=t.tls,
         ssl_context=ssl_context,
+        sni=opts.sni,
+        tls_sessions=SavedSessions(opts.resume) if ssl_context is not None and opts.resume > 0 else None,
         auth_mechanism=auth.mechanism if auth else None,
         auth_credentials=tuple(auth.credentials()) if auth else (),
         messages_per_session=profile.workload.messages_per_session,
@@ -511,6 +535,7 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         # The sources' family: a target name is resolved in it (check_target_family did literals).
         family=family_of(t.source_addresses) if t.source_addresses else 0,
         sources=bind_addresses(t.source_addresses) if t.source_addresses else (),
+        proxy=Announcer(t.proxy_protocol, t.proxy_sources, part) if t.proxy_sources else None,
     )
 
 
@@ -543,7 +568,7 @@ def execute(
             from smtpbench.sink.embedded import EmbeddedSink
 
             try:
-                host, port = stack.enter_context(EmbeddedSink(profile.target.sink.to_cli_args()))
+                host, port = stack.enter_context(EmbeddedSink(_embedded_sink_args(profile)))
             except (OSError, RuntimeError) as exc:
                 raise RunError(f"could not start the embedded sink: {exc}") from None
         delivery = None

@@ -47,11 +47,13 @@ from smtpbench.config import shown
 from smtpbench.errors import ConfigError
 from smtpbench.load.profile import profile_from_dict
 from smtpbench.load.results import ResultsDir
+from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
 from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
 from smtpbench.metrics.summary import build_summary
 from smtpbench.metrics.thresholds import Threshold, evaluate
 from smtpbench.metrics.timeline import read_timeline
+from smtpbench.metrics.tlsstats import join_tls, split_tls
 from smtpbench.units import parse_duration
 
 
@@ -211,6 +213,11 @@ def read_part(path: Path) -> PartResult:
             f"{shown(str(path), 200)}: not a shard's results (no shard in summary.json)",
             hint="merge runs made with --shard I/N",
         )
+    if summary.get("proxy") is not None:
+        try:
+            ClientTally.from_dict(summary["proxy"])
+        except ValueError as exc:
+            raise ConfigError(f"{shown(str(path), 200)}: summary.json: {exc}") from None
     return PartResult(path, summary, base, intervals, profile_text, timeline)
 
 
@@ -259,12 +266,13 @@ def select_parts(parts: list[PartResult]) -> tuple[list[PartResult], list[PartRe
 
 def _counters(summary: dict[str, Any]) -> dict[str, Any]:
     return {
-        "counts": summary.get("counts", {}),
+        "counts": {**summary.get("counts", {}), **join_tls(summary.get("tls"))},
         "errors": summary.get("errors", {}),
         "replies": summary.get("replies", {}),
         "unexpected_replies": summary.get("unexpected_replies", {}),
         "unfinished": summary.get("unfinished", {}),
         "unfinished_min_wait_us": summary.get("unfinished_min_wait_us", {}),
+        "proxy": summary.get("proxy"),  # PROXY protocol clients: merged as a union
     }
 
 
@@ -428,6 +436,7 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     finally:
         results.close_hlog()  # and the timeline
     _, counters = merge_snapshots([{"histograms": {}, "counters": _counters(p.summary)} for p in parts])
+    counters["counts"], tls = split_tls(counters["counts"])
     status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     targets = sorted({str(p.summary.get("target", "")) for p in parts})
     summary = build_summary(
@@ -449,6 +458,7 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
             "generator": merged_generator(parts),
             "shards": [_part_record(p) for p in parts],
             "shards_missing": missing,
+            **({"tls": tls} if tls is not None else {}),
         },
     )
     reevaluate_thresholds(criteria, summary)

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, PlainSerializer, model_validator
 
-from smtpbench.config import shown, type_name
-from smtpbench.fields import Invalid, Table, apply, checker, choice, key, nested, number, template, whole
+from smtpbench.config import shown
+from smtpbench.fields import Invalid, Table, apply, checker, choice, got, key, nested, number, template, whole
 from smtpbench.load.sizes import FixedSize, SizeDistribution
 
 PLACEHOLDERS = ("n", "session", "rcpt", "worker")
@@ -53,7 +53,7 @@ _RESERVED_HEADERS = {"from": "message.from", "to": "message.to", "subject": "mes
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+        raise got(value, "a table")
     for name, field in value.items():
         if not _HEADER_NAME.fullmatch(name):
             raise Invalid(
@@ -62,7 +62,7 @@ def _headers(value: Any) -> dict[str, str]:
         if name.lower() in _RESERVED_HEADERS:
             raise Invalid("is set by smtpbench", hint=f"use {_RESERVED_HEADERS[name.lower()]}", loc=(name,))
         if not isinstance(field, str):
-            raise Invalid(f"got {type_name(field)} {shown(field)}", expected="a string", loc=(name,))
+            raise got(field, "a string").at(name)
         if "\r" in field or "\n" in field:
             raise Invalid("contains a line break", expected="a single-line value", loc=(name,))
     return dict(value)
@@ -106,10 +106,9 @@ class MixEntry(Table):
             self.attachment_size = DEFAULT_ATTACHMENT_SIZE
         return self
 
-    def toml(self) -> dict[str, Any]:
-        """The entry as written in a profile (attachment keys only for attachments)."""
-        skip = set() if self.kind == "attachment" else {"attachment_size", "attachments"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+    def inapplicable(self) -> set[str]:
+        """Attachment keys but for attachments."""
+        return set() if self.kind == "attachment" else {"attachment_size", "attachments"}
 
 
 _NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
@@ -118,7 +117,7 @@ _NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
 def _notify(value: Any) -> str:
     expected = 'NEVER, or a comma-separated list of SUCCESS, FAILURE, DELAY (e.g. "FAILURE,DELAY")'
     if not isinstance(value, str):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected=expected)
+        raise got(value, expected)
     words = [w.strip().upper() for w in value.split(",")]
     if words == ["NEVER"]:
         return "NEVER"
@@ -148,7 +147,7 @@ class DsnConfig(Table):
 def _corpus(value: Any) -> str:
     expected = "a folder of .eml files, an mbox file or a Maildir"
     if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected=expected)
+        raise got(value, expected)
     if not Path(value).exists():
         raise Invalid(f"{shown(value, 80)} not found", expected=expected)
     return value
@@ -229,12 +228,14 @@ class MessageConfig(Table):
         """Most recipients of a message."""
         return self.recipients[1]
 
+    def inapplicable(self) -> set[str]:
+        """An empty mix and rewrite; with a corpus, the keys of generated messages."""
+        skip = {name for name in ("mix", "rewrite") if not getattr(self, name)}
+        return skip | ({"size", "variants", "subject", "headers"} if self.corpus is not None else set())
+
     def toml(self) -> dict[str, Any]:
         """The table as written in a profile; an empty mix and rewrite are left out."""
-        skip = {name for name in ("mix", "rewrite") if not getattr(self, name)}
-        if self.corpus is not None:
-            skip |= {"size", "variants", "subject", "headers"}
-        data = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=skip)
+        data = super().toml()
         if self.mix:
             data["mix"] = [entry.toml() for entry in self.mix]
         return data

@@ -1,23 +1,15 @@
 """Load profiles: the TOML schema (pydantic models), overrides and the resolved dump.
 
-A profile is a TOML file; :func:`load_profile` reads it, applies command-line
-overrides (``--set KEY=VALUE``, then ``--target``, ``--duration``,
-``--results-dir``), validates every key and returns a :class:`Profile`.  Every
-problem raises :class:`~smtpbench.errors.ConfigError` naming the file (and the
-option that set the value), the key path and what was expected; unknown
-sections and keys get a "did you mean".  :func:`resolved_toml` writes the
-profile back with every default filled in (including the random seed actually
-used) and secrets redacted, so that a run can be reproduced.
+:func:`load_profile` reads a profile, applies the command-line overrides (each ``--set KEY=VALUE`` in order, then
+``--target HOST:PORT``, which also sets ``embedded = false`` and drops ``[target.sink]``, ``--duration``,
+``--results-dir``, ``--metrics-port`` and ``--threshold``) and validates every key into a :class:`Profile`.  Every
+problem is a one-line ConfigError naming the file (and the option that set the value), the key path and what was
+expected, with a "did you mean" for misspelt keys and sections.  :func:`resolved_toml` writes the profile back
+with every default filled in (the seed used too) and secrets redacted, so that a run can be reproduced.
 
-The models (here, in :mod:`smtpbench.load.sections` and :mod:`smtpbench.load.message_section`) are the one source of truth: ``smtpbench schema`` prints their
-JSON Schema (``profiles/profile.schema.json``), from which the README's profile
-reference is generated.  To add a key or a section, see
-:mod:`smtpbench.load.sections`; a new section is also a field of
+The models (here, in :mod:`smtpbench.load.sections` and :mod:`smtpbench.load.message_section`) are the one source
+of truth of ``smtpbench schema`` and of the README's profile reference; a new section is a field of
 :class:`ProfileFile` and of :class:`Profile`.
-
-Precedence: the file, then each ``--set`` in order, then ``--target HOST:PORT``
-(which also sets ``embedded = false`` and drops ``[target.sink]``),
-``--duration`` and ``--results-dir``.
 """
 
 from __future__ import annotations
@@ -33,7 +25,7 @@ from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml
 from smtpbench.conform.section import ConformSection
 from smtpbench.delivery.config import DeliveryConfig
 from smtpbench.errors import ConfigError
-from smtpbench.fields import Invalid, Table, checker, config_error, key, nested
+from smtpbench.fields import Invalid, Table, checker, config_error, got, key, nested
 from smtpbench.load.message_section import DsnConfig, MessageConfig, MixEntry  # noqa: F401
 from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names of the profile)
     AuthConfig,
@@ -56,14 +48,14 @@ def _conform(value: Any) -> dict[str, Any]:
 
 def _thresholds(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise Invalid(f"got {type_name(value)} {shown(value)}", expected="a table")
+        raise got(value, "a table")
     for metric, spec in value.items():
         for i, one in enumerate(spec if isinstance(spec, list) else [spec]):
             try:
                 parse_threshold(metric, one, key="")
             except ConfigError as exc:
-                loc: tuple[str | int, ...] = (metric, i) if isinstance(spec, list) else (metric,)
-                raise Invalid(exc.problem, expected=exc.expected, hint=exc.hint, loc=loc) from None
+                where = (metric, i) if isinstance(spec, list) else (metric,)
+                raise Invalid(exc.problem, expected=exc.expected, hint=exc.hint).at(*where) from None
     return dict(value)
 
 
@@ -148,82 +140,62 @@ def load_profile(
 ) -> Profile:
     """Read, override and validate the profile at ``path``.
 
-    ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then
-    ``target`` (``HOST:PORT``, ``[::1]:25``) switches to an external server,
-    ``duration`` replaces ``workload.duration`` and ``results_dir`` replaces
-    ``output.results_dir``; each of ``thresholds`` (``--threshold
-    'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  ``metrics_port`` (``--metrics-port``) sets ``output.metrics_port``.  Guarantees a fully validated Profile, or raises
-    ConfigError whose one-line message names the file (and the option that
-    set the value, if any), the key path and what was expected.
+    ``overrides`` are ``--set KEY=VALUE`` assignments applied in order; then ``target`` (``HOST:PORT``,
+    ``[::1]:25``) switches to an external server, ``duration``, ``results_dir`` and ``metrics_port`` replace
+    ``workload.duration``, ``output.results_dir`` and ``output.metrics_port``, and each of ``thresholds``
+    (``--threshold 'transaction.p99<250ms'``) adds a condition to ``[thresholds]``.  Guarantees a fully
+    validated Profile, or raises ConfigError whose one-line message names the file (and the option that set
+    the value, if any), the key path and what was expected.
     """
     data = load_toml(path)
     origins: dict[str, str] = {}
+
+    def put(table: str, origin: str, **values: Any) -> None:
+        found = data.setdefault(table, {})
+        if not isinstance(found, dict):
+            raise ConfigError(f"got {type_name(found)} {shown(found)}", file=path, key=table, expected="a table")
+        found.update(values)
+        origins.update({f"{table}.{name}": origin for name in values})
+
     for assignment in overrides:
         try:
             parts = apply_override(data, assignment)
         except ConfigError as exc:
-            raise _with_file(exc, path) from None
+            exc.file = exc.file or path
+            raise
         key = ".".join(parts)
         # Never echo a secret back in an error message.
-        shown_value = "***" if is_secret_key(parts[-1]) else assignment.partition("=")[2].strip()
-        origins[key] = f"--set {key}={shown_value}"
+        origins[key] = f"--set {key}={'***' if is_secret_key(parts[-1]) else assignment.partition('=')[2].strip()}"
     if target is not None:
         host, port = parse_target(target)
-        table = _ensure_table(data, "target", path)
-        table.update(host=host, port=port, embedded=False)
-        table.pop("sink", None)
-        for key in ("target.host", "target.port", "target.embedded"):
-            origins[key] = f"--target {target}"
+        put("target", f"--target {target}", host=host, port=port, embedded=False)
+        data["target"].pop("sink", None)
     if duration is not None:
-        _ensure_table(data, "workload", path)["duration"] = duration
-        origins["workload.duration"] = f"--duration {duration}"
+        put("workload", f"--duration {duration}", duration=duration)
     if results_dir is not None:
-        _ensure_table(data, "output", path)["results_dir"] = results_dir
-        origins["output.results_dir"] = f"--results-dir {results_dir}"
+        put("output", f"--results-dir {results_dir}", results_dir=results_dir)
     if metrics_port is not None:
         # A number is validated as the port it is; anything else is refused by the schema as written.
-        number = metrics_port.strip()
-        _ensure_table(data, "output", path)["metrics_port"] = (
-            int(number) if number.isascii() and number.isdigit() else metrics_port
-        )
-        origins["output.metrics_port"] = f"--metrics-port {plain(metrics_port, 40)}"
+        port_text = metrics_port.strip()
+        value = int(port_text) if port_text.isascii() and port_text.isdigit() else metrics_port
+        put("output", f"--metrics-port {plain(metrics_port, 40)}", metrics_port=value)
     for text in thresholds:
         criterion = parse_cli_threshold(text)
-        table = _ensure_table(data, "thresholds", path)
-        given = table.get(criterion.metric)
-        table[criterion.metric] = [
-            *(given if isinstance(given, list) else [given] if given else []),
-            criterion.condition,
-        ]
-        origins[f"thresholds.{criterion.metric}"] = f"--threshold {text}"
+        put("thresholds", f"--threshold {text}")  # the table, ready to extend
+        given = data["thresholds"].get(criterion.metric)
+        conditions = [*(given if isinstance(given, list) else [given] if given else []), criterion.condition]
+        put("thresholds", f"--threshold {text}", **{criterion.metric: conditions})
     try:
         return profile_from_dict(data, path)
     except ConfigError as exc:
-        origin = _origin_of(exc.key, origins)
-        if origin is not None:
-            exc.file = f"{path} ({plain(origin, 80)})"
+        key = exc.key or ""
+        hits = [
+            o
+            for k, o in origins.items()
+            if key and (key == k or key.startswith((k + ".", k + "[")) or k.startswith(key + "."))
+        ]
+        exc.file = f"{path} ({plain(hits[0], 80)})" if hits else exc.file
         raise
-
-
-def _with_file(exc: ConfigError, path: str) -> ConfigError:
-    exc.file = exc.file or path
-    return exc
-
-
-def _origin_of(key: str | None, origins: dict[str, str]) -> str | None:
-    if not key:
-        return None
-    for set_key, origin in origins.items():
-        if key == set_key or key.startswith((set_key + ".", set_key + "[")) or set_key.startswith(key + "."):
-            return origin
-    return None
-
-
-def _ensure_table(data: dict[str, Any], name: str, path: str) -> dict[str, Any]:
-    table = data.setdefault(name, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"got {type_name(table)} {shown(table)}", file=path, key=name, expected="a table")
-    return table
 
 
 def parse_target(text: str) -> tuple[str, int]:
@@ -250,13 +222,9 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     Loading this dict back (:func:`profile_from_dict`) gives an equal profile
     (apart from ``path`` and ``raw``).  Secrets are not redacted here.
     """
-    plain_tables = ("conform", "thresholds")
-    data = {
-        name: getattr(profile, name).toml()
-        for name in SECTIONS
-        if name not in plain_tables and getattr(profile, name) is not None
-    }
-    return {**data, **{name: copy.deepcopy(getattr(profile, name)) for name in plain_tables}}
+    tables = {name: getattr(profile, name) for name in SECTIONS}
+    data = {name: table.toml() for name, table in tables.items() if isinstance(table, Table)}
+    return data | {name: copy.deepcopy(table) for name, table in tables.items() if isinstance(table, dict)}
 
 
 def resolved_toml(profile: Profile) -> str:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import MessageExtensions
 from smtpbench.load.messages import AddressTemplate
+
+if TYPE_CHECKING:  # built by the engine from the profile (smtpbench.load.proxy imports pydantic)
+    from smtpbench.load.proxy import Announcer
+    from smtpbench.load.tls_sessions import SavedSessions
 
 
 @dataclass
@@ -27,6 +32,10 @@ class SessionSettings:
     pipeline_data: bool = True  # message data in the same write as the next envelope
     tls: str = "none"  # none | starttls | implicit
     ssl_context: ssl.SSLContext | None = None
+    #: The name sent as SNI and verified: None for target.host, "" for none ([target.tls_options] sni).
+    sni: str | None = None
+    #: TLS sessions saved for resumption ([target.tls_options] resume > 0), else None.
+    tls_sessions: SavedSessions | None = None
     auth_mechanism: str | None = None
     #: (user, password or token) pairs; a session uses one (smtpbench.load.auth.account).
     auth_credentials: tuple[tuple[str, str], ...] = ()
@@ -37,6 +46,8 @@ class SessionSettings:
     recipient: AddressTemplate = field(default_factory=lambda: AddressTemplate("user@example.test"))
     think_time: float = 0.0  # pause between the messages of a session
     chunking: str = "off"  # RFC 3030 BDAT: auto | on | off
+    #: LMTP (RFC 2033) instead of SMTP: LHLO, and one reply per accepted recipient after the data.
+    lmtp: bool = False
     extensions: MessageExtensions = field(default_factory=MessageExtensions)
     #: Stamps each message with its id (X-Smtpbench-Id, Message-ID); the run's own in the engine.
     ids: MessageIds = field(default_factory=lambda: MessageIds("run"))
@@ -46,3 +57,5 @@ class SessionSettings:
     sockaddr: tuple[str, int] | tuple[str, int, int, int] | None = None
     #: Local addresses to bind, taken round-robin by session number (empty: the kernel's choice).
     sources: tuple[tuple[str, int], ...] = ()
+    #: The PROXY protocol header each session sends right after connect (None: target.proxy_protocol = "none").
+    proxy: Announcer | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import trio
 
 from smtpbench.load.extensions import UNSUPPORTED, Pool
+from smtpbench.load.lmtp import bdat_last, data_end_replies, replies_due
 from smtpbench.load.messages import RenderedMessage
 from smtpbench.load.session import Control, Session, perf
 from smtpbench.protocol import commands
@@ -58,36 +59,44 @@ _PHASES = {
 _BODY_VERBS = ("DATA", "BDAT", "BDAT_LAST")
 
 
-async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: bool) -> bool:
+async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: bool, lmtp_bdat: bool = False) -> bool:
     """Await the envelope's replies (sending it command by command unless ``sent``).
 
     True when DATA got its 354 (or BDAT ... LAST its 250).  Otherwise the message is counted as
-    rejected, by the kind of its first refusal, and an open transaction is reset.
+    rejected, by the kind of its first refusal, and an open transaction is reset.  ``lmtp_bdat``:
+    BDAT over LMTP, whose ``BDAT ... LAST`` gets one reply per accepted recipient (smtpbench.load.lmtp).
     """
     conn = s.conn
     assert conn is not None
     rec = s.recorder
     counts = rec.counters.counts
-    refusal = 0  # the first refusal's code: it classifies a message that is not sent
     replies: list[tuple[str, Reply]] = []
-    ready = conn.ready
-    for verb, line in cmds:
-        if sent:
+    if sent:
+        ready = conn.ready
+        for verb, _ in cmds[:-1] if lmtp_bdat else cmds:
             phase, timeout_key = _PHASES[verb]
             s.phase = phase
-            reply = (s.take(phase) if ready else await s.reply(phase, timeout_key))[1]
-        else:
+            # A reply already parsed (the group's later ones usually are) is taken without an await.
+            replies.append((verb, (s.take(phase) if ready else await s.reply(phase, timeout_key))[1]))
+        if lmtp_bdat:
+            replies.append(("BDAT_LAST", await data_end_replies(s, replies_due(conn.protocol))))
+    else:
+        for verb, line in cmds:
             if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
                 break  # all recipients refused: DATA or BDAT would be pointless (and 503)
-            reply = await s.command(verb, line, *_PHASES[verb])
-        replies.append((verb, reply))
-        if reply.code >= 400:
-            if not refusal:
-                refusal = reply.code
-            if verb == "RCPT":
-                counts["recipients_rejected"] += 1
-            elif not sent:
+            if lmtp_bdat and verb == "BDAT_LAST":
+                reply = await bdat_last(s, line)
+            else:
+                reply = await s.command(verb, line, *_PHASES[verb])
+            replies.append((verb, reply))
+            if reply.code >= 400 and verb != "RCPT":
                 break
+    refusal = 0  # the first refusal's code: it classifies a message that is not sent
+    for verb, reply in replies:
+        if verb == "RCPT" and reply.code >= 400:
+            counts["recipients_rejected"] += 1
+        if reply.code >= 400 and not refusal:
+            refusal = reply.code
     if replies and replies[-1][0] == "BDAT_LAST":
         counts["transfer.bdat"] += 1  # every chunk was sent (and answered)
         if replies[-1][1].code < 400:
@@ -130,6 +139,9 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
     ext = st.extensions
     ids = st.ids
     tracker = st.tracker
+    lmtp = st.lmtp
+    lmtp_bdat = lmtp and s.bdat
+    due = 1  # LMTP: replies the current message's final dot gets
     left = st.messages_per_session - 1
     message_no = control.claim_message(first=True)
     cmds: list[tuple[str, bytes]] | None = None  # an envelope already on the wire
@@ -160,7 +172,7 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
         assert sent is not None
         if s.bdat and tracker is not None:  # the data goes with the envelope (pipelined or not)
             tracker.sent(message_no, len(cmds) - 2 - len(sent.bdat), s.started)
-        accepted = await _envelope_replies(s, cmds, s.pipelined)
+        accepted = await _envelope_replies(s, cmds, s.pipelined, lmtp_bdat)
         n_rcpt = len(cmds) - 2
         cmds = None
         following = -1
@@ -177,6 +189,8 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
                 if lag_us is not None:
                     rec.record("corrected.transaction", int((end - start) * 1_000_000) + lag_us)
         elif accepted:
+            if lmtp:  # one reply per accepted RCPT will come (RFC 2033 4.2): counted before anything else is sent
+                due = replies_due(conn.protocol)
             wire = ids.stamp(message_no, sent.wire)
             s.arm(st.timeouts["data_block"])
             s.phase = "data_end"
@@ -197,7 +211,10 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
             counts["bytes_sent"] += sent.size + len(wire) - len(sent.wire)
             if tracker is not None:
                 tracker.sent(message_no, n_rcpt, s.started)
-            _, reply = await s.reply("data_end", "data_end")
+            if lmtp:
+                reply = await data_end_replies(s, due)
+            else:
+                _, reply = await s.reply("data_end", "data_end")
             end = s.mark
             if tracker is not None:
                 tracker.replied(message_no, reply.code < 400, end)

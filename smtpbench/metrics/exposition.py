@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from smtpbench.errors import RunError
+from smtpbench.metrics import tlsstats
 from smtpbench.metrics.recorder import Counters, Interval
 from smtpbench.metrics.thresholds import ERROR_KINDS, Threshold
 
@@ -195,6 +196,12 @@ class LiveMetrics:
         families.append(ended)
         counter("smtpbench_sessions_late", "Open model: sessions started over 10 ms late.", counts["sessions_late"])
         counter("smtpbench_sessions_capped", "Open model: arrivals held by max_in_flight.", counts["sessions_capped"])
+        handshakes = CounterMetricFamily(
+            "smtpbench_tls_handshakes", "TLS handshakes, full or resumed (summary.json tls).", labels=["handshake"]
+        )
+        for kind, tag in (("full", tlsstats.FULL), ("resumed", tlsstats.RESUMED)):
+            handshakes.add_metric([kind], counts[tag])
+        families.append(handshakes)
         errors = CounterMetricFamily("smtpbench_errors", "Errors by kind (net.errors.classify).", labels=["kind"])
         for kind in sorted(set(ERROR_KINDS) | set(c.errors)):
             errors.add_metric([kind], c.errors[kind])

@@ -10,14 +10,18 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from smtpbench.metrics import tlsstats
 from smtpbench.metrics.hgrm import mean_and_stddev, values_at_percentiles
+from smtpbench.metrics.recorder import new_histogram
 
 SCHEMA_VERSION = 1
 
 #: Service phases in the order a session goes through them (others follow, sorted).
 PHASE_ORDER = (
     "connect",
-    "tls",
+    tlsstats.COMBINED,
+    tlsstats.FULL,
+    tlsstats.RESUMED,
     "banner",
     "ehlo",
     "starttls",
@@ -61,6 +65,17 @@ def phase_stats(h: HdrHistogram) -> dict[str, Any]:
     }
 
 
+def _combined(histograms: dict[str, HdrHistogram]) -> dict[str, HdrHistogram]:
+    """``histograms`` plus the ``tls`` phase of every handshake: ``tls.full`` and ``tls.resumed`` added together."""
+    parts = [histograms[t] for t in (tlsstats.FULL, tlsstats.RESUMED) if t in histograms]
+    if not parts or tlsstats.COMBINED in histograms:
+        return histograms
+    both = new_histogram()
+    for h in parts:
+        both.add(h)
+    return {**histograms, tlsstats.COMBINED: both}
+
+
 def _ordered(tags: list[str]) -> list[str]:
     known = [t for t in PHASE_ORDER if t in tags]
     return known + sorted(t for t in tags if t not in PHASE_ORDER)
@@ -100,6 +115,7 @@ def build_summary(
     if "arrivals_dropped" in counts:
         counts["arrivals_intended"] = counts["sessions_started"] + counts["arrivals_dropped"]
     elapsed = max(elapsed_s, 1e-9)
+    histograms = _combined(histograms)
     service = [t for t in histograms if not t.startswith((CORRECTED_PREFIX, GENERATOR_PREFIX)) and t != SCHEDULE_LAG]
     corrected = sorted(t for t in histograms if t.startswith(CORRECTED_PREFIX))
     doc: dict[str, Any] = {
@@ -125,6 +141,8 @@ def build_summary(
         doc["corrected"] = {t[len(CORRECTED_PREFIX) :]: phase_stats(histograms[t]) for t in corrected}
         lag = histograms.get(SCHEDULE_LAG)
         doc["schedule_lag"] = phase_stats(lag) if lag is not None else {"count": 0}
+    if counters.get("proxy") is not None:
+        doc["proxy"] = counters["proxy"]
     if extra:
         doc.update(extra)
     return doc

@@ -42,6 +42,9 @@ COUNT_NAMES = (
     "messages_failed",
     "messages_unfinished",
     "recipients_rejected",
+    "recipients_delivered",  # LMTP
+    "recipients_failed",  # LMTP
+    "messages_partial",  # LMTP
     "bytes_sent",
     "errors",
 )

@@ -156,15 +156,28 @@ class SMTPConnection:
         while not ready:
             ready.extend(self.protocol.receive(await self.receive_raw()))
 
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        timeout: float,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
         """Upgrade to TLS after a 220 to STARTTLS (or at once, for implicit TLS).
 
         Bytes already buffered from the plaintext side are discarded first
         (RFC 3207 4.2; the CVE-2011-0411 class of injection).
+        ``server_hostname`` is sent as SNI (unless an IP address) and the
+        certificate verified against it.  ``session`` (one saved from an
+        earlier connection over ``context``) is offered for resumption: the
+        server may take it or do a full handshake (see ``session_reused``).
         """
         self.protocol.parser = ReplyParser(self.protocol.parser.max_line, self.protocol.parser.max_reply)
         self.ready.clear()
         tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname, https_compatible=False)
+        if session is not None:
+            # trio forwards this to its SSLObject; it must be set before the handshake.
+            tls.session = session
         try:
             with trio.fail_after(timeout):
                 await tls.do_handshake()

@@ -37,6 +37,11 @@ def ehlo(domain: str) -> bytes:
     return command("EHLO", domain)
 
 
+def lhlo(domain: str) -> bytes:
+    """``LHLO domain`` (LMTP's EHLO, RFC 2033 4.1)."""
+    return command("LHLO", domain)
+
+
 def helo(domain: str) -> bytes:
     """``HELO domain``."""
     return command("HELO", domain)

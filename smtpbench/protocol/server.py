@@ -44,6 +44,7 @@ from smtpbench.protocol.server_state import (
     R_NEED_EHLO,
     R_NO_ARGS,
     R_NOT_IMPL,
+    R_NOT_LMTP,
     R_OK,
     R_TOO_LONG,
     R_UNKNOWN,
@@ -197,15 +198,25 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
             self.out.append(R_NOT_IMPL)
 
     def ehlo(self, arg: str) -> None:
-        """Answer ``EHLO domain``: reset the session and list the extensions offered now."""
+        """Answer ``EHLO domain``: reset the session and list the extensions offered now (500 in LMTP)."""
         self._hello(arg, "EHLO")
 
     def helo(self, arg: str) -> None:
-        """Answer ``HELO domain``: reset the session, no extensions."""
+        """Answer ``HELO domain``: reset the session, no extensions (500 in LMTP)."""
         self._hello(arg, "HELO")
+
+    def lhlo(self, arg: str) -> None:
+        """Answer ``LHLO domain`` as EHLO in an LMTP session (RFC 2033 4.1); an SMTP session does not know it."""
+        if not self.lmtp:
+            self.bad_command(R_UNKNOWN)
+            return
+        self._hello(arg, "LHLO")
 
     def _hello(self, arg: str, verb: str) -> None:
         quirks = self.quirks
+        if self.lmtp and verb != "LHLO":
+            self.bad_command(R_NOT_LMTP)
+            return
         if self.paced:
             self.on_phase("ehlo")
         words = arg.split()
@@ -220,7 +231,7 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
             self.reset_transaction()
         self.greeted = verb
         self.helo_name = name
-        if verb == "EHLO" or (quirks and "E-01" in quirks):
+        if verb != "HELO" or (quirks and "E-01" in quirks):
             self.out.append(self.ehlo_reply(name))
         else:
             self.out.append(f"250 {self.config.hostname}\r\n".encode())
@@ -304,6 +315,7 @@ class ServerConnection(EnvelopeMixin, DataMixin, AuthMixin):
 HANDLERS: dict[str, Callable[[ServerConnection, str], None]] = {
     "EHLO": ServerConnection.ehlo,
     "HELO": ServerConnection.helo,
+    "LHLO": ServerConnection.lhlo,
     "MAIL": ServerConnection.mail,
     "RCPT": ServerConnection.rcpt,
     "DATA": ServerConnection.data,

@@ -42,6 +42,7 @@ R_RCPT_OK = b"250 2.1.5 Recipient OK\r\n"
 R_OK = b"250 2.0.0 OK\r\n"
 R_354 = b"354 End data with <CR><LF>.<CR><LF>\r\n"
 R_NEED_EHLO = b"503 5.5.1 Error: send EHLO or HELO first\r\n"
+R_NOT_LMTP = b"500 5.5.1 Error: this is an LMTP server: LHLO, not EHLO or HELO (RFC 2033)\r\n"
 R_NEED_MAIL = b"503 5.5.1 Error: need MAIL command\r\n"
 R_NESTED = b"503 5.5.1 Error: nested MAIL command\r\n"
 R_NO_RCPT = b"554 5.5.1 Error: no valid recipients\r\n"
@@ -95,6 +96,9 @@ class ServerCounters:
     messages_rejected_perm: int = 0
     recipients_accepted: int = 0
     recipients_rejected: int = 0
+    #: LMTP: recipients the message was delivered to / refused for, by their reply after the data.
+    recipients_delivered: int = 0
+    recipients_failed: int = 0
     bytes_received: int = 0
     auth_successes: int = 0
     auth_failures: int = 0
@@ -145,6 +149,8 @@ class ServerState:
     paced = False
     #: Whether :meth:`drop_now`, :meth:`rcpt_refusal` and :meth:`data_refusal` are consulted.
     chancy = False
+    #: An LMTP session (RFC 2033; smtpbench.protocol.server_lmtp): LHLO instead of EHLO/HELO.
+    lmtp = False
 
     def __init__(
         self,
@@ -226,6 +232,10 @@ class ServerState:
 
     def data_refusal(self) -> bytes | None:
         """Called (only when ``chancy``) for an acceptable message; a reply refuses it instead."""
+        return None
+
+    def delivery_refusal(self) -> bytes | None:
+        """Called (only when ``chancy``, in LMTP) for each recipient of a complete message; a reply refuses it."""
         return None
 
     def message_accepted(self, content: bytes | None, via: str) -> str:

@@ -74,6 +74,7 @@ TRANSITIONS: dict[tuple[State, str], tuple[State, State]] = {
 for _s in _SESSION:
     TRANSITIONS[(_s, "EHLO")] = (S.READY, _s)
     TRANSITIONS[(_s, "HELO")] = (S.READY, _s)
+    TRANSITIONS[(_s, "LHLO")] = (S.READY, _s)  # LMTP (RFC 2033 4.1): smtpbench.protocol.lmtp
     TRANSITIONS[(_s, "QUIT")] = (S.CLOSED, S.CLOSED)
     for _v in _NEUTRAL:
         TRANSITIONS[(_s, _v)] = (_s, _s)

@@ -79,6 +79,12 @@ def print_summary(summary: dict[str, Any], results_dir: str, console: Console | 
         f"{c['errors']:,} errors",
         markup=False,
     )
+    if "recipients_delivered" in c or "recipients_failed" in c:  # an LMTP run: the per-recipient replies
+        console.print(
+            f"LMTP: {c.get('recipients_delivered', 0):,} recipients delivered, {c.get('recipients_failed', 0):,} "
+            f"failed after the data ({c.get('messages_partial', 0):,} messages only partly delivered)",
+            markup=False,
+        )
     table = Table(title="latency (ms)")
     for col in ("phase", "count", "min", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(col, justify="left" if col == "phase" else "right")

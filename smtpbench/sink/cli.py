@@ -90,7 +90,13 @@ def sink_command(
     idle_timeout: str = typer.Option("300s", "--idle-timeout", help="Idle time before 421 and close."),
     store: Path | None = typer.Option(None, "--store", help="Write each accepted message as ID.eml + ID.json here."),
     stats_file: Path | None = typer.Option(None, "--stats-file", help="Write the stats as JSON here on exit."),
+    lmtp: bool = typer.Option(
+        False, "--lmtp", help="Speak LMTP (RFC 2033): LHLO, one reply per recipient after the data."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the listening and the final stats line."),
+    proxy_protocol: bool = typer.Option(
+        False, "--proxy-protocol", help="Every connection starts with a PROXY header (v1 or v2); its client counts."
+    ),
 ) -> None:
     """Run the sink until SIGINT or SIGTERM."""
     try:
@@ -127,7 +133,9 @@ def sink_command(
             pause_at=None if pause_at is None else parse_duration(pause_at, "--pause-at"),
             pause_for=parse_duration(pause_for, "--pause-for"),
             seed=seed,
+            lmtp=lmtp,
             faults=validate_faults(fault),
+            proxy_protocol=proxy_protocol,
         )
         if not 0 <= port <= 65535:
             raise ConfigError(f"port {port} out of range", key="--port", expected="0..65535")

@@ -62,7 +62,11 @@ class SinkConfig:
     pause_at: float | None = None
     pause_for: float = 0.0
     seed: int | None = None
+    #: Speak LMTP (RFC 2033) instead of SMTP: LHLO, one reply per recipient after the data.
+    lmtp: bool = False
     faults: frozenset[str] = frozenset()
+    #: Every connection must start with a PROXY protocol header (v1 or v2); its client is the client.
+    proxy_protocol: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no sink can run with."""

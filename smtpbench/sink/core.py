@@ -61,7 +61,7 @@ class SinkCore:
             local_domains=self._local_domains(config, host),
         )
         banner_host = "*" * 32 if "C-01" in config.faults else config.hostname
-        self.greeting = f"220 {banner_host} ESMTP smtpbench-sink\r\n".encode()
+        self.greeting = f"220 {banner_host} {'LMTP' if config.lmtp else 'ESMTP'} smtpbench-sink\r\n".encode()
         self._ids = count(1)
         self._conn_numbers = count(0)
         if config.store_dir is not None:

@@ -15,6 +15,7 @@ import random
 from email.utils import formatdate
 
 from smtpbench.protocol.server import ServerConnection
+from smtpbench.protocol.server_lmtp import LMTPMixin
 from smtpbench.sink.core import SinkCore
 from smtpbench.sink.model import StoredMessage
 
@@ -82,6 +83,11 @@ class SinkConnection(ServerConnection):
             return R_DATA_PERM
         return None
 
+    def delivery_refusal(self) -> bytes | None:
+        """LMTP: draw the message refusal knobs (451 / 554) for one recipient; the server role counts it."""
+        kind = self._draw(self.sink_config.reject_data_temp, self.sink_config.reject_data_perm)
+        return None if not kind else R_DATA_TEMP if kind == 1 else R_DATA_PERM
+
     def message_accepted(self, content: bytes | None, via: str) -> str:
         """Number the message and, when content is kept, deliver it."""
         mid = self.core.next_id()
@@ -97,7 +103,8 @@ class SinkConnection(ServerConnection):
         if faults and "B-01" in faults:
             content = bytes(b & 0x7F for b in content)
         if not (faults and "D-01" in faults):
-            proto = ("ESMTP" if self.greeted == "EHLO" else "SMTP") + ("S" if self.tls else "")
+            # RFC 3848's names: ESMTP, LMTP, then S for TLS and A for AUTH.
+            proto = {"EHLO": "ESMTP", "LHLO": "LMTP"}.get(self.greeted or "", "SMTP") + ("S" if self.tls else "")
             proto += "A" if self.auth_user else ""
             trace = (
                 f"Received: from {self.helo_name or 'unknown'} ({self.peer_literal})\r\n"
@@ -119,3 +126,7 @@ class SinkConnection(ServerConnection):
                 mail_params=dict(self.mail_params),
             )
         )
+
+
+class LMTPSinkConnection(LMTPMixin, SinkConnection):
+    """A sink connection speaking LMTP (``smtpbench sink --lmtp``): per-recipient replies, knobs per recipient."""

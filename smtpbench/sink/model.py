@@ -26,12 +26,17 @@ class SinkStats(ServerCounters):
     disconnects_injected: int = 0
     aborted_sessions: int = 0
     tls_handshakes: int = 0
+    #: Of those, abbreviated handshakes that resumed an earlier TLS session (ticket or session id).
+    tls_resumed: int = 0
     tls_failures: int = 0
     internal_errors: int = 0
     #: Connections per client IP address (at most MAX_CLIENT_ADDRESSES keys, then OTHER_CLIENTS).
     client_addresses: dict[str, int] = field(default_factory=dict)
     #: Accepted with 250, then dropped (the blackhole knob); included in messages_accepted.
     messages_blackholed: int = 0
+    #: With --proxy-protocol: connections whose PROXY header was read, and those refused without a valid one.
+    proxy_headers: int = 0
+    proxy_refused: int = 0
 
     def count_client(self, ip: str) -> None:
         """Count one connection from ``ip`` (bounded: see :data:`MAX_CLIENT_ADDRESSES`)."""

@@ -13,6 +13,7 @@ import trio
 
 from smtpbench.sink.config import SinkConfig
 from smtpbench.sink.core import SinkCore
+from smtpbench.sink.proxy import client_of
 from smtpbench.sink.session import Session
 
 
@@ -20,8 +21,17 @@ class SinkServer(SinkCore):
     """A running sink: ``host``/``port`` it listens on, ``stats``, ``messages`` (when stored)."""
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one accepted connection."""
-        await Session(self, stream, self.next_connection()).run()
+        """Serve one accepted connection (with --proxy-protocol: once its PROXY header is read)."""
+        peer = None
+        if self.config.proxy_protocol:
+            try:
+                peer = await client_of(stream, self.stats)
+            finally:
+                if peer is None:  # refused, or the sink stops meanwhile
+                    await trio.aclose_forcefully(stream)
+            if peer is None:
+                return
+        await Session(self, stream, self.next_connection(), peer).run()
 
 
 async def serve(config: SinkConfig, *, task_status: trio.TaskStatus[SinkServer] = trio.TASK_STATUS_IGNORED) -> None:

@@ -29,25 +29,27 @@ import trio
 from smtpbench.net.fdio import RECEIVE_SIZE, receive_some, send_all
 from smtpbench.protocol.server_state import DATA
 from smtpbench.sink.core import SinkCore
-from smtpbench.sink.knobs import SinkConnection
+from smtpbench.sink.knobs import LMTPSinkConnection, SinkConnection
 
 
 class Session:
     """One connection; :meth:`run` serves it until QUIT, EOF, timeout or cancellation."""
 
-    def __init__(self, core: SinkCore, stream: trio.SocketStream, conn_no: int) -> None:
+    def __init__(self, core: SinkCore, stream: trio.SocketStream, conn_no: int, peer_ip: str | None = None) -> None:
+        """``peer_ip``: the client as a PROXY header announced it (:mod:`smtpbench.sink.proxy`); default the peer's."""
         cfg = core.config
         self.core = core
         self.cfg = cfg
         self.stats = core.stats
         self.faults = cfg.faults
         self.stream: trio.abc.Stream = stream
-        try:
-            peer_ip = str(stream.socket.getpeername()[0])
-        except OSError:
-            peer_ip = "0.0.0.0"
+        if peer_ip is None:
+            try:
+                peer_ip = str(stream.socket.getpeername()[0])
+            except OSError:
+                peer_ip = "0.0.0.0"
         core.stats.count_client(peer_ip)
-        self.proto = SinkConnection(core, peer_ip, conn_no)
+        self.proto = (LMTPSinkConnection if cfg.lmtp else SinkConnection)(core, peer_ip, conn_no)
         self.idle = cfg.idle_timeout / 10 if self.faults and "TO-01" in self.faults else cfg.idle_timeout
 
     async def run(self) -> None:
@@ -188,5 +190,7 @@ class Session:
             self.proto.closing = True
             return False
         self.stats.tls_handshakes += 1
+        if tls.session_reused:
+            self.stats.tls_resumed += 1
         self.stream = tls
         return True
