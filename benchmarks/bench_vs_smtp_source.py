@@ -91,6 +91,13 @@ def find_tool(name: str) -> str:
     return path
 
 
+def machine() -> str:
+    """The machine in one line: architecture, CPUs, Python (what a benchmark's JSON records)."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}"
+    )
+
+
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (0.0 when it is gone)."""
     try:
@@ -176,7 +183,7 @@ def smtpbench_command(profile: Path, results: Path) -> list[str]:
     if all(importlib.util.find_spec(m) is not None for m in ("smtpbench.conform.cli", "smtpbench.sink.cli")):
         return [sys.executable, "-m", "smtpbench", "run", str(profile), "--quiet", "--results-dir", str(results)]
     runner = (
-        "import sys;from smtpbench.load.engine import execute;from smtpbench.load.profile import load_profile;"
+        "import sys;from smtpbench.load.execute import execute;from smtpbench.load.profile import load_profile;"
         "o=execute(load_profile(sys.argv[1],results_dir=sys.argv[2]),quiet=True);"
         "sys.exit(0 if o.status=='completed' else 3)"
     )
@@ -338,8 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()}"
-            f" {platform.python_version()}",
+            "machine": machine(),
             "messages": args.messages,
             "sessions": SESSIONS,
             "samples": [asdict(s) | {"cpu_us_per_message": s.cpu_us_per_message} for s in samples],

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from smtpbench.errors import EXIT_RUN_ERROR
 from smtpbench.load import engine as engine_mod
-from smtpbench.load.engine import execute
+from smtpbench.load.execute import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.report.progress import show_progress
 from tests.accounting import assert_accounted

@@ -23,7 +23,7 @@ from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from smtpbench.cli import _register_all, app
-from smtpbench.load.engine import execute
+from smtpbench.load.execute import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.metrics.hlog import HlogWriter
 from smtpbench.metrics.recorder import Interval, new_histogram

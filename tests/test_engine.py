@@ -11,7 +11,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from smtpbench.load.engine import execute
+from smtpbench.load.execute import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.metrics.recorder import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from smtpbench.load.engine import execute
+from smtpbench.load.execute import execute
 from smtpbench.load.profile import load_profile
 from smtpbench.report.table import print_summary
 from smtpbench.sink.embedded import EmbeddedSink

@@ -48,6 +48,14 @@ def run_command(
             help="Serve live Prometheus metrics on 127.0.0.1:PORT/metrics during the run ([output] metrics_port).",
         ),
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            metavar="N|auto",
+            help="Split the load over N processes, one result (auto: one per usable CPU; [workload] workers).",
+        ),
+    ] = None,
     trace: Annotated[
         int,
         typer.Option(
@@ -63,7 +71,7 @@ def run_command(
     import dataclasses
     import time
 
-    from smtpbench.load.engine import execute
+    from smtpbench.load.execute import execute
     from smtpbench.load.profile import load_profile
     from smtpbench.load.split import Part, parse_part, parse_start_at, plan_shard
 
@@ -81,7 +89,17 @@ def run_command(
             thresholds=threshold or (),
             metrics_port=metrics_port,
         )
-        if shard is None and when is None:
+        if workers is not None or prof.workload.workers != 1:  # one worker imports nothing of workers
+            from smtpbench.load.workers import check_workers, parse_workers_option, run_workers, worker_count
+        if workers is not None:
+            prof = dataclasses.replace(
+                prof, workload=prof.workload.model_copy(update={"workers": parse_workers_option(workers)})
+            )
+        count = 1 if prof.workload.workers == 1 else worker_count(prof.workload.workers)
+        if count > 1:
+            check_workers(prof, trace)
+            outcome = run_workers(prof, count, quiet=quiet, progress=progress, shard=part, start_at=when)
+        elif shard is None and when is None:
             outcome = execute(prof, quiet=quiet, progress=progress, trace=trace)
         else:
             workload, plan = plan_shard(prof.workload, part, when)

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-``execute()`` prepares everything that can fail on bad input or environment
+``execute()`` (:mod:`smtpbench.load.execute`) prepares everything that can fail on bad input or environment
 *before* any traffic (results folder, resolved profile, message pool, TLS
 context, embedded sink), then runs one Trio event loop:
 
@@ -29,6 +29,9 @@ its share of the load in its profile already; here it only waits for the
 common start time, numbers its messages and sessions run-wide, interleaves
 uniform arrivals, and records its part in the summary.
 
+:func:`smtpbench.load.execute.execute` sets a run up and runs an Engine;
+:mod:`smtpbench.load.workers` runs one Engine per worker process.
+
 Whatever happens, the results measured so far are written at the end.  A
 run in which no session completed ends with status ``failed`` and a reason
 naming the dominant error kind (exit 3).
@@ -41,23 +44,20 @@ import random
 import signal
 import time
 from collections import Counter
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from smtpbench.delivery.end import DeliveryRun
 from smtpbench.delivery.ids import MessageIds
-from smtpbench.errors import RunError
 from smtpbench.load.extensions import message_extensions, message_pool, split_counts
 from smtpbench.load.health import BEHIND_BOUND_S, LOOP_LAG, GeneratorHealth
 from smtpbench.load.lifecycle import run_session
 from smtpbench.load.messages import AddressTemplate
 from smtpbench.load.opening import opening_steps
-from smtpbench.load.profile import Profile, resolved_toml
+from smtpbench.load.profile import Profile
 from smtpbench.load.proxy import Announcer
-from smtpbench.load.results import ResultsDir, new_run_id
+from smtpbench.load.results import ResultsDir
 from smtpbench.load.scheduler import ArrivalSchedule, LoadShape, Ramp
 from smtpbench.load.session import Control, Session, watchdog, watchdog_period
 from smtpbench.load.settings import SessionSettings
@@ -75,7 +75,7 @@ from smtpbench.metrics.timeline import TimelineWriter
 from smtpbench.metrics.tlsstats import split_tls
 from smtpbench.net.connection import resolve
 from smtpbench.net.tls import client_context
-from smtpbench.report.progress import ProgressState, choose_mode, show_progress
+from smtpbench.report.progress import ProgressState, show_progress
 
 if TYPE_CHECKING:
     from smtpbench.metrics.exposition import LiveMetrics, RunState
@@ -87,15 +87,6 @@ CONTROLLER_TICK_S = 0.1
 STUCK_AFTER_S = 1.0
 #: Health samples are taken every output interval, but at least this often.
 HEALTH_PERIOD_MAX_S = 1.0
-
-
-@dataclass
-class RunOutcome:
-    """What a finished run produced."""
-
-    status: str
-    results_path: str
-    summary: dict[str, Any]
 
 
 class Engine:
@@ -494,16 +485,6 @@ class Engine:
         return doc
 
 
-def _embedded_sink_args(profile: Profile) -> list[str]:
-    """The embedded sink's options: [target.sink]'s knobs, and it speaks what the run speaks (LMTP, PROXY headers)."""
-    t = profile.target
-    return [
-        *t.sink.to_cli_args(),
-        *(["--lmtp"] if t.protocol == "lmtp" else []),
-        *(["--proxy-protocol"] if t.proxy_protocol != "none" else []),
-    ]
-
-
 def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSettings:
     t = profile.target
     ssl_context = None
@@ -537,66 +518,3 @@ def _settings(profile: Profile, host: str, port: int, part: Part) -> SessionSett
         sources=bind_addresses(t.source_addresses) if t.source_addresses else (),
         proxy=Announcer(t.proxy_protocol, t.proxy_sources, part) if t.proxy_sources else None,
     )
-
-
-def execute(
-    profile: Profile,
-    *,
-    quiet: bool = False,
-    progress: str | None = None,
-    shard: ShardPlan | None = None,
-    recorded: Profile | None = None,
-    trace: int = 0,
-) -> RunOutcome:
-    """Run ``profile`` to the end and write its results.
-
-    ``shard`` places the run in a larger one (``profile`` holds its share of
-    the load already); ``recorded`` is the profile written to profile.toml
-    (the whole run's, so that every shard records the same one).  ``trace``
-    writes the exchanges of that many sampled sessions, and of the first
-    session of each error kind, to ``RUN/traces/`` (:mod:`smtpbench.load.trace`).
-
-    Raises :class:`ConfigError` (exit 2) or :class:`RunError` (exit 3) for
-    problems found before any traffic; after that, results are always written.
-    """
-    results = ResultsDir(profile.output.results_dir, new_run_id())
-    results.write_profile(resolved_toml(recorded or profile))
-    mode = choose_mode(progress or profile.output.progress, quiet)
-    with ExitStack() as stack:
-        host, port = profile.target.host, profile.target.port
-        if profile.target.embedded:
-            from smtpbench.sink.embedded import EmbeddedSink
-
-            try:
-                host, port = stack.enter_context(EmbeddedSink(_embedded_sink_args(profile)))
-            except (OSError, RuntimeError) as exc:
-                raise RunError(f"could not start the embedded sink: {exc}") from None
-        delivery = None
-        if profile.delivery is not None:
-            delivery = DeliveryRun(profile.delivery)
-            delivery.start(stack)
-        engine = Engine(profile, host, port, results, mode, shard, delivery, trace)
-        out = profile.output
-        if out.metrics_port is not None:  # imported only when asked for: start-up does not pay for it
-            from smtpbench.metrics.exposition import LiveMetrics
-
-            info = {"run_id": results.run_id, "model": profile.workload.model, "target": f"{host}:{port}"}
-            engine.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info))
-        start = time.perf_counter()
-        try:
-            trio.run(engine.main)
-        except BaseException:
-            if engine.status == "completed":
-                engine.status = "failed"
-            raise
-        finally:  # what was measured is written however the run ended
-            if delivery is not None:
-                delivery.finish(results.path)
-            engine.judge()
-            if engine.control.tracer is not None:
-                engine.control.tracer.finish()
-            # From the common start time for a shard (not from the wait before it).
-            begin = engine.t0 if shard is not None and engine.t0 else start
-            summary = engine.summary(time.perf_counter() - begin)
-            results.write_final(summary, engine.recorder.totals)
-    return RunOutcome(engine.status, str(results.path), summary)

@@ -321,7 +321,7 @@ def merge_timeline(parts: Sequence[PartResult], base: float, step: float) -> Ite
         }
 
 
-def merged_generator(parts: Sequence[PartResult]) -> dict[str, Any]:
+def merged_generator(parts: Sequence[PartResult], label: str = "shard") -> dict[str, Any]:
     """``summary.generator`` of the merged run: each part's own verdict, saturated if any part's was.
 
     A CPU share or a loop lag is a property of one process on one machine, so
@@ -331,8 +331,8 @@ def merged_generator(parts: Sequence[PartResult]) -> dict[str, Any]:
         {"index": p.index, **p.summary["generator"]} for p in parts if isinstance(p.summary.get("generator"), dict)
     ]
     saturated = [g for g in per_part if g.get("saturated")]
-    reason = "; ".join(f"shard {g['index']}: {g.get('reason')}" for g in saturated) or None
-    return {"saturated": bool(saturated), "reason": reason, "shards": per_part}
+    reason = "; ".join(f"{label} {g['index']}: {g.get('reason')}" for g in saturated) or None
+    return {"saturated": bool(saturated), "reason": reason, f"{label}s": per_part}
 
 
 def merged_reason(parts: Sequence[PartResult], status: str, missing: Sequence[int]) -> str | None:
@@ -417,11 +417,35 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     first = parts[0]
     report = bool(_profile_data(first).get("output", {}).get("report", True))
     criteria = run_criteria(first)  # checked before anything is written
+    results = ResultsDir(str(out_path.parent), out_path.name)
+    results.write_profile(f"# Merged from {len(parts)} of {first.count} shards of:\n" + first.profile_text)
+    status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
+    extra = {"shards": [_part_record(p) for p in parts], "shards_missing": missing}
+    summary = write_merged(results, parts, status, merged_reason(parts, status, missing), extra)
+    reevaluate_thresholds(criteria, summary)
+    results.write_final(summary, summary.pop("_totals"))
+    superseded_paths = [str(p.path) for p in superseded]
+    return MergeOutcome(status, str(results.path), summary, superseded_paths, missing, report)
+
+
+def write_merged(
+    results: ResultsDir,
+    parts: Sequence[PartResult],
+    status: str,
+    reason: str | None,
+    extra: dict[str, Any],
+    label: str = "shard",
+) -> dict[str, Any]:
+    """Write the parts' merged ``histograms.hlog`` and ``timeline.jsonl`` into ``results``; return the summary.
+
+    The summary (not yet written, thresholds not yet judged) carries the merged
+    totals under ``"_totals"`` for :meth:`ResultsDir.write_final`; ``extra``
+    goes into it as is, and the generator health is listed per ``label``
+    (``shard`` or ``worker``).  Used by ``merge`` and by ``run --workers``.
+    """
+    first = parts[0]
     base = min(p.base for p in parts)
     step = _interval_step(first.profile_text)
-    results = ResultsDir(str(out_path.parent), out_path.name)
-    header = f"# Merged from {len(parts)} of {first.count} shards of:\n"
-    results.write_profile(header + first.profile_text)
     totals: dict[str, HdrHistogram] = {}
     hlog = HlogWriter(results.open_hlog(), base)
     try:
@@ -437,7 +461,6 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
         results.close_hlog()  # and the timeline
     _, counters = merge_snapshots([{"histograms": {}, "counters": _counters(p.summary)} for p in parts])
     counters["counts"], tls = split_tls(counters["counts"])
-    status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     targets = sorted({str(p.summary.get("target", "")) for p in parts})
     summary = build_summary(
         run_id=results.run_id,
@@ -452,19 +475,16 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
             "profile": first.summary.get("profile"),
             "seed": first.summary["shard"].get("base_seed", first.summary.get("seed")),
             "values_clamped": sum(int(p.summary.get("values_clamped", 0)) for p in parts),
-            "status_reason": merged_reason(parts, status, missing),
+            "status_reason": reason,
             "unfinished": counters.pop("unfinished"),
             "unfinished_min_wait_us": counters.pop("unfinished_min_wait_us"),
-            "generator": merged_generator(parts),
-            "shards": [_part_record(p) for p in parts],
-            "shards_missing": missing,
+            "generator": merged_generator(parts, label),
+            **extra,
             **({"tls": tls} if tls is not None else {}),
         },
     )
-    reevaluate_thresholds(criteria, summary)
-    results.write_final(summary, totals)
-    superseded_paths = [str(p.path) for p in superseded]
-    return MergeOutcome(status, str(results.path), summary, superseded_paths, missing, report)
+    summary["_totals"] = totals
+    return summary
 
 
 def _part_record(p: PartResult) -> dict[str, Any]:

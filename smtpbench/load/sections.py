@@ -11,7 +11,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, PlainSerializer, model_validator
 
@@ -53,6 +53,23 @@ MAX_COUNT = 10**12
 MAX_CHUNK = 1024**3
 
 Seed = Annotated[int, whole(0, MAX_SEED)]
+#: Most worker processes one run may have (``workload.workers``).
+MAX_WORKERS = 1024
+WORKERS_EXPECTED = f'an integer between 1 and {MAX_WORKERS}, or "auto"'
+
+
+def parse_workers(value: Any) -> int | str:
+    """``workload.workers``: an integer 1 .. MAX_WORKERS, or ``"auto"`` (any case); Invalid otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count: int = apply(whole(1, MAX_WORKERS), value)
+    except Invalid as exc:
+        raise Invalid(exc.problem, expected=WORKERS_EXPECTED) from None
+    return count
+
+
+Workers = Annotated[int | str, checker(parse_workers, int | Literal["auto"])]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
 Port = Annotated[int, whole(1, 65535)]
 SinkDelay = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
@@ -414,6 +431,11 @@ class WorkloadConfig(Table):
         "0s", "Closed model: pause between a session's QUIT and the next session of the same loop."
     )
     grace: Duration = key("5s", "Time in-flight sessions get to finish at the end or on Ctrl-C.")
+    workers: Workers = key(
+        1,
+        "Worker processes, each its own event loop with an exact share of the load (README, Workers); "
+        '"auto": one per CPU this process may use.',
+    )
     stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = key(
         (), validate_default=False, doc="Linear ramps of sessions (closed) or rate (open), one after another."
     )

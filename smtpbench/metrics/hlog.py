@@ -99,6 +99,20 @@ def decode(encoded: str) -> HdrHistogram:
     return HdrHistogram.decode(encoded)
 
 
+def interval_line(line: str, where: str) -> LogInterval:
+    """One interval line (``Tag=T,start,length,max,payload``; untagged: tag ``""``), payload not decoded.
+
+    Raises ``ValueError`` when the line does not have the four fields.
+    """
+    tag = ""
+    if line.startswith("Tag="):
+        tag, _, line = line[4:].partition(",")
+    fields = line.split(",")
+    if len(fields) != 4 or not fields[3]:
+        raise ValueError("expected 4 fields")
+    return LogInterval(tag, float(fields[0]), float(fields[1]), fields[3], where)
+
+
 def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
     """Read an interval log written by :class:`HlogWriter`: ``(base_epoch, intervals)``.
 
@@ -117,14 +131,8 @@ def read_hlog(path: str | Path) -> tuple[float, list[LogInterval]]:
             base = float(line.split()[1])
         if not line or line.startswith("#") or line.startswith('"StartTimestamp"'):
             continue
-        tag = ""
-        if line.startswith("Tag="):
-            tag, _, line = line[4:].partition(",")
-        fields = line.split(",")
         try:
-            if len(fields) != 4 or not fields[3]:
-                raise ValueError("expected 4 fields")
-            out.append(LogInterval(tag, float(fields[0]), float(fields[1]), fields[3], f"{path}: line {no}"))
+            out.append(interval_line(line, f"{path}: line {no}"))
         except ValueError as exc:
             if no >= len(lines) - 1:  # the last line of a log cut short
                 break

@@ -7,7 +7,10 @@ printed as one ``smtpbench-sink stats {json}`` line and written to
 ``--stats-file``.  SIGUSR1 pauses the sink (stops answering: for
 ``--pause-for`` if given, else until SIGUSR2), SIGUSR2 resumes it; see
 :mod:`smtpbench.sink.downstream` for the pause, ``--blackhole`` and
-``--report-to``.
+``--report-to``.  ``--workers N`` runs N processes on the port
+(:mod:`smtpbench.sink.workers`); this process then speaks for them: one
+listening line, signals forwarded, the stats summed, exit code 3 when a
+worker died.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import signal
 import ssl
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +30,15 @@ import typer
 from smtpbench.credentials import read_secret_file, read_users
 from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
 from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
+from smtpbench.sink.control import run_until_stopped
 from smtpbench.sink.faults import validate_faults
-from smtpbench.sink.server import SinkServer, serve
+from smtpbench.sink.server import SinkServer
+from smtpbench.sink.workers import WorkerError, Workers, check_supported, parse_workers
 from smtpbench.units import parse_duration, parse_host_port, parse_ratio
 
 PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
 LISTENING_PREFIX = "smtpbench-sink listening on "
 STATS_PREFIX = "smtpbench-sink stats "
-#: At shutdown, how long the sink tries to write the reports it still holds.
-REPORT_FLUSH_S = 2.0
 
 
 def register(app: typer.Typer) -> None:
@@ -97,6 +101,9 @@ def sink_command(
     proxy_protocol: bool = typer.Option(
         False, "--proxy-protocol", help="Every connection starts with a PROXY header (v1 or v2); its client counts."
     ),
+    workers: str = typer.Option(
+        "1", "--workers", help="Processes sharing the port (N, or auto: one per CPU); Linux only above 1."
+    ),
 ) -> None:
     """Run the sink until SIGINT or SIGTERM."""
     try:
@@ -140,13 +147,25 @@ def sink_command(
         if not 0 <= port <= 65535:
             raise ConfigError(f"port {port} out of range", key="--port", expected="0..65535")
         config.validate()
+        processes = parse_workers(workers)
+        if processes > 1:
+            check_supported()
     except ConfigError as exc:
         print(f"smtpbench: error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
+    died = 0
     try:
-        stats = trio.run(_run, config, quiet)
+        if processes == 1:
+            stats = trio.run(_run, config, quiet)
+        else:
+            pool = Workers(config, processes)
+            stats = pool.run(partial(_listening, config, quiet))
+            died = pool.died
     except OSError as exc:
         print(f"smtpbench: run failed: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_RUN_ERROR) from None
+    except WorkerError as exc:
+        print(f"smtpbench: run failed: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_RUN_ERROR) from None
     print(STATS_PREFIX + json.dumps(stats, sort_keys=True), flush=True)
     if stats_file is not None:
@@ -155,6 +174,8 @@ def sink_command(
         except OSError as exc:
             print(f"smtpbench: run failed: cannot write {stats_file}: {exc.strerror or exc}", file=sys.stderr)
             raise typer.Exit(EXIT_RUN_ERROR) from None
+    if died:
+        raise typer.Exit(EXIT_RUN_ERROR)  # each death was reported on stderr when it happened
 
 
 def _server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -195,41 +216,28 @@ def _auth_users(user: str | None, password_file: Path | None, users_file: Path |
     return {user: password}
 
 
-def _address(server: SinkServer) -> str:
-    return f"[{server.host}]:{server.port}" if ":" in server.host else f"{server.host}:{server.port}"
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listening(config: SinkConfig, quiet: bool, host: str, port: int) -> None:
+    print(LISTENING_PREFIX + _address(host, port), flush=True)
+    if not quiet:
+        print(
+            f"smtpbench-sink: hostname {config.hostname}, faults: {', '.join(sorted(config.faults)) or 'none'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 async def _run(config: SinkConfig, quiet: bool) -> dict[str, Any]:
-    controls = (signal.SIGUSR1, signal.SIGUSR2)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *controls) as signals:
-        async with trio.open_nursery() as nursery:
-            server: SinkServer = await nursery.start(serve, config)
-            print(LISTENING_PREFIX + _address(server), flush=True)
-            if not quiet:
-                print(
-                    f"smtpbench-sink: hostname {config.hostname}, faults: {', '.join(sorted(config.faults)) or 'none'}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            async for signum in signals:
-                if signum == signal.SIGUSR1:  # pause: for --pause-for, or until SIGUSR2
-                    if config.pause_for:
-                        nursery.start_soon(server.gate.pause_for, config.pause_for)
-                    else:
-                        server.gate.pause()
-                    continue
-                if signum == signal.SIGUSR2:
-                    server.gate.resume()
-                    continue
-                if not quiet:
-                    print(f"smtpbench-sink: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
-                server.gate.resume()
-                if server.reporter is not None:
-                    await server.reporter.flush(REPORT_FLUSH_S)
-                nursery.cancel_scope.cancel()
-                break
-    stats = server.stats.as_dict()
-    stats.update(pauses=server.gate.pauses, paused_ms=round(server.gate.paused_s * 1000))
-    if server.reporter is not None:
-        stats.update(reports_sent=server.reporter.sent, reports_dropped=server.reporter.dropped)
-    return stats
+    def listening(server: SinkServer) -> None:
+        _listening(config, quiet, server.host, server.port)
+
+    def stopping(signum: int) -> None:
+        if not quiet:
+            print(f"smtpbench-sink: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
+
+    return await run_until_stopped(
+        config, stop_signals=(signal.SIGINT, signal.SIGTERM), on_listening=listening, on_stop=stopping
+    )

@@ -67,6 +67,10 @@ class SinkConfig:
     faults: frozenset[str] = frozenset()
     #: Every connection must start with a PROXY protocol header (v1 or v2); its client is the client.
     proxy_protocol: bool = False
+    #: Bind with SO_REUSEPORT, sharing the port with the other workers (smtpbench.sink.workers).
+    reuse_port: bool = False
+    #: This process's index among the workers: keeps their queue ids and random streams apart.
+    worker: int = 0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no sink can run with."""

@@ -62,8 +62,9 @@ class SinkCore:
         )
         banner_host = "*" * 32 if "C-01" in config.faults else config.hostname
         self.greeting = f"220 {banner_host} {'LMTP' if config.lmtp else 'ESMTP'} smtpbench-sink\r\n".encode()
-        self._ids = count(1)
-        self._conn_numbers = count(0)
+        # Workers number from worker << 32 up: ids and seeds stay distinct across processes.
+        self._ids = count((config.worker << 32) + 1)
+        self._conn_numbers = count(config.worker << 32)
         if config.store_dir is not None:
             config.store_dir.mkdir(parents=True, exist_ok=True)
 

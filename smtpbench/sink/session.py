@@ -2,8 +2,12 @@
 
 Theory of operation
 -------------------
-Reads and writes go straight to the socket while it is ready
-(:mod:`smtpbench.net.fdio`).  Each receive is handed whole to the protocol (``receive_data``), which
+On a plain TCP socket the session parks in the sink's shared
+:class:`~smtpbench.sink.poller.Poller`, which reads, executes and answers
+for every parked session in one task, and hands the session back to this
+loop for whatever must wait (latency, STARTTLS, the end).  Here, reads and
+writes go straight to the socket while it is ready
+(:mod:`smtpbench.net.fdio`).  Either way each receive is handed whole to the protocol (``receive_data``), which
 executes every complete command in it; the replies it produced go out as
 *one* send afterwards, which is RFC 2920 3.2 (replies are sent when the input
 buffer is empty).  Latency owed by the delay knobs is slept just before that
@@ -26,19 +30,32 @@ import traceback
 
 import trio
 
-from smtpbench.net.fdio import RECEIVE_SIZE, receive_some, send_all
+from smtpbench.net.fdio import RECEIVE_SIZE, plain_fd, receive_some, send_all
 from smtpbench.protocol.server_state import DATA
 from smtpbench.sink.core import SinkCore
 from smtpbench.sink.knobs import LMTPSinkConnection, SinkConnection
+from smtpbench.sink.poller import Poller
 
 
 class Session:
     """One connection; :meth:`run` serves it until QUIT, EOF, timeout or cancellation."""
 
-    def __init__(self, core: SinkCore, stream: trio.SocketStream, conn_no: int, peer_ip: str | None = None) -> None:
-        """``peer_ip``: the client as a PROXY header announced it (:mod:`smtpbench.sink.proxy`); default the peer's."""
+    def __init__(
+        self,
+        core: SinkCore,
+        stream: trio.SocketStream,
+        conn_no: int,
+        peer_ip: str | None = None,
+        poller: Poller | None = None,
+    ) -> None:
+        """``peer_ip``: the client as a PROXY header announced it (:mod:`smtpbench.sink.proxy`); default the peer's.
+
+        ``poller``: where the session parks while on plain TCP (None: it reads and writes in its own task).
+        """
         cfg = core.config
         self.core = core
+        #: Where the session parks while on plain TCP (None: it reads and writes in its own task).
+        self.poller = poller
         self.cfg = cfg
         self.stats = core.stats
         self.faults = cfg.faults
@@ -139,6 +156,14 @@ class Session:
                 pending = b"".join(out)
                 out.clear()
                 await send_all(self.stream, pending)
+            if self.poller is not None and (fd := plain_fd(self.stream)) >= 0:
+                # The hot path: the poller reads, executes and answers until something must wait.
+                if not await self.poller.serve(fd, proto, scope, idle):
+                    return
+                while proto.tls_requested:
+                    if not await self._start_tls():
+                        return
+                continue
             data = await receive_some(self.stream)
             if not data:
                 return

@@ -1,0 +1,182 @@
+"""``smtpbench run --workers N`` side by side for several N, on one Postfix ``smtp-sink``.
+
+Starts ``smtp-sink`` (C, one process: it is not the limit for a few Python
+workers) on a free 127.0.0.1 port, then runs in alternating rounds, for each N
+of ``--workers`` (default ``1,2``), ``smtpbench run --workers N`` with a closed
+profile of ``--sessions-per-worker`` sessions and ``--messages-per-worker``
+messages per worker (so every run lasts about as long and each worker carries
+the same load).  Messages/s come from the run's own summary.json (merged over
+all workers), CPU from ``wait4`` of the smtpbench process tree.  The table
+shows medians and each N's messages/s relative to N = 1 (speed-up) and to N
+times it (efficiency: 100 % is linear), and the median over rounds of each
+round's N-worker rate over the same round's one-worker rate (``paired``: the
+steadier figure on a machine shared with other work).
+
+``--client-cpus`` / ``--sink-cpus`` pin smtpbench and the sink to CPU sets
+(``0-13``, ``14,15``: see benchmarks/scale.sh).  The load average before and
+after is printed: the figures mean little on a machine busy with other work.
+Loopback only, bounded in count and time.  Exit 0 on success, 2 on bad usage
+or a missing Postfix, 3 when a run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bench_vs_smtp_source as twin
+from bench_vs_smtp_source import HOST, BenchError, find_tool, free_port, run_child, smtp_sink
+
+
+def cpu_set(text: str) -> set[int]:
+    """``0-13,15`` -> {0, ..., 13, 15}; ValueError when malformed."""
+    cpus: set[int] = set()
+    for item in text.split(","):
+        lo, _, hi = item.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    if not cpus:
+        raise ValueError("empty CPU set")
+    return cpus
+
+
+def write_profile(path: Path, port: int, sessions: int, messages: int) -> None:
+    """bench_vs_smtp_source's profile (1 KiB, connection reuse), with ``sessions`` and ``messages`` in all."""
+    twin.write_profile(path, port, messages, reuse=True)
+    text = path.read_text(encoding="utf-8").replace(f"sessions = {twin.SESSIONS}\n", f"sessions = {sessions}\n")
+    path.write_text(text.replace('progress = "none"\n', 'progress = "none"\nreport = false\n'), encoding="utf-8")
+
+
+def one_run(args: argparse.Namespace, workers: int, port: int, sink_pid: int, work: Path, rnd: int) -> dict[str, float]:
+    """One ``smtpbench run --workers N``: its messages/s (summary.json) and CPU µs per message (wait4)."""
+    sessions, messages = args.sessions_per_worker * workers, args.messages_per_worker * workers
+    profile = work / f"profile-{workers}.toml"
+    write_profile(profile, port, sessions, messages)
+    results = work / f"results-{workers}-{rnd}"
+    cmd = [sys.executable, "-m", "smtpbench", "run", str(profile), "-q", "--workers", str(workers)]
+    cmd += ["--results-dir", str(results)]
+    if args.client_cpus:
+        cmd = ["taskset", "-c", args.client_cpus, *cmd]
+    wall, cpu, sink_cpu, out = run_child(cmd, sink_pid)
+    summaries = sorted(results.glob("*/summary.json"))
+    if not summaries:
+        raise BenchError(f"smtpbench wrote no summary.json: {out.strip()[-300:]}")
+    summary = json.loads(summaries[-1].read_text())
+    accepted = summary["counts"]["messages_accepted"]
+    if summary["status"] != "completed" or summary["counts"]["errors"] or accepted != messages:
+        raise BenchError(f"run with {workers} workers not clean: {summary['status']}, {accepted} of {messages}")
+    return {
+        "workers": workers,
+        "round": rnd,
+        "messages": messages,
+        "wall_s": wall,
+        "messages_per_s": float(summary["throughput"]["messages_per_s"]),
+        "cpu_us_per_message": cpu / messages * 1e6,
+        "sink_cpu_share": sink_cpu / wall,
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options; bad values end with exit 2 (argparse)."""
+    p = argparse.ArgumentParser(description="smtpbench --workers N side by side on one smtp-sink (loopback).")
+    p.add_argument("--workers", default="1,2", help="worker counts to compare, comma-separated (default 1,2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per worker count (default 3)")
+    p.add_argument("--messages-per-worker", type=int, default=40_000, help="messages per worker (default 40,000)")
+    p.add_argument("--sessions-per-worker", type=int, default=25, help="sessions per worker (default 25)")
+    p.add_argument("--client-cpus", help="run smtpbench on these CPUs (taskset list, e.g. 0-13)")
+    p.add_argument("--sink-cpus", help="run smtp-sink on these CPUs (e.g. 14,15)")
+    p.add_argument("--json", metavar="FILE", help="also write every sample and the medians to FILE")
+    args = p.parse_args(argv)
+    try:
+        args.counts = [int(x) for x in args.workers.split(",")]
+        for text in (args.client_cpus, args.sink_cpus):
+            if text:
+                cpu_set(text)
+    except ValueError as exc:
+        p.error(f"bad list: {exc}")
+    if not args.counts or not all(1 <= n <= 1024 for n in args.counts) or 1 not in args.counts:
+        p.error("--workers: counts 1..1024, including 1 (the baseline)")
+    if not 1 <= args.rounds <= 20 or not 100 <= args.messages_per_worker <= 2_000_000:
+        p.error("--rounds must be 1..20, --messages-per-worker 100..2000000")
+    if not 1 <= args.sessions_per_worker <= 1000:
+        p.error("--sessions-per-worker must be 1..1000")
+    return args
+
+
+def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dict[int, dict[str, float]]]:
+    """The table of medians per worker count, with speed-up and efficiency against one worker."""
+    medians = {}
+    for n in counts:
+        mine = [s for s in samples if s["workers"] == n]
+        medians[n] = {k: statistics.median(s[k] for s in mine) for k in ("messages_per_s", "cpu_us_per_message",
+                                                                         "sink_cpu_share")}  # fmt: skip
+    base = medians[1]["messages_per_s"]
+    one = {s["round"]: s["messages_per_s"] for s in samples if s["workers"] == 1}
+    head = f"{'workers':>7} {'msgs/s':>9} {'speed-up':>9} {'efficiency':>10} {'paired':>8} {'CPU µs/msg':>11}"
+    lines = [head + f" {'sink CPU':>9}"]
+    for n in counts:
+        m = medians[n]
+        m["speedup"] = m["messages_per_s"] / base
+        m["efficiency"] = m["speedup"] / n
+        # Each round's N-worker rate over the same round's one-worker rate: drift between rounds (other load
+        # on a shared machine) cancels out better than in the ratio of medians.
+        m["paired_speedup"] = statistics.median(s["messages_per_s"] / one[s["round"]] for s in samples
+                                                if s["workers"] == n)  # fmt: skip
+        lines.append(f"{n:>7} {m['messages_per_s']:>9.0f} {m['speedup']:>8.2f}x {m['efficiency'] * 100:>9.0f}%"
+                     f" {m['paired_speedup']:>7.2f}x {m['cpu_us_per_message']:>11.1f}"
+                     f" {m['sink_cpu_share'] * 100:>8.0f}%")  # fmt: skip
+    return "\n".join(lines), medians
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print the table; return the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    samples: list[dict[str, float]] = []
+    load_before = os.getloadavg()
+    try:
+        find_tool("smtp-sink")
+        port = free_port()
+        with tempfile.TemporaryDirectory(prefix="smtpbench-workers-") as tmp, smtp_sink(port) as sink:
+            if args.sink_cpus:
+                os.sched_setaffinity(sink.pid, cpu_set(args.sink_cpus))
+            print(f"smtp-sink on {HOST}:{port}; workers {args.counts}, {args.rounds} rounds, "
+                  f"{args.messages_per_worker} messages and {args.sessions_per_worker} sessions per worker, "
+                  f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}", flush=True)  # fmt: skip
+            for rnd in range(1, args.rounds + 1):
+                # Alternate the order, so that drift (other load) hits every count alike.
+                for n in args.counts if rnd % 2 else list(reversed(args.counts)):
+                    s = one_run(args, n, port, sink.pid, Path(tmp), rnd)
+                    samples.append(s)
+                    print(f"  round {rnd} workers {n:>3} {s['messages_per_s']:>8.0f} msgs/s"
+                          f" {s['cpu_us_per_message']:>6.1f} µs CPU/msg  (wall {s['wall_s']:.1f}s)", flush=True)  # fmt: skip
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    load_after = os.getloadavg()
+    table, medians = report(samples, args.counts)
+    print()
+    print(table)
+    print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
+    if args.json:
+        doc = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "load_average": {"before": load_before, "after": load_after},
+            "samples": samples,
+            "medians": medians,
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
