@@ -11,12 +11,15 @@ requests (tests/browser.py).
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from smtpbench.cli import _register_all, app
@@ -319,20 +322,62 @@ def test_report_in_headless_chromium(runs: dict[str, Path], tmp_path: Path) -> N
     assert blue > 50, blue
 
 
+def _random_histograms(rng: random.Random, count: int, most_values: int) -> Iterator[HdrHistogram]:
+    """``count`` histograms of log-normal values over the whole range, with counts from 1 to 70,000."""
+    for _ in range(count):
+        h = new_histogram()
+        for _ in range(rng.randint(1, most_values)):
+            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
+            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+        yield h
+
+
 def test_values_at_percentiles_equal_hdrh() -> None:
     """The report's fast percentile walk gives exactly hdrh's ``get_value_at_percentile``."""
-    import random
-
     from smtpbench.metrics.hgrm import values_at_percentiles
 
     rng = random.Random(5)  # fixed: the same 60 histograms every run
-    for _ in range(60):
-        h = new_histogram()
-        for _ in range(rng.randint(1, 500)):
-            v = int(rng.lognormvariate(rng.uniform(0, 16), rng.uniform(0.1, 3)))
-            h.record_value(min(v, 3_600_000_000), rng.choice([1, 1, 2, 300, 70_000]))
+    for h in _random_histograms(rng, 60, 500):
         decoded = new_histogram().decode(h.encode())
         ps = (0.001, 12.5, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0, rng.uniform(0.01, 100))
         for hist in (h, decoded):
             assert values_at_percentiles(hist, ps) == [hist.get_value_at_percentile(p) for p in ps]
     assert values_at_percentiles(new_histogram(), (50.0,)) == [0]
+
+
+def test_hgrm_percentile_steps_equal_hdrh_iterator() -> None:
+    """The .hgrm rows (non-empty buckets only) are exactly the steps of hdrh's own percentile iterator."""
+    from smtpbench.metrics.hgrm import percentile_steps
+
+    def reference(h: HdrHistogram, ticks: int) -> list[tuple[int, float, int]]:
+        it = h.get_percentile_iterator(ticks)
+        return [(s.value_iterated_to, s.percentile_level_iterated_to, s.total_count_to_this_value) for s in it]
+
+    rng = random.Random(3)  # fixed: the same histograms every run
+    single = new_histogram()
+    single.record_value(0)
+    edges = new_histogram()
+    for v in (1, 2047, 2048, 2049, 3_600_000_000):
+        edges.record_value(v, 3)
+    for h in [single, edges, *_random_histograms(rng, 60, 300)]:
+        for ticks in (1, 3, 5):
+            assert percentile_steps(h, ticks) == reference(h, ticks)
+
+
+def test_mean_stddev_and_phase_stats_equal_hdrh() -> None:
+    """Results' mean, deviation and percentiles (non-empty buckets picked in C) are hdrh's own figures."""
+    from smtpbench.metrics.hgrm import mean_and_stddev
+    from smtpbench.metrics.summary import phase_stats
+
+    for h in _random_histograms(random.Random(11), 40, 300):  # fixed: the same 40 histograms every run
+        mean, std = mean_and_stddev(h)
+        assert mean == pytest.approx(h.get_mean_value(), rel=1e-12) and std == pytest.approx(h.get_stddev(), rel=1e-9)
+        pct = h.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+        stats = phase_stats(h)
+        assert [stats[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")] == [
+            pct[50.0],
+            pct[90.0],
+            pct[99.0],
+            pct[99.9],
+        ]
+    assert mean_and_stddev(new_histogram()) == (0.0, 0.0) and phase_stats(new_histogram()) == {"count": 0}

@@ -1,8 +1,11 @@
 """The load engine's hot-path shortcuts give exactly the results of the plain paths.
 
-* the reply parser's clean-line fast path vs the general path (property test
-  over server bytes, cut into arbitrary chunks);
+* the reply parser's clean-line fast path and its cache of lines seen vs the
+  general path (property tests over server bytes, cut into arbitrary chunks);
+* the client state machine's shortcut for plain positive replies vs its
+  general transition rules (property test over command/reply sequences);
 * batched histogram recording vs one ``record_value`` per value;
+* address templates formatted by position vs by name;
 * direct socket I/O: EOF, reset and timeouts surface as the same errors.
 """
 
@@ -12,19 +15,23 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtpbench.load.messages import AddressTemplate, positional_template
 from smtpbench.metrics import recorder as recorder_mod
 from smtpbench.metrics.recorder import HIGHEST_US, Recorder, new_histogram
 from smtpbench.net.connection import SMTPConnection, connect_tcp
 from smtpbench.net.errors import ConnectionClosed, SessionTimeout, classify
 from smtpbench.protocol import replies as replies_mod
-from smtpbench.protocol.errors import SMTPProtocolError
+from smtpbench.protocol import state as state_mod
+from smtpbench.protocol.errors import LocalProtocolError, SMTPProtocolError
 from smtpbench.protocol.replies import ReplyParser
+from smtpbench.protocol.state import ClientProtocol, State
 
 # Lines a server might send: clean ones (fast path), and every kind of oddity.
 _line = st.one_of(
@@ -62,16 +69,110 @@ def _parse_all(chunks: list[bytes], fast: bool) -> list[object]:
         replies_mod._CLEAN_LINE_MAX = saved
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_line, max_size=8), st.lists(st.integers(min_value=1, max_value=40), max_size=6))
-def test_fast_path_parses_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
-    data = b"".join(lines)
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` in chunks of the lengths ``cuts`` (and the rest), as reads might deliver it."""
     chunks, pos = [], 0
     for cut in cuts:
         chunks.append(data[pos : pos + cut])
         pos += cut
     chunks.append(data[pos:])
+    return chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=8), st.lists(st.integers(min_value=1, max_value=40), max_size=6))
+def test_fast_path_parses_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
+    chunks = _cut(b"".join(lines), cuts)
     assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
+
+
+# A few lines, so that a list of them repeats lines (the parser's cache of clean lines then answers).
+_repeated = st.sampled_from(
+    [
+        b"250 2.1.0 Ok\r\n",
+        b"250 2.1.0 Ok\r\n",
+        b"354 End data with <CR><LF>.<CR><LF>\r\n",
+        b"250-smtp\r\n",
+        b"250 2.1.0 Ok\n",
+        b"550 5.1.1 no\r\n",
+        b"250 2.1.0 \xff\r\n",
+        b"2",
+        b"50 2.1.0 Ok\r\n",
+        b"421 bye\r\n",
+        b"250 " + b"x" * 505 + b"\r\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_repeated, max_size=30), st.lists(st.integers(min_value=1, max_value=60), max_size=8))
+def test_seen_lines_parse_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
+    chunks = _cut(b"".join(lines), cuts)
+    assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
+
+
+def test_seen_lines_are_answered_from_the_cache_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = ReplyParser()
+    group = b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+    first = parser.feed(group)
+    again = parser.feed(group)
+    assert [r.raw for r in again] == [r.raw for r in first] and all(a is b for a, b in zip(again, first, strict=True))
+    monkeypatch.setattr(replies_mod, "_SEEN_MAX", 8)
+    bounded = ReplyParser()
+    out = bounded.feed(b"".join(b"250 ok %d\r\n" % i for i in range(50)))
+    assert [r.lines for r in out] == [(f"ok {i}",) for i in range(50)] and len(bounded._seen) == 8
+
+
+_VERBS = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "DATA_END", "BDAT", "BDAT_LAST", "RSET", "NOOP"]
+_VERBS += ["QUIT", "AUTH", "AUTH_RESPONSE", "STARTTLS", "VRFY"]
+_CODES = [220, 221, 235, 250, 251, 334, 354, 421, 450, 451, 500, 503, 550, 554]
+
+
+def _run_state_machine(steps: list[tuple[str, int, int]], plain: bool) -> list[object]:
+    """The states a client goes through for ``steps`` (send a verb, then feed so many replies of a code)."""
+    saved = state_mod._PLAIN_POSITIVE
+    if not plain:
+        state_mod._PLAIN_POSITIVE = frozenset()  # every reply takes the general path
+    try:
+        proto = ClientProtocol()
+        trail: list[object] = []
+        for verb, code, answered in steps:
+            try:
+                proto.send(verb, b"")
+            except LocalProtocolError:
+                trail.append("refused")
+            for _ in range(min(answered, len(proto.pending) or 1)):
+                try:
+                    trail.append([v for v, _ in proto.receive(b"%d x\r\n" % code)])
+                except SMTPProtocolError as exc:
+                    trail.append(type(exc).__name__)
+                    return trail
+                trail.append((proto.state, proto._optimistic, tuple(proto.pending)))
+        return trail
+    finally:
+        state_mod._PLAIN_POSITIVE = saved
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_VERBS), st.sampled_from(_CODES), st.integers(min_value=0, max_value=3)),
+        max_size=25,
+    )
+)
+def test_plain_positive_replies_move_the_state_as_the_general_rules(steps: list[tuple[str, int, int]]) -> None:
+    assert _run_state_machine(steps, plain=True) == _run_state_machine(steps, plain=False)
+
+
+def test_plain_positive_shortcut_is_taken_in_a_pipelined_transaction() -> None:
+    proto = ClientProtocol()
+    proto.receive(b"220 hi\r\n")
+    proto.send("EHLO", b"")
+    proto.receive(b"250 hi\r\n")
+    for verb in ("MAIL", "RCPT", "DATA"):
+        proto.send(verb, b"")
+    assert [v for v, _ in proto.receive(b"250 a\r\n250 b\r\n354 c\r\n")] == ["MAIL", "RCPT", "DATA"]
+    assert proto.state is State.DATA and hash(State.DATA) == object.__hash__(State.DATA)
 
 
 def test_fast_path_pipelined_group_in_one_segment() -> None:
@@ -99,6 +200,30 @@ def test_batched_recording_is_exact(monkeypatch: pytest.MonkeyPatch, pending_max
     assert interval.histogram.encode() == ref.encode()
     assert rec.totals["mail"].get_total_count() == len(values) and rec.clamped == clamped
     assert rec.rotate(2.0) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**33), min_size=1, max_size=300), st.integers(1, 50))
+def test_folded_batches_equal_one_record_value_per_value(values: list[int], pending_max: int) -> None:
+    saved = recorder_mod.PENDING_MAX
+    recorder_mod.PENDING_MAX = pending_max
+    try:
+        rec = Recorder(0.0)
+        ref = new_histogram()
+        for v in values:
+            rec.record("data_end", v)
+            if not ref.record_value(v):
+                ref.record_value(HIGHEST_US, 1)
+        (interval,) = rec.rotate(1.0)
+    finally:
+        recorder_mod.PENDING_MAX = saved
+    h = interval.histogram
+    assert h.encode() == ref.encode()
+    assert (h.get_total_count(), h.get_min_value(), h.get_max_value()) == (
+        ref.get_total_count(),
+        ref.get_min_value(),
+        ref.get_max_value(),
+    )
 
 
 def _serve_once(behaviour: str) -> tuple[int, threading.Thread]:
@@ -147,3 +272,27 @@ def test_direct_io_errors_keep_their_kind(behaviour: str, kind: str) -> None:
 
     assert trio.run(main) == kind
     server.join(5)
+
+
+_FIELDS = st.sampled_from(["n", "session", "rcpt", "worker", "n:05d", "session!r", "n:>8", "rcpt:x", "n.real", "x", ""])
+_TEXT = st.text(st.sampled_from(list("ab.@-_{}")), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_TEXT, st.one_of(st.none(), _FIELDS)), max_size=5), st.integers(1, 10**6))
+def test_positional_address_templates_render_as_by_name(pieces: list[tuple[str, str | None]], n: int) -> None:
+    template = "".join(text + ("" if field is None else "{" + field + "}") for text, field in pieces)
+    values = {"n": n, "session": n % 97 + 1, "rcpt": n % 5, "worker": 0}
+
+    def outcome(render: Callable[[], str]) -> object:
+        try:
+            return render()
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            return type(exc).__name__
+
+    expected = outcome(lambda: template.format(**values))
+    got = outcome(lambda: AddressTemplate(template).render(values["n"], values["session"], values["rcpt"]))
+    assert got == expected or "{" not in template and got == template
+    positional = positional_template(template, ("n", "session", "rcpt", "worker"))
+    if positional is not None:
+        assert outcome(lambda: positional.format(n, values["session"], values["rcpt"], 0)) == expected

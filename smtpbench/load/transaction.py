@@ -14,6 +14,7 @@ from smtpbench.load.lmtp import bdat_last, data_end_replies, replies_due
 from smtpbench.load.messages import RenderedMessage
 from smtpbench.load.session import Control, Session, perf
 from smtpbench.protocol import commands
+from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.state import State
 
 
@@ -47,8 +48,14 @@ def envelope(s: Session, message_no: int, msg: RenderedMessage) -> list[tuple[st
     return cmds
 
 
-#: Phase and timeout of each envelope verb whose own name is not both.
-_PHASES = {"BDAT": ("bdat", "data_block"), "BDAT_LAST": ("data_end", "data_end")}
+#: Phase (histogram tag) and timeout key of each envelope verb.
+_PHASES = {
+    "MAIL": ("mail", "mail"),
+    "RCPT": ("rcpt", "rcpt"),
+    "DATA": ("data", "data"),
+    "BDAT": ("bdat", "data_block"),
+    "BDAT_LAST": ("data_end", "data_end"),
+}
 _BODY_VERBS = ("DATA", "BDAT", "BDAT_LAST")
 
 
@@ -63,20 +70,24 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
     assert conn is not None
     rec = s.recorder
     counts = rec.counters.counts
+    replies: list[tuple[str, Reply]] = []
     if sent:
-        group = cmds[:-1] if lmtp_bdat else cmds
-        replies = [(verb, (await s.reply(*_PHASES.get(verb) or (verb.lower(),) * 2))[1]) for verb, _ in group]
+        ready = conn.ready
+        for verb, _ in cmds[:-1] if lmtp_bdat else cmds:
+            phase, timeout_key = _PHASES[verb]
+            s.phase = phase
+            # A reply already parsed (the group's later ones usually are) is taken without an await.
+            replies.append((verb, (s.take(phase) if ready else await s.reply(phase, timeout_key))[1]))
         if lmtp_bdat:
             replies.append(("BDAT_LAST", await data_end_replies(s, replies_due(conn.protocol))))
     else:
-        replies = []
         for verb, line in cmds:
             if verb in _BODY_VERBS and not any(v == "RCPT" and r.code < 400 for v, r in replies):
                 break  # all recipients refused: DATA or BDAT would be pointless (and 503)
             if lmtp_bdat and verb == "BDAT_LAST":
                 reply = await bdat_last(s, line)
             else:
-                reply = await s.command(verb, line, *_PHASES.get(verb) or (verb.lower(),) * 2)
+                reply = await s.command(verb, line, *_PHASES[verb])
             replies.append((verb, reply))
             if reply.code >= 400 and verb != "RCPT":
                 break

@@ -11,7 +11,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from smtpbench.metrics import tlsstats
-from smtpbench.metrics.hgrm import mean_and_stddev
+from smtpbench.metrics.hgrm import mean_and_stddev, values_at_percentiles
 from smtpbench.metrics.recorder import new_histogram
 
 SCHEMA_VERSION = 1
@@ -51,15 +51,16 @@ def phase_stats(h: HdrHistogram) -> dict[str, Any]:
     n = h.get_total_count()
     if n == 0:
         return {"count": 0}
-    pct = h.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    # values_at_percentiles: hdrh's values (a test holds them equal), without its walk over every bucket.
+    p50, p90, p99, p999 = values_at_percentiles(h, (50.0, 90.0, 99.0, 99.9))
     return {
         "count": n,
         "min_us": int(h.get_min_value()),
         "mean_us": round(mean_and_stddev(h)[0], 1),
-        "p50_us": int(pct[50.0]),
-        "p90_us": int(pct[90.0]),
-        "p99_us": int(pct[99.0]),
-        "p999_us": int(pct[99.9]),
+        "p50_us": p50,
+        "p90_us": p90,
+        "p99_us": p99,
+        "p999_us": p999,
         "max_us": int(h.get_max_value()),
     }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 import ssl
 import sys
+from collections import deque
 
 import trio
 
@@ -78,12 +79,14 @@ async def connect_tcp(family: int, sockaddr: SockAddr, source: tuple[str, int] |
 class SMTPConnection:
     """A client session's stream, protocol state and reply reader."""
 
-    __slots__ = ("stream", "protocol", "_ready", "raw_log")
+    __slots__ = ("stream", "protocol", "ready", "raw_log")
 
     def __init__(self, stream: trio.abc.Stream, protocol: ClientProtocol | None = None) -> None:
         self.stream = stream
         self.protocol = protocol or ClientProtocol()
-        self._ready: list[tuple[str, Reply]] = []
+        #: Replies parsed and paired but not yet taken, oldest first (:meth:`next_reply` takes them;
+        #: the load engine's sessions take one straight from here when there is one).
+        self.ready: deque[tuple[str, Reply]] = deque()
         #: When a list, every byte string sent (">") and received ("<") is
         #: appended as (direction, bytes): the conformance suite's evidence.
         self.raw_log: list[tuple[str, bytes]] | None = None
@@ -112,7 +115,8 @@ class SMTPConnection:
         Raises :class:`ConnectionClosed` at EOF and trio's Broken/ClosedResourceError
         on a broken connection; never returns ``b""``.
         """
-        data = await receive_some(self.stream)
+        # A client reads when it awaits a reply it asked for: let the server answer first.
+        data = await receive_some(self.stream, yield_first=True)
         if not data:
             raise ConnectionClosed("server closed the connection")
         if self.raw_log is not None:
@@ -129,11 +133,10 @@ class SMTPConnection:
         the caller's cancel scope must bound the wait (the load engine's
         sessions do, see ``smtpbench.load.session``).
         """
-        ready = self._ready
+        ready = self.ready
         if not ready:
             if timeout is None:
-                while not ready:
-                    ready.extend(self.protocol.receive(await self.receive_raw()))
+                await self.wait_reply()
             else:
                 # A bare CancelScope, not fail_after(): same deadline, less overhead per wait.
                 with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
@@ -141,7 +144,17 @@ class SMTPConnection:
                         ready.extend(self.protocol.receive(await self.receive_raw()))
                 if scope.cancelled_caught:
                     raise SessionTimeout(f"no reply within {timeout:g}s", phase)
-        return ready.pop(0)
+        return ready.popleft()
+
+    async def wait_reply(self) -> None:
+        """Read until at least one reply is parsed (in :attr:`ready`).
+
+        Sets no deadline: the caller's cancel scope must bound the wait.
+        Raises as :meth:`next_reply`.
+        """
+        ready = self.ready
+        while not ready:
+            ready.extend(self.protocol.receive(await self.receive_raw()))
 
     async def start_tls(
         self,
@@ -160,7 +173,7 @@ class SMTPConnection:
         server may take it or do a full handshake (see ``session_reused``).
         """
         self.protocol.parser = ReplyParser(self.protocol.parser.max_line, self.protocol.parser.max_reply)
-        self._ready.clear()
+        self.ready.clear()
         tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname, https_compatible=False)
         if session is not None:
             # trio forwards this to its SSLObject; it must be set before the handshake.

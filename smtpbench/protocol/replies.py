@@ -47,6 +47,10 @@ _DIGITS = frozenset(b"0123456789")
 _CLEAN_LINE = re.compile(rb"([2-5][0-5][0-9]) ([\t\x20-\x7e]{0,504})\r\n")
 #: The longest line _CLEAN_LINE matches, CRLF included.
 _CLEAN_LINE_MAX = 510
+#: How many distinct clean lines a parser remembers with their Reply (a server repeats the
+#: same few replies, message after message).  Bounded: a server that varies its replies only
+#: fills it once, and then the lines it did not hold are parsed as before.
+_SEEN_MAX = 64
 
 
 class Reply:
@@ -125,12 +129,15 @@ class ReplyParser:
     ``max_line`` + ``max_reply`` bytes are ever buffered.
     """
 
-    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "max_line", "max_reply")
+    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "_seen", "max_line", "max_reply")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE, max_reply: int = DEFAULT_MAX_REPLY) -> None:
         self.max_line = max_line
         self.max_reply = max_reply
         self._buf = bytearray()
+        # Clean lines already parsed by the fast path, and their Reply: the same line at the
+        # start of a reply is that same Reply again (a Reply is never changed once made).
+        self._seen: dict[bytes, Reply] = {}
         self._reset_reply()
 
     def _reset_reply(self) -> None:
@@ -164,14 +171,24 @@ class ReplyParser:
         find = data.find
         # The fast path needs the caps not to bite on a clean line (the defaults never do).
         clean = _CLEAN_LINE.match if self.max_line >= _CLEAN_LINE_MAX and self.max_reply >= _CLEAN_LINE_MAX else None
+        seen = self._seen
         while start < end:
+            nl = find(b"\n", start)
             if clean is not None and self._code == -1:
+                if nl >= 0:
+                    reply = seen.get(data[start : nl + 1])
+                    if reply is not None:
+                        out.append(reply)
+                        start = nl + 1
+                        continue
                 m = clean(data, start)
                 if m is not None:
-                    out.append(Reply(int(m[1]), (m[2].decode("ascii"),), m[0]))
+                    reply = Reply(int(m[1]), (m[2].decode("ascii"),), m[0])
+                    if len(seen) < _SEEN_MAX:
+                        seen[m[0]] = reply
+                    out.append(reply)
                     start = m.end()
                     continue
-            nl = find(b"\n", start)
             if nl < 0:
                 break
             if nl > 0 and data[nl - 1] == 13:

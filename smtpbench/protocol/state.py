@@ -44,6 +44,10 @@ class State(enum.Enum):
     REFUSED = "refused"  # 554/521 greeting: only QUIT is meaningful
     CLOSED = "closed"
 
+    # Members are singletons: identity hashing (in C) instead of Enum's hash of the name (in
+    # Python), since every command and reply looks a (state, verb) pair up in TRANSITIONS.
+    __hash__ = object.__hash__
+
 
 S = State
 _SESSION = (S.GREETED, S.READY, S.MAIL, S.RCPT)
@@ -76,6 +80,12 @@ for _s in _SESSION:
         TRANSITIONS[(_s, _v)] = (_s, _s)
     if _s is not S.GREETED:
         TRANSITIONS[(_s, "RSET")] = (S.READY, _s)
+
+
+#: The verbs whose every positive (2yz/3yz) reply simply moves to the table's positive state:
+#: :meth:`ClientProtocol._on_reply` takes these without its general checks (EHLO, DATA, AUTH
+#: and the rest take the general path).
+_PLAIN_POSITIVE = frozenset({"MAIL", "RCPT", "DATA_END", "BDAT", "BDAT_LAST", "RSET", "CONNECT", *_NEUTRAL})
 
 
 def parse_ehlo(reply: Reply) -> dict[str, str]:
@@ -144,6 +154,11 @@ class ClientProtocol:
         self.pending.clear()
 
     def _on_reply(self, verb: str, reply: Reply) -> None:
+        if reply.code < 400 and verb in _PLAIN_POSITIVE:  # most replies: as the general path below
+            transition = TRANSITIONS.get((self.state, verb))
+            if transition is not None:
+                self.state = transition[0]
+                return
         if reply.code == 421:
             self._close()
             return

@@ -14,10 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
-from rich.console import Console
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
 
 from smtpbench.metrics.recorder import Recorder
 
@@ -79,6 +75,12 @@ async def show_progress(st: ProgressState, mode: str, plain_every: float = 5.0) 
         while True:
             await trio.sleep(plain_every)
             print(_line(st, last)[0], flush=True)
+    # rich only for the live panel: a quiet or plain run does not pay for importing it.
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markup import escape
+    from rich.table import Table
+
     console = Console()
     with Live(console=console, refresh_per_second=2, transient=True) as live:
         while True:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported where a table is printed: a quiet run does not pay for it
+    from rich.console import Console
 
 
 def _ms(v: Any) -> str:
@@ -65,6 +65,9 @@ def hint_lines(summary: dict[str, Any]) -> list[str]:
 
 def print_summary(summary: dict[str, Any], results_dir: str, console: Console | None = None) -> None:
     """Print counts, throughput and the per-phase latency table (ms)."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     c = summary["counts"]
     t = summary["throughput"]
