@@ -15,8 +15,9 @@ Rules (README "Architecture"):
   ``a.b``.
 * ``smtpbench.protocol`` is sans-I/O and stands alone: its modules import no
   other package of ours.
-* No module above 600 lines (the README's rule of thumb is ~500), except the
-  allow-listed ones below.
+* No module above 525 lines (the README's rule of thumb is ~500: a little
+  slack so that a small fix does not force a split), except the allow-listed
+  ones below.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "smtpbench"
-MAX_LINES = 600
+MAX_LINES = 525
 #: Whether imports under ``if TYPE_CHECKING:`` count as edges (see the module docstring).
 COUNT_TYPE_CHECKING = True
 #: Modules allowed above MAX_LINES, each with its reason.  Empty: the three that
