@@ -78,8 +78,9 @@ def test_signal_stops_promptly_and_keeps_results(tmp_path: Path, sig: signal.Sig
         proc = start_run(tmp_path, srv.target)
         time.sleep(2)
         proc.send_signal(sig)
-        code, err, waited = finish(proc, within=GRACE_S + 5)
-    assert waited < GRACE_S + 3, f"took {waited:.1f}s to stop"
+        code, err, waited = finish(proc, within=GRACE_S + 12)
+    # Usually ~1 s (grace unused, results written); 4.9 s was seen at load average 6-8 on 2 cores.
+    assert waited < GRACE_S + 6, f"took {waited:.1f}s to stop"
     assert code == EXIT_RUN_ERROR, err
     assert "Traceback" not in err
     assert "interrupted" in err
@@ -103,8 +104,9 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert proc.poll() is None, "first SIGINT must wait for the grace period"
         proc.send_signal(signal.SIGINT)
-        code, err, waited = finish(proc, within=10)
-    assert waited < 3, f"took {waited:.1f}s after the second SIGINT"
+        code, err, waited = finish(proc, within=15)
+    # "At once" against the 30 s grace: < 6 s leaves >= 3x headroom for writing results on a loaded box.
+    assert waited < 6, f"took {waited:.1f}s after the second SIGINT"
     assert code == EXIT_RUN_ERROR
     assert "Traceback" not in err
     d = run_dir(tmp_path)

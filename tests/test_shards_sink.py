@@ -90,7 +90,12 @@ def test_shards_merge_to_what_the_sink_saw_and_one_run_reports(tmp_path: Path, m
     assert sharded_numbers == list(range(1, total + 1)) == whole_numbers
     # Against one unsharded run of the same total load.
     assert whole["counts"]["messages_accepted"] == whole_accepted == total
-    assert abs(merged["counts"]["sessions_completed"] - whole["counts"]["sessions_completed"]) <= SHARDS
+    if model == "closed":
+        assert abs(merged["counts"]["sessions_completed"] - whole["counts"]["sessions_completed"]) <= SHARDS
+    else:
+        # Open: arrivals are independent of the message budget; on a loaded machine sessions that arrived
+        # before the last message was claimed end without one (71 sessions for 30 messages was seen).
+        assert min(merged["counts"]["sessions_completed"], whole["counts"]["sessions_completed"]) >= total
     assert merged["phases"]["data_end"]["count"] == whole["phases"]["data_end"]["count"] == total
     # Messages per transfer method are summed over the shards too (not dropped by the merge).
     assert merged["transfer"] == whole["transfer"] == {"data": total, "bdat": 0}
