@@ -20,11 +20,9 @@ first refusal (rejected, its error kind from that code).
 from __future__ import annotations
 
 from smtpbench.load.session import Session, perf
-from smtpbench.net.errors import ReplyError
 from smtpbench.protocol.lmtp import LMTPClientProtocol
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.state import ClientProtocol
-from smtpbench.protocol.tables import is_expected
 
 
 def replies_due(protocol: ClientProtocol) -> int:
@@ -52,24 +50,13 @@ async def data_end_replies(s: Session, due: int) -> Reply:
 
     ``due`` 0: await the one reply that is no recipient's (counted in ``replies`` only).
     """
-    conn = s.conn
-    assert conn is not None
     counters = s.recorder.counters
     delivered: Reply | None = None
     refused: Reply | None = None
     failed = 0
     for left in range(max(due, 1) - 1, -1, -1):
-        if left:  # not the last: counted like Session.reply does, but no phase sample yet
-            s.arm(s.settings.timeouts["data_end"])
-            verb, reply = await conn.next_reply(None, "data_end")
-            code = reply.code
-            counters.replies[verb][code] += 1
-            if not is_expected(verb, code):
-                counters.unexpected[verb][code] += 1
-            if code == 421:
-                raise ReplyError(f"server closing: {code} {reply.text[:80]}", "data_end", 421)
-        else:  # the last: records data_end since the data was written
-            _, reply = await s.reply("data_end", "data_end")
+        # Every reply is counted; only the last records data_end (since the data was written).
+        _, reply = await s.reply("data_end", "data_end", sample=not left)
         if reply.code < 400:
             delivered = delivered or reply
         else:

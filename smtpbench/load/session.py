@@ -167,29 +167,32 @@ class Session:
         """Lift the session deadline (before a step that bounds itself)."""
         self.deadline = INF
 
-    async def reply(self, phase: str, timeout_key: str) -> tuple[str, Reply]:
-        """Await the next reply, record ``phase`` since the last mark, count the reply."""
+    async def reply(self, phase: str, timeout_key: str, sample: bool = True) -> tuple[str, Reply]:
+        """Await the next reply, record ``phase`` since the last mark (unless not ``sample``), count the reply."""
         conn = self.conn
         assert conn is not None
         self.phase = phase
         if conn.ready:  # parsed already: no wait, so no deadline to arm
-            return self.take(phase)
+            return self.take(phase, sample)
         self.deadline = perf() + self.settings.timeouts[timeout_key]
         await conn.wait_reply()
-        return self.take(phase)
+        return self.take(phase, sample)
 
-    def take(self, phase: str) -> tuple[str, Reply]:
+    def take(self, phase: str, sample: bool = True) -> tuple[str, Reply]:
         """The next reply, already parsed (``conn.ready`` must not be empty), recorded and counted as :meth:`reply`.
 
         The pipelined group's later replies usually arrive with the first: taking them needs no ``await``.
+        Without ``sample`` the reply is counted but no ``phase`` time is recorded (LMTP's per-recipient
+        replies before the last one: the phase runs to the last).
         """
         conn = self.conn
         assert conn is not None
         verb, reply = conn.ready.popleft()
-        now = perf()
         recorder = self.recorder
-        recorder.record(phase, int((now - self.mark) * 1_000_000))
-        self.mark = now
+        if sample:
+            now = perf()
+            recorder.record(phase, int((now - self.mark) * 1_000_000))
+            self.mark = now
         code = reply.code
         counters = recorder.counters
         counters.replies[verb][code] += 1
