@@ -19,7 +19,6 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -37,11 +36,11 @@ from bench_vs_smtp_source import (
     BenchError,
     find_tool,
     free_port,
-    machine,
     run_child,
     run_smtpbench,
     smtp_sink,
     stop,
+    write_json,
 )
 
 #: The sink must say where it listens within this many seconds.
@@ -209,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         doc = {
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": machine(),
             "client": args.client,
             "workers": args.workers,
             "messages": args.messages,
@@ -221,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "round_ratios": round_ratios,
             "median_round_ratio": round_ratio,
         }
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, doc, "%Y-%m-%d %H:%M")
     return 0
 
 

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 SESSIONS = 50
@@ -96,6 +97,12 @@ def machine() -> str:
     return (
         f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}"
     )
+
+
+def write_json(path: str, doc: dict[str, Any], date_format: str = "%Y-%m-%d") -> None:
+    """Write a benchmark's ``doc`` to ``path`` as JSON, headed by the date and the :func:`machine`."""
+    full = {"date": time.strftime(date_format), "machine": machine(), **doc}
+    Path(path).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -344,14 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     print(report(samples, variants))
     if args.json:
         doc = {
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": machine(),
             "messages": args.messages,
             "sessions": SESSIONS,
             "samples": [asdict(s) | {"cpu_us_per_message": s.cpu_us_per_message} for s in samples],
             "medians": {v: {c: median_of(samples, c, v) for c in ("smtp-source", "smtpbench")} for v in variants},
         }
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, doc)
     return 0
 
 

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import bench_vs_smtp_source as twin
@@ -168,13 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
     if args.json:
         doc = {
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "load_average": {"before": load_before, "after": load_after},
             "samples": samples,
             "medians": medians,
         }
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        twin.write_json(args.json, doc)
     return 0
 
 
