@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from smtpbench.delivery.ids import find_id
+from smtpbench.filetail import FileTail
 
 POLL_S = 0.1
 #: Octets of a message read to find its header block.
@@ -75,29 +76,16 @@ class MboxWatcher:
     """Messages appended to an mbox file (messages start with a ``From `` line)."""
 
     def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        try:
-            self.offset = self.path.stat().st_size
-        except OSError:
-            self.offset = 0
-        self._rest = b""
+        self.tail = FileTail(path, from_end=True)
         self._in_header = False
         self._found = False
 
     def scan(self) -> Arrivals:
         """The ids (and the file's modification time) of the messages appended since the last scan."""
-        try:
-            st = self.path.stat()
-            if st.st_size < self.offset:  # truncated or replaced: start over
-                self.offset, self._rest, self._in_header = 0, b"", False
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
+        lines = self.tail.lines()
+        if self.tail.restarted:  # truncated or replaced: read from its start
+            self._in_header = False
+        mtime = self.tail.mtime
         out: Arrivals = []
         for line in lines:
             if line.startswith(b"From "):
@@ -106,8 +94,8 @@ class MboxWatcher:
                 if line in (b"", b"\r"):
                     self._in_header = False
                     if not self._found:  # a message without our id: counted as unexpected
-                        out.append((None, st.st_mtime))
+                        out.append((None, mtime))
                 elif not self._found and line[:15].lower() == b"x-smtpbench-id:":
                     self._found = True
-                    out.append((find_id(line + b"\n\n"), st.st_mtime))
+                    out.append((find_id(line + b"\n\n"), mtime))
         return out

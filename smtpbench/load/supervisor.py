@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from smtpbench.errors import RunError
+from smtpbench.filetail import FileTail
 from smtpbench.load.profile import Profile
 from smtpbench.load.results import ResultsDir
 from smtpbench.load.split import Part, plan_shard
@@ -48,26 +49,6 @@ KILL_AFTER_S = 5.0
 FOLLOW_PERIOD_MAX_S = 1.0
 
 
-class _Follower:
-    """Reads the complete lines appended to a file since the last call (a line still being written waits)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
-
-    def lines(self) -> list[str]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        *done, self.partial = (self.partial + data).split(b"\n")
-        return [line.decode("utf-8", "replace") for line in done if line]
-
-
 @dataclass
 class Worker:
     """One worker process and what the parent has read of its results so far."""
@@ -80,12 +61,12 @@ class Worker:
     in_flight: int = 0
     #: SIGINTs sent (a worker's run acts on the first two; more are pointless).
     sigints: int = 0
-    hlog: _Follower = field(init=False)
-    timeline: _Follower = field(init=False)
+    hlog: FileTail = field(init=False)
+    timeline: FileTail = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hlog = _Follower(self.folder / "histograms.hlog")
-        self.timeline = _Follower(self.folder / "timeline.jsonl")
+        self.hlog = FileTail(self.folder / "histograms.hlog")
+        self.timeline = FileTail(self.folder / "timeline.jsonl")
 
     @property
     def running(self) -> bool:
@@ -283,7 +264,7 @@ class Supervisor:
         # the decoding (its cost is the parent's, on cores the workers share); the final merge reads the files.
         latencies = self.mode != "none" or bool(self.criteria) or self.live is not None
         for worker in self.workers:
-            for line in worker.hlog.lines() if latencies else ():
+            for line in worker.hlog.text_lines() if latencies else ():
                 if line.startswith(("#", '"')):
                     continue
                 try:
@@ -295,7 +276,7 @@ class Supervisor:
                 fresh.setdefault(iv.tag, new_histogram()).add(h)
                 start = self.started_epoch + iv.start
                 span = [min(span[0], start), max(span[1], start + iv.length)]
-            for line in worker.timeline.lines():
+            for line in worker.timeline.text_lines():
                 try:
                     item = json.loads(line)
                 except ValueError:
