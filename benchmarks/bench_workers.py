@@ -44,10 +44,19 @@ def cpu_set(text: str) -> set[int]:
     return cpus
 
 
-def write_profile(path: Path, port: int, sessions: int, messages: int) -> None:
-    """bench_vs_smtp_source's profile (1 KiB, connection reuse), with ``sessions`` and ``messages`` in all."""
+#: Short sessions bind round-robin to these local addresses: one address holds only ~28,000 connections to one
+#: port within a TIME_WAIT period, fewer than a few rounds of one-message sessions open.
+SOURCES = "127.0.0.0/29"
+
+
+def write_profile(path: Path, port: int, sessions: int, messages: int, per_session: int = 0) -> None:
+    """bench_vs_smtp_source's profile (1 KiB, pipelining), with ``sessions`` and ``messages`` in all; connections
+    are reused for every message (``per_session`` 0) or for ``per_session`` messages each, from :data:`SOURCES`."""
     twin.write_profile(path, port, messages, reuse=True)
     text = path.read_text(encoding="utf-8").replace(f"sessions = {twin.SESSIONS}\n", f"sessions = {sessions}\n")
+    if per_session:
+        text = text.replace("messages_per_session = 1000000000\n", f"messages_per_session = {per_session}\n")
+        text = text.replace("helo = ", f'source_addresses = "{SOURCES}"\nhelo = ')
     path.write_text(text.replace('progress = "none"\n', 'progress = "none"\nreport = false\n'), encoding="utf-8")
 
 
@@ -55,7 +64,7 @@ def one_run(args: argparse.Namespace, workers: int, port: int, sink_pid: int, wo
     """One ``smtpbench run --workers N``: its messages/s (summary.json) and CPU µs per message (wait4)."""
     sessions, messages = args.sessions_per_worker * workers, args.messages_per_worker * workers
     profile = work / f"profile-{workers}.toml"
-    write_profile(profile, port, sessions, messages)
+    write_profile(profile, port, sessions, messages, args.per_session)
     results = work / f"results-{workers}-{rnd}"
     cmd = [sys.executable, "-m", "smtpbench", "run", str(profile), "-q", "--workers", str(workers)]
     cmd += ["--results-dir", str(results)]
@@ -77,6 +86,7 @@ def one_run(args: argparse.Namespace, workers: int, port: int, sink_pid: int, wo
         "messages_per_s": float(summary["throughput"]["messages_per_s"]),
         "cpu_us_per_message": cpu / messages * 1e6,
         "sink_cpu_share": sink_cpu / wall,
+        "sink_cpu_us_per_message": sink_cpu / messages * 1e6,
     }
 
 
@@ -87,6 +97,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds per worker count (default 3)")
     p.add_argument("--messages-per-worker", type=int, default=40_000, help="messages per worker (default 40,000)")
     p.add_argument("--sessions-per-worker", type=int, default=25, help="sessions per worker (default 25)")
+    p.add_argument(
+        "--per-session",
+        type=int,
+        default=0,
+        help="messages per connection (default 0: one connection per session for the whole run)",
+    )
     p.add_argument("--client-cpus", help="run smtpbench on these CPUs (taskset list, e.g. 0-13)")
     p.add_argument("--sink-cpus", help="run smtp-sink on these CPUs (e.g. 14,15)")
     p.add_argument("--json", metavar="FILE", help="also write every sample and the medians to FILE")
@@ -102,8 +118,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--workers: counts 1..1024, including 1 (the baseline)")
     if not 1 <= args.rounds <= 20 or not 100 <= args.messages_per_worker <= 2_000_000:
         p.error("--rounds must be 1..20, --messages-per-worker 100..2000000")
-    if not 1 <= args.sessions_per_worker <= 1000:
-        p.error("--sessions-per-worker must be 1..1000")
+    if not 1 <= args.sessions_per_worker <= 1000 or not 0 <= args.per_session <= 1_000_000:
+        p.error("--sessions-per-worker must be 1..1000, --per-session 0..1000000")
     return args
 
 
@@ -112,8 +128,8 @@ def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dic
     medians = {}
     for n in counts:
         mine = [s for s in samples if s["workers"] == n]
-        medians[n] = {k: statistics.median(s[k] for s in mine) for k in ("messages_per_s", "cpu_us_per_message",
-                                                                         "sink_cpu_share")}  # fmt: skip
+        keys = ("messages_per_s", "cpu_us_per_message", "sink_cpu_share", "sink_cpu_us_per_message")
+        medians[n] = {k: statistics.median(s[k] for s in mine) for k in keys}
     base = medians[1]["messages_per_s"]
     one = {s["round"]: s["messages_per_s"] for s in samples if s["workers"] == 1}
     head = f"{'workers':>7} {'msgs/s':>9} {'speed-up':>9} {'efficiency':>10} {'paired':>8} {'CPU µs/msg':>11}"
@@ -129,6 +145,15 @@ def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dic
         lines.append(f"{n:>7} {m['messages_per_s']:>9.0f} {m['speedup']:>8.2f}x {m['efficiency'] * 100:>9.0f}%"
                      f" {m['paired_speedup']:>7.2f}x {m['cpu_us_per_message']:>11.1f}"
                      f" {m['sink_cpu_share'] * 100:>8.0f}%")  # fmt: skip
+    # The most any number of client processes could deliver on this machine if neither side's CPU per message
+    # grew: every core busy with smtpbench or smtp-sink (what one worker's run cost each of them per message).
+    cores = len(os.sched_getaffinity(0))
+    one_cost = medians[1]["cpu_us_per_message"] + medians[1]["sink_cpu_us_per_message"]
+    bound = cores / one_cost * 1e6
+    medians[1]["cpu_bound_messages_per_s"] = bound
+    lines.append(f"CPU bound: {cores} CPUs / ({medians[1]['cpu_us_per_message']:.1f} + "
+                 f"{medians[1]['sink_cpu_us_per_message']:.1f} µs per message, smtpbench + smtp-sink with one "
+                 f"worker) = {bound:.0f} msgs/s = {bound / base:.2f}x one worker")  # fmt: skip
     return "\n".join(lines), medians
 
 
