@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -58,6 +59,33 @@ def write_profile(path: Path, port: int, sessions: int, messages: int, per_sessi
         text = text.replace("messages_per_session = 1000000000\n", f"messages_per_session = {per_session}\n")
         text = text.replace("helo = ", f'source_addresses = "{SOURCES}"\nhelo = ')
     path.write_text(text.replace('progress = "none"\n', 'progress = "none"\nreport = false\n'), encoding="utf-8")
+
+
+_SPIN = "import time\nt = time.process_time()\nx = 0\nfor i in range(12_000_000):\n    x += i\nprint(time.process_time() - t)\n"
+
+
+def parallel_capacity() -> tuple[int, float]:
+    """(CPUs, how many CPUs' worth of work they do together): a pure-Python loop's CPU time alone over its CPU
+    time when one copy runs on every CPU at once.  On a virtual machine whose vCPUs share physical cores (or
+    whose host is busy) this is below the CPU count: every busy process is slower when all are busy."""
+    cpus = len(os.sched_getaffinity(0))
+
+    def spin(copies: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE) for _ in range(copies)]
+        return statistics.median(float(p.communicate(timeout=120)[0]) for p in procs)
+
+    alone = min(spin(1) for _ in range(2))
+    together = spin(cpus)
+    return cpus, cpus * alone / together
+
+
+def startup_cpu_us(args: argparse.Namespace, port: int, sink_pid: int, work: Path) -> float:
+    """CPU µs of a one-worker run's fixed cost (interpreter, imports, profile, message pool, results): the CPU of
+    a run of 100 messages, left out of the steady per-message cost behind the CPU bound."""
+    profile = work / "profile-startup.toml"
+    write_profile(profile, port, args.sessions_per_worker, 100, args.per_session)
+    cmd = [sys.executable, "-m", "smtpbench", "run", str(profile), "-q", "--results-dir", str(work / "startup")]
+    return min(run_child(cmd, sink_pid)[1] for _ in range(2)) * 1e6
 
 
 def one_run(args: argparse.Namespace, workers: int, port: int, sink_pid: int, work: Path, rnd: int) -> dict[str, float]:
@@ -123,12 +151,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dict[int, dict[str, float]]]:
+def report(
+    samples: list[dict[str, float]], counts: list[int], capacity: tuple[int, float, float] | None = None
+) -> tuple[str, dict[int, dict[str, float]]]:
     """The table of medians per worker count, with speed-up and efficiency against one worker."""
     medians = {}
     for n in counts:
         mine = [s for s in samples if s["workers"] == n]
-        keys = ("messages_per_s", "cpu_us_per_message", "sink_cpu_share", "sink_cpu_us_per_message")
+        keys = ("messages", "messages_per_s", "cpu_us_per_message", "sink_cpu_share", "sink_cpu_us_per_message")
         medians[n] = {k: statistics.median(s[k] for s in mine) for k in keys}
     base = medians[1]["messages_per_s"]
     one = {s["round"]: s["messages_per_s"] for s in samples if s["workers"] == 1}
@@ -145,15 +175,20 @@ def report(samples: list[dict[str, float]], counts: list[int]) -> tuple[str, dic
         lines.append(f"{n:>7} {m['messages_per_s']:>9.0f} {m['speedup']:>8.2f}x {m['efficiency'] * 100:>9.0f}%"
                      f" {m['paired_speedup']:>7.2f}x {m['cpu_us_per_message']:>11.1f}"
                      f" {m['sink_cpu_share'] * 100:>8.0f}%")  # fmt: skip
-    # The most any number of client processes could deliver on this machine if neither side's CPU per message
-    # grew: every core busy with smtpbench or smtp-sink (what one worker's run cost each of them per message).
-    cores = len(os.sched_getaffinity(0))
-    one_cost = medians[1]["cpu_us_per_message"] + medians[1]["sink_cpu_us_per_message"]
-    bound = cores / one_cost * 1e6
-    medians[1]["cpu_bound_messages_per_s"] = bound
-    lines.append(f"CPU bound: {cores} CPUs / ({medians[1]['cpu_us_per_message']:.1f} + "
-                 f"{medians[1]['sink_cpu_us_per_message']:.1f} µs per message, smtpbench + smtp-sink with one "
-                 f"worker) = {bound:.0f} msgs/s = {bound / base:.2f}x one worker")  # fmt: skip
+    if capacity is not None:
+        # The most any number of client processes could deliver here if neither side's CPU per message grew:
+        # every CPU busy (at the throughput all CPUs have together) with smtpbench or smtp-sink, each costing
+        # what one worker's run cost it per message in its steady state (start-up left out).
+        cpus, effective, fixed_us = capacity
+        one = medians[1]
+        client = one["cpu_us_per_message"] - fixed_us / one["messages"]
+        bound = effective / (client + one["sink_cpu_us_per_message"]) * 1e6
+        one.update(cpu_bound_messages_per_s=bound, effective_cpus=effective, steady_cpu_us_per_message=client)
+        lines.append(f"CPU bound: {effective:.2f} effective CPUs (of {cpus}: with all busy, a loop needs "
+                     f"{cpus / effective:.2f}x its CPU time alone) / ({client:.1f} µs smtpbench steady "
+                     f"[{fixed_us / 1e3:.0f} ms start-up over {one['messages']:,.0f} messages left out] + "
+                     f"{one['sink_cpu_us_per_message']:.1f} µs smtp-sink per message, one worker)")  # fmt: skip
+        lines.append(f"         = {bound:.0f} msgs/s = {bound / base:.2f}x one worker: the most N workers can reach")
     return "\n".join(lines), medians
 
 
@@ -161,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print the table; return the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     samples: list[dict[str, float]] = []
+    capacity: tuple[int, float, float] | None = None
     load_before = os.getloadavg()
     try:
         find_tool("smtp-sink")
@@ -178,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append(s)
                     print(f"  round {rnd} workers {n:>3} {s['messages_per_s']:>8.0f} msgs/s"
                           f" {s['cpu_us_per_message']:>6.1f} µs CPU/msg  (wall {s['wall_s']:.1f}s)", flush=True)  # fmt: skip
+            # Unpinned only: with --client-cpus/--sink-cpus each side has its own CPUs and the bound differs.
+            if not args.client_cpus and not args.sink_cpus:
+                print("measuring the CPU bound (start-up cost, parallel capacity)...", flush=True)
+                fixed = startup_cpu_us(args, port, sink.pid, Path(tmp))
+                capacity = (*parallel_capacity(), fixed)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -185,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: interrupted", file=sys.stderr)
         return 130
     load_after = os.getloadavg()
-    table, medians = report(samples, args.counts)
+    table, medians = report(samples, args.counts, capacity)
     print()
     print(table)
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
