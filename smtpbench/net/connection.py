@@ -192,6 +192,12 @@ class SMTPConnection:
             self.protocol.tls_established()
 
     async def aclose(self) -> None:
-        """Close the stream without waiting on the peer."""
+        """Close the stream without waiting on the peer (never raises, never blocks more than 1 s)."""
+        stream = self.stream
+        if type(stream) is trio.SocketStream:
+            # A plain socket closes synchronously (trio's SocketStream.aclose is close() and a checkpoint): the
+            # cancel scopes and the checkpoint of the general path cost ~10 % of a one-message session's CPU.
+            stream.socket.close()
+            return
         with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await trio.aclose_forcefully(self.stream)
+            await trio.aclose_forcefully(stream)
