@@ -68,6 +68,29 @@ def value(scrape: dict[Any, float], name: str, **labels: str) -> float:
     return scrape[(name, frozenset(labels.items()))]
 
 
+def dashboard_metrics() -> set[str]:
+    """Every ``smtpbench_*`` metric name the Grafana dashboard's panel expressions ask for."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert any(v["type"] == "datasource" and v["query"] == "prometheus" for v in dashboard["templating"]["list"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return set(re.findall(r"smtpbench_[a-z0-9_]+", " ".join(exprs)))
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), ids
+    cells: dict[tuple[int, int], int] = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["y"] >= 0 and g["h"] > 0, p["title"]
+        assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"panel {p['id']} overlaps panel {cells[(x, y)]}"
+                cells[(x, y)] = p["id"]
+
+
 def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None:
     port = free_port()
     body = (
@@ -123,10 +146,7 @@ def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None
     assert value(mid, "smtpbench_threshold_value", **th) >= 0.010  # seconds, not µs
     # The Grafana dashboard asks only for series the endpoint serves.
     served = {name for sc in live for (name, _) in sc} | scraper.families
-    dashboard = json.loads(DASHBOARD.read_text())
-    assert any(v["type"] == "datasource" and v["query"] == "prometheus" for v in dashboard["templating"]["list"])
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    asked = set(re.findall(r"smtpbench_[a-z0-9_]+", " ".join(exprs)))
+    asked = dashboard_metrics()
     assert asked and asked <= served, asked - served
     # Stopped with the run: the port is closed again.
     with socket.socket() as probe:
@@ -173,6 +193,9 @@ def test_the_last_scrape_of_an_lmtp_proxy_run_equals_its_summary(
     assert value(got, "smtpbench_proxy_sessions_announced_total") == s["proxy"]["sessions_announced"]
     assert s["proxy"]["sessions_announced"] == c["sessions_started"] > 0
     assert families["smtpbench_lmtp_recipients"].type == "counter"
+    # Every dashboard panel, the TLS and LMTP ones included, asks for series this run's endpoint served.
+    served = {name for (name, _) in got} | set(families)
+    assert dashboard_metrics() <= served, dashboard_metrics() - served
 
 
 def test_bad_metrics_ports_exit_2(tmp_path: Path) -> None:
