@@ -14,9 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from smtpbench.metrics.exposition import LiveMetrics
@@ -83,7 +82,7 @@ def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
     cells: dict[tuple[int, int], int] = {}
     for p in panels:
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["y"] >= 0 and g["h"] > 0, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["y"] >= 0 and g["h"] > 0, p["title"]
         assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
         for x in range(g["x"], g["x"] + g["w"]):
             for y in range(g["y"], g["y"] + g["h"]):
@@ -172,7 +171,7 @@ def test_the_last_scrape_of_an_lmtp_proxy_run_equals_its_summary(
     profile.write_text(
         '[target]\nembedded = true\nprotocol = "lmtp"\nproxy_protocol = "v2"\nproxy_sources = "198.51.100.0/29"\n'
         "[target.sink]\nreject_data_perm = 0.2\n"  # per recipient after the data: some failed, some partial
-        '[workload]\nsessions = 2\nmessages = 40\nmessages_per_session = 5\nseed = 7\n[message]\nrecipients = 3\n'
+        "[workload]\nsessions = 2\nmessages = 40\nmessages_per_session = 5\nseed = 7\n[message]\nrecipients = 3\n"
         '[output]\ninterval = "0.5s"\n'
     )
     results = tmp_path / "results"
