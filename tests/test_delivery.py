@@ -92,6 +92,31 @@ def test_external_sink_reports_to_the_run(tmp_path: Path) -> None:
     assert problems(s) == []
 
 
+def test_multi_process_sink_reports_every_message_once(tmp_path: Path) -> None:
+    """``sink --workers 2 --report-to``: each worker reports what it accepted, under its own token; none twice."""
+    report_port = free_port()
+    sink = EmbeddedSink(["--workers", "2", "--report-to", f"127.0.0.1:{report_port}", "--delay-data-end", "2ms"])
+    with sink as (_, sink_port):
+        s = run(
+            tmp_path,
+            sink_port,
+            "[workload]\nsessions = 4\nmessages = 800\nmessages_per_session = 5\n"
+            f'[delivery]\nreport_listen = "127.0.0.1:{report_port}"\nwait = "20s"\n',
+        )
+    stats = sink.stats  # the parent's merged stats, printed when it stopped
+    assert stats is not None and sink.returncode == 0
+    d = s["delivery"]
+    assert s["counts"]["messages_accepted"] == d["accepted"] == d["delivered"] == 800
+    assert d["lost"] == d["duplicated"] == d["unexpected"] == d["rejected_but_delivered"] == 0
+    assert d["outstanding_after_wait"] == 0 and d["waited_s"] < 20
+    # Both workers served sessions and reported (160 sessions spread by SO_REUSEPORT: both get some).
+    assert [w["status"] for w in stats["workers"]] == ["stopped", "stopped"]
+    assert all(w["messages_accepted"] > 0 for w in stats["workers"]), stats["workers"]
+    assert d["reports"]["sinks"] == 2 and d["reports"]["received"] == 800 == stats["reports_sent"]
+    assert d["reports"]["dropped_by_sinks"] == 0 == stats["reports_dropped"]
+    assert problems(s) == []
+
+
 class MailboxHandler:
     """aiosmtpd handler delivering each message locally, as an MTA's local delivery agent would."""
 

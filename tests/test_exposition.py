@@ -14,9 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smtpbench.errors import EXIT_FAILED, EXIT_RUN_ERROR
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from smtpbench.metrics.exposition import LiveMetrics
 from tests.sinkutil import SinkThread
 from tests.test_bad_input import assert_one_line_usage_error, invoke
 from tests.test_thresholds import BUDGET, cli_run
@@ -65,6 +67,29 @@ def value(scrape: dict[Any, float], name: str, **labels: str) -> float:
     return scrape[(name, frozenset(labels.items()))]
 
 
+def dashboard_metrics() -> set[str]:
+    """Every ``smtpbench_*`` metric name the Grafana dashboard's panel expressions ask for."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert any(v["type"] == "datasource" and v["query"] == "prometheus" for v in dashboard["templating"]["list"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return set(re.findall(r"smtpbench_[a-z0-9_]+", " ".join(exprs)))
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), ids
+    cells: dict[tuple[int, int], int] = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["y"] >= 0 and g["h"] > 0, p["title"]
+        assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"panel {p['id']} overlaps panel {cells[(x, y)]}"
+                cells[(x, y)] = p["id"]
+
+
 def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None:
     port = free_port()
     body = (
@@ -97,6 +122,8 @@ def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None
     assert value(mid, "smtpbench_messages_total", result="rejected") == 0
     assert value(mid, "smtpbench_errors_total", kind="timeout") == 0  # every kind is there, at 0
     assert value(mid, "smtpbench_tls_handshakes_total", handshake="full") == 0  # present, at 0 without TLS
+    assert value(mid, "smtpbench_lmtp_recipients_total", result="delivered") == 0  # likewise without LMTP
+    assert value(mid, "smtpbench_proxy_sessions_announced_total") == 0  # and without PROXY
     sent = value(mid, "smtpbench_messages_sent_total")
     assert value(mid, "smtpbench_messages_total", result="accepted") <= sent
     # Latency: the histogram counts what the interval histograms held; the sink's 10 ms delay shows.
@@ -118,14 +145,56 @@ def test_scraped_mid_run_counters_rise_and_are_plausible(tmp_path: Path) -> None
     assert value(mid, "smtpbench_threshold_value", **th) >= 0.010  # seconds, not µs
     # The Grafana dashboard asks only for series the endpoint serves.
     served = {name for sc in live for (name, _) in sc} | scraper.families
-    dashboard = json.loads(DASHBOARD.read_text())
-    assert any(v["type"] == "datasource" and v["query"] == "prometheus" for v in dashboard["templating"]["list"])
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    asked = set(re.findall(r"smtpbench_[a-z0-9_]+", " ".join(exprs)))
+    asked = dashboard_metrics()
     assert asked and asked <= served, asked - served
     # Stopped with the run: the port is closed again.
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_last_scrape_of_an_lmtp_proxy_run_equals_its_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LMTP per-recipient and PROXY counters, scraped after the final update, are summary.json's figures."""
+    port = free_port()
+    last: list[str] = []
+    close = LiveMetrics.__exit__
+
+    def scrape_then_close(self: LiveMetrics, *exc: object) -> None:
+        # The run's final update is in; the port closes right after, so scrape here (same endpoint, over loopback).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_DEADLINE_S) as resp:
+            last.append(resp.read().decode())
+        close(self, *exc)
+
+    monkeypatch.setattr(LiveMetrics, "__exit__", scrape_then_close)
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        '[target]\nembedded = true\nprotocol = "lmtp"\nproxy_protocol = "v2"\nproxy_sources = "198.51.100.0/29"\n'
+        "[target.sink]\nreject_data_perm = 0.2\n"  # per recipient after the data: some failed, some partial
+        "[workload]\nsessions = 2\nmessages = 40\nmessages_per_session = 5\nseed = 7\n[message]\nrecipients = 3\n"
+        '[output]\ninterval = "0.5s"\n'
+    )
+    results = tmp_path / "results"
+    args = ["run", str(profile), "--results-dir", str(results), "--progress", "none", "--metrics-port", str(port)]
+    code, _out, err = invoke(args)
+    assert code == EXIT_OK, err
+    (run,) = results.iterdir()
+    s = json.loads((run / "summary.json").read_text())
+    c = s["counts"]
+    assert len(last) == 1
+    families = {f.name: f for f in text_string_to_metric_families(last[0])}  # prometheus_client's own parser
+    got = {(x.name, frozenset(x.labels.items())): x.value for f in families.values() for x in f.samples}
+    assert c["recipients_delivered"] > 0 and c["recipients_failed"] > 0 and c["messages_partial"] > 0
+    assert c["recipients_delivered"] + c["recipients_failed"] == 3 * c["messages_sent"] == 120
+    assert value(got, "smtpbench_lmtp_recipients_total", result="delivered") == c["recipients_delivered"]
+    assert value(got, "smtpbench_lmtp_recipients_total", result="failed") == c["recipients_failed"]
+    assert value(got, "smtpbench_lmtp_messages_partial_total") == c["messages_partial"]
+    assert value(got, "smtpbench_proxy_sessions_announced_total") == s["proxy"]["sessions_announced"]
+    assert s["proxy"]["sessions_announced"] == c["sessions_started"] > 0
+    assert families["smtpbench_lmtp_recipients"].type == "counter"
+    # Every dashboard panel, the TLS and LMTP ones included, asks for series this run's endpoint served.
+    served = {name for (name, _) in got} | set(families)
+    assert dashboard_metrics() <= served, dashboard_metrics() - served
 
 
 def test_bad_metrics_ports_exit_2(tmp_path: Path) -> None:

@@ -321,8 +321,10 @@ def test_shards_of_workers_merge_into_one_run(tmp_path: Path) -> None:
 def test_metrics_port_serves_the_merged_figures_of_every_worker(tmp_path: Path) -> None:
     port = free_port()
     scraper = Scraper(port)
-    with SinkThread(store_messages=False) as srv:
+    with SinkThread(store_messages=False, proxy_protocol=True) as srv:
         profile = write_profile(tmp_path, srv.port, '[workload]\nsessions = 2\nduration = "4s"\n')
+        proxied = 'proxy_protocol = "v1"\nproxy_sources = "198.51.100.0/29"\n[message]'
+        profile.write_text(profile.read_text().replace("[message]", proxied, 1))
         proc = smtpbench(tmp_path, str(profile), "--workers", "2", "-q", "--metrics-port", str(port))
         scraper.start()
         code, err, _ = finish(proc, PROCESS_TIMEOUT_S)
@@ -335,3 +337,6 @@ def test_metrics_port_serves_the_merged_figures_of_every_worker(tmp_path: Path) 
     assert mid_run, accepted  # scraped while both workers were sending
     # Every worker's messages are in the exposition: more than one worker's share at the last scrape that saw any.
     assert max(accepted) > max(w["messages_accepted"] for w in summary["workers"])
+    # PROXY sessions announced reach the parent through the workers' timelines: rising, and never above the total.
+    announced = [value(s, "smtpbench_proxy_sessions_announced_total") for s in scraper.scrapes if s]
+    assert 0 < max(announced) <= summary["proxy"]["sessions_announced"] and announced == sorted(announced)

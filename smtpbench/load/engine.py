@@ -286,6 +286,7 @@ class Engine:
             samples[-1].cpu_percent if samples else None,
             self._driver_behind(),
             list(zip(self.criteria, self.judged, strict=False)),  # none before the first judgement
+            self.recorder.counters.proxy.announced if self.recorder.counters.proxy is not None else 0,
         )
 
     def _judge_thresholds(self) -> None:

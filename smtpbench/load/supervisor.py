@@ -108,6 +108,8 @@ class Supervisor:
         self.judged: list[dict[str, Any]] = []
         self.failing: list[dict[str, Any]] = []
         self.live: LiveMetrics | None = None
+        #: Sessions the workers have said announced a PROXY client (timeline ``proxy_announced``), for the exporter.
+        self.proxy_announced = 0
         #: Bounds the workers' start; a signal cancels it.
         self.starting_scope = trio.CancelScope()
         #: perf_counter time of the first stop (inf while running).
@@ -283,6 +285,7 @@ class Supervisor:
                     continue
                 counters.counts.update(item.get("counts", {}))
                 counters.errors.update(item.get("errors", {}))
+                self.proxy_announced += int(item.get("proxy_announced", 0))
                 worker.in_flight = int(item.get("in_flight", 0))
             if not worker.running:
                 worker.in_flight = 0
@@ -304,7 +307,7 @@ class Supervisor:
             in_flight = sum(w.in_flight for w in self.workers)
             judged = list(zip(self.criteria, self.judged, strict=False))
             self.live.update(RunState(intervals, counters, in_flight, (), self.status, self.stopping, elapsed,
-                                      thresholds=judged))  # fmt: skip
+                                      thresholds=judged, proxy_announced=self.proxy_announced))  # fmt: skip
 
     def summary_now(self, elapsed: float) -> dict[str, Any]:
         """The merged figures so far as a summary document (for the thresholds judged during the run)."""

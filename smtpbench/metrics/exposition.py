@@ -74,6 +74,8 @@ class RunState:
     behind_s: float = 0.0
     #: Each criterion with its latest judgement (``thresholds.evaluate``'s rows), in profile order.
     thresholds: Sequence[tuple[Threshold, Mapping[str, Any]]] = field(default_factory=tuple)
+    #: Sessions that sent a PROXY header so far (0 without target.proxy_protocol).
+    proxy_announced: int = 0
 
 
 class _Buckets:
@@ -202,6 +204,26 @@ class LiveMetrics:
         for kind, tag in (("full", tlsstats.FULL), ("resumed", tlsstats.RESUMED)):
             handshakes.add_metric([kind], counts[tag])
         families.append(handshakes)
+        # LMTP and PROXY counters are exported at 0 in runs without them, like the TLS ones above: a counter that
+        # exists from the first scrape keeps rate()/increase() and the dashboard's panels defined ("0", not "No data").
+        recipients = CounterMetricFamily(
+            "smtpbench_lmtp_recipients",
+            "LMTP: per-recipient replies to the data, by outcome (counts.recipients_delivered / _failed).",
+            labels=["result"],
+        )
+        for result in ("delivered", "failed"):
+            recipients.add_metric([result], counts[f"recipients_{result}"])
+        families.append(recipients)
+        counter(
+            "smtpbench_lmtp_messages_partial",
+            "LMTP: messages delivered to some recipients but not all (counts.messages_partial).",
+            counts["messages_partial"],
+        )
+        counter(
+            "smtpbench_proxy_sessions_announced",
+            "Sessions that sent a PROXY protocol header (summary.json proxy.sessions_announced).",
+            state.proxy_announced,
+        )
         errors = CounterMetricFamily("smtpbench_errors", "Errors by kind (net.errors.classify).", labels=["kind"])
         for kind in sorted(set(ERROR_KINDS) | set(c.errors)):
             errors.add_metric([kind], c.errors[kind])

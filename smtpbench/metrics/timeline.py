@@ -10,6 +10,8 @@ the same moments as the hlog lines and flushed likewise::
 ``t`` is the interval's start in seconds since the hlog's BaseTime, ``len`` its
 length; ``counts`` and ``errors`` hold what changed *during* the interval
 (counters that did not change are left out), ``in_flight`` is sampled at its end.
+A PROXY run's lines also carry ``proxy_announced``, the sessions that announced
+a client during the interval (how a ``--workers`` parent follows it live).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class TimelineWriter:
         self._start = base_epoch
         self._counts: dict[str, int] = {}
         self._errors: dict[str, int] = {}
+        self._announced = 0
 
     def write(self, now_epoch: float) -> None:
         """Close the interval at ``now_epoch``: write the counters' changes since the last call, and flush."""
@@ -44,6 +47,10 @@ class TimelineWriter:
             "counts": _delta(counts, self._counts),
             "errors": _delta(errors, self._errors),
         }
+        proxy = self.counters.proxy
+        if proxy is not None:
+            line["proxy_announced"] = proxy.announced - self._announced
+            self._announced = proxy.announced
         self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
         self.out.flush()
         self._start, self._counts, self._errors = now_epoch, counts, errors

@@ -4,7 +4,7 @@ The page is static HTML with inline CSS and inline SVG (``report/svg.py``):
 no script, no font, no image and no link that a browser would fetch, so it
 opens offline and can be attached to a ticket.  Every value shown comes from
 the result folders (``report/rundata.py``); keys that newer versions write
-(thresholds, unfinished sessions, generator health, delivery) are shown when
+(thresholds, unfinished sessions, generator health, LMTP, TLS, PROXY, delivery) are shown when
 present and skipped otherwise, so older folders still render.
 """
 
@@ -114,9 +114,49 @@ def counts_section(runs: list[RunData]) -> str:
             "<h3>generator health</h3>",
             _per_run_table(runs, "measure", gkeys, lambda r, k: (r.summary.get("generator") or {}).get(k, "–")),
         ]
+    out.append(features_section(runs))
     if any(r.summary.get("delivery") for r in runs):
         out.append("<h3>delivery</h3>")
         out += [f"<pre>{escape(json.dumps(r.summary.get('delivery'), indent=2))}</pre>" for r in runs]
+    return "\n".join(out)
+
+
+#: The LMTP per-recipient counts (smtpbench.load.lmtp), in the order shown.
+LMTP_COUNTS = ["recipients_delivered", "recipients_failed", "messages_partial"]
+#: summary.json ``tls`` keys shown (``versions`` is a name -> count mapping).
+TLS_KEYS = ["handshakes", "full", "resumed", "resume_declined", "versions"]
+#: summary.json ``proxy`` keys shown (``clients``, the ranges, can be long: the summary has them).
+PROXY_KEYS = ["version", "sessions_announced", "distinct_clients"]
+
+
+def _figure(v: Any) -> str:
+    """A count with thousands separators, a ``{name: count}`` mapping as ``name: count, ...``, else as is."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_figure(n)}" for k, n in v.items()) or "–"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def features_section(runs: list[RunData]) -> str:
+    """LMTP per-recipient counts, TLS handshakes and PROXY clients: each only when some run has it ("–" for others)."""
+    out = []
+
+    def lmtp(r: RunData) -> dict[str, Any] | None:
+        c = r.summary["counts"]
+        # An LMTP run counts its recipients (smtpbench.load.lmtp); messages_partial only once one occurs.
+        return (
+            {k: c.get(k, 0) for k in LMTP_COUNTS} if {"recipients_delivered", "recipients_failed"} & c.keys() else None
+        )
+
+    for title, first, keys, section in (
+        ("LMTP (per-recipient replies to the data)", "count", LMTP_COUNTS, lmtp),
+        ("TLS handshakes", "measure", TLS_KEYS, lambda r: r.summary.get("tls")),
+        ("PROXY protocol (announced clients)", "measure", PROXY_KEYS, lambda r: r.summary.get("proxy")),
+    ):
+        if any(section(r) for r in runs):
+            out += [
+                f"<h3>{title}</h3>",
+                _per_run_table(runs, first, keys, lambda r, k, get=section: _figure((get(r) or {}).get(k, "–"))),
+            ]
     return "\n".join(out)
 
 
