@@ -192,6 +192,7 @@ def with_run_keys(folder: Path, index: int, lines: int, thresholds: str = "") ->
         for k in range(lines):
             length = 1.0 if k < lines - 1 else 0.37
             line = {"t": k, "len": length, "in_flight": index + 1, "counts": {"messages_accepted": 10 + index}}
+            line |= {"proxy_announced": 5} if index == 2 else {}  # a PROXY run's key (only this shard's)
             f.write(json.dumps({**line, "errors": {"timeout": index} if index else {}}) + "\n")
     if thresholds:
         with (folder / "profile.toml").open("a") as f:
@@ -230,6 +231,7 @@ def test_merge_combines_timeline_new_keys_and_judges_thresholds_again(tmp_path: 
     assert [line["counts"]["messages_accepted"] for line in lines] == [33, 33, 21, 11]
     assert [line["in_flight"] for line in lines] == [6, 6, 1 + 2, 2]
     assert [line["errors"] for line in lines] == [{"timeout": 3}, {"timeout": 3}, {"timeout": 1}, {"timeout": 1}]
+    assert [line.get("proxy_announced") for line in lines] == [5, 5, None, None]  # summed where present
     assert lines[-1]["len"] == 0.37 and sum(line["counts"]["messages_accepted"] for line in lines) == accepted
     report = (tmp_path / "merged" / "report.html").read_text()
     assert "<svg" in report and "counts.messages_accepted" in report

@@ -298,8 +298,9 @@ def merge_timeline(parts: Sequence[PartResult], base: float, step: float) -> Ite
     """The merged ``timeline.jsonl`` lines, in time order, on the merged hlog's base time.
 
     Lines go to the same grid cells as the histograms (:func:`grid_cells`);
-    counter changes are summed; ``in_flight`` (sampled at an interval's end)
-    is the sum over parts of each part's last sample in the cell.
+    counter changes (and PROXY ``proxy_announced``) are summed; ``in_flight``
+    (sampled at an interval's end) is the sum over parts of each part's last
+    sample in the cell.
     """
     pieces = (_TimelineLine(p.index, line, p.base) for p in parts for line in p.timeline)
     for k, group in grid_cells(pieces, base, step):
@@ -307,19 +308,22 @@ def merge_timeline(parts: Sequence[PartResult], base: float, step: float) -> Ite
         counts: Counter[str] = Counter()
         errors: Counter[str] = Counter()
         in_flight: dict[int, tuple[float, int]] = {}
+        announced = 0
         for piece in group:
+            announced += int(piece.line.get("proxy_announced", 0))
             counts.update(piece.line.get("counts", {}))
             errors.update(piece.line.get("errors", {}))
             last = in_flight.get(piece.part)
             if last is None or piece.end >= last[0]:
                 in_flight[piece.part] = (piece.end, int(piece.line.get("in_flight", 0)))
-        yield {
+        line = {
             "t": round(start - base, 3),
             "len": round(end - start, 3),
             "in_flight": sum(n for _, n in in_flight.values()),
             "counts": dict(sorted(counts.items())),
             "errors": dict(sorted(errors.items())),
         }
+        yield line | ({"proxy_announced": announced} if announced else {})
 
 
 def merged_generator(parts: Sequence[PartResult], label: str = "shard") -> dict[str, Any]:
