@@ -36,6 +36,7 @@ from bench_vs_smtp_source import (
     BenchError,
     find_tool,
     free_port,
+    reported,
     run_child,
     run_smtpbench,
     smtp_sink,
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--workers must be 1..64 or auto")
     runs: list[Run] = []
     load_before = load_average()
-    try:
+    with reported():
         args.source = find_tool("smtp-source")
         postfix_port = free_port()
         with tempfile.TemporaryDirectory(prefix="smtpbench-bench-sink-") as tmp, smtp_sink(postfix_port) as postfix:
@@ -183,12 +184,6 @@ def main(argv: list[str] | None = None) -> int:
                         )
             finally:
                 stop(ours, 10)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
     postfix_m, ours_m = medians(runs, "smtp-sink"), medians(runs, "smtpbench")
     ratio = ours_m["messages_per_s"] / postfix_m["messages_per_s"]
     # Each round runs the two back to back: the median of the rounds' own ratios shrugs off drift in other load.

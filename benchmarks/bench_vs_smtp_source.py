@@ -58,6 +58,19 @@ class BenchError(Exception):
         self.exit_code = exit_code
 
 
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Ends the benchmark on a BenchError (its message on one line, its exit code) or Ctrl-C (exit 130)."""
+    try:
+        yield
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 @dataclass
 class Sample:
     """One client run: what it sent, in how long, for how much CPU."""
@@ -316,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     variants = ["reuse"] + (["no-reuse"] if args.no_reuse else [])
     samples: list[Sample] = []
-    try:
+    with reported():
         find_tool("smtp-source")
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="smtpbench-bench-") as tmp, smtp_sink(port) as sink:
@@ -341,12 +354,6 @@ def main(argv: list[str] | None = None) -> int:
                             f" {s.cpu_us_per_message:>6.1f} µs CPU/msg  (wall {s.wall_s:.1f}s)",
                             flush=True,
                         )
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
     print()
     print(report(samples, variants))
     if args.json:

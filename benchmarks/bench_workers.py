@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import bench_vs_smtp_source as twin
-from bench_vs_smtp_source import HOST, BenchError, find_tool, free_port, run_child, smtp_sink
+from bench_vs_smtp_source import HOST, BenchError, find_tool, free_port, reported, run_child, smtp_sink
 
 
 def cpu_set(text: str) -> set[int]:
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[dict[str, float]] = []
     capacity: tuple[int, float, float] | None = None
     load_before = os.getloadavg()
-    try:
+    with reported():
         find_tool("smtp-sink")
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="smtpbench-workers-") as tmp, smtp_sink(port) as sink:
@@ -219,12 +219,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("measuring the CPU bound (start-up cost, parallel capacity)...", flush=True)
                 fixed = startup_cpu_us(args, port, sink.pid, Path(tmp))
                 capacity = (*parallel_capacity(), fixed)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
     load_after = os.getloadavg()
     table, medians = report(samples, args.counts, capacity)
     print()
