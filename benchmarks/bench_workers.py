@@ -67,14 +67,15 @@ _SPIN = "import time\nt = time.process_time()\nx = 0\nfor i in range(12_000_000)
 def parallel_capacity() -> tuple[int, float]:
     """(CPUs, how many CPUs' worth of work they do together): a pure-Python loop's CPU time alone over its CPU
     time when one copy runs on every CPU at once.  On a virtual machine whose vCPUs share physical cores (or
-    whose host is busy) this is below the CPU count: every busy process is slower when all are busy."""
+    whose host is busy) this is below the CPU count: every busy process is slower when all are busy.  It drifts
+    from minute to minute on a shared host, so it is taken in every round, beside the runs it explains."""
     cpus = len(os.sched_getaffinity(0))
 
     def spin(copies: int) -> float:
         procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE) for _ in range(copies)]
         return statistics.median(float(p.communicate(timeout=120)[0]) for p in procs)
 
-    alone = min(spin(1) for _ in range(2))
+    alone = spin(1)
     together = spin(cpus)
     return cpus, cpus * alone / together
 
@@ -184,8 +185,8 @@ def report(
         client = one["cpu_us_per_message"] - fixed_us / one["messages"]
         bound = effective / (client + one["sink_cpu_us_per_message"]) * 1e6
         one.update(cpu_bound_messages_per_s=bound, effective_cpus=effective, steady_cpu_us_per_message=client)
-        lines.append(f"CPU bound: {effective:.2f} effective CPUs (of {cpus}: with all busy, a loop needs "
-                     f"{cpus / effective:.2f}x its CPU time alone) / ({client:.1f} µs smtpbench steady "
+        lines.append(f"CPU bound: {effective:.2f} effective CPUs (median of the rounds; of {cpus}: a loop needs "
+                     f"{cpus / effective:.2f}x its CPU time alone when all are busy) / ({client:.1f} µs smtpbench steady "
                      f"[{fixed_us / 1e3:.0f} ms start-up over {one['messages']:,.0f} messages left out] + "
                      f"{one['sink_cpu_us_per_message']:.1f} µs smtp-sink per message, one worker)")  # fmt: skip
         lines.append(f"         = {bound:.0f} msgs/s = {bound / base:.2f}x one worker: the most N workers can reach")
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     samples: list[dict[str, float]] = []
     capacity: tuple[int, float, float] | None = None
+    capacities: list[float] = []
+    unpinned = not args.client_cpus and not args.sink_cpus
     load_before = os.getloadavg()
     with reported():
         find_tool("smtp-sink")
@@ -214,11 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append(s)
                     print(f"  round {rnd} workers {n:>3} {s['messages_per_s']:>8.0f} msgs/s"
                           f" {s['cpu_us_per_message']:>6.1f} µs CPU/msg  (wall {s['wall_s']:.1f}s)", flush=True)  # fmt: skip
-            # Unpinned only: with --client-cpus/--sink-cpus each side has its own CPUs and the bound differs.
-            if not args.client_cpus and not args.sink_cpus:
-                print("measuring the CPU bound (start-up cost, parallel capacity)...", flush=True)
-                fixed = startup_cpu_us(args, port, sink.pid, Path(tmp))
-                capacity = (*parallel_capacity(), fixed)
+                # Unpinned only: with --client-cpus/--sink-cpus each side has its own CPUs and the bound differs.
+                if unpinned:
+                    cpus, effective = parallel_capacity()
+                    capacities.append(effective)
+                    print(f"  round {rnd} parallel capacity {effective:.2f} of {cpus} CPUs", flush=True)
+            if unpinned:
+                capacity = (cpus, statistics.median(capacities), startup_cpu_us(args, port, sink.pid, Path(tmp)))
     load_after = os.getloadavg()
     table, medians = report(samples, args.counts, capacity)
     print()
