@@ -30,7 +30,7 @@ from smtpbench.net.errors import ConnectionClosed, SessionTimeout, classify
 from smtpbench.protocol import replies as replies_mod
 from smtpbench.protocol import state as state_mod
 from smtpbench.protocol.errors import LocalProtocolError, SMTPProtocolError
-from smtpbench.protocol.replies import ReplyParser
+from smtpbench.protocol.replies import DEFAULT_MAX_LINE, DEFAULT_MAX_REPLY, ReplyCache, ReplyParser
 from smtpbench.protocol.state import ClientProtocol, State
 
 # Lines a server might send: clean ones (fast path), and every kind of oddity.
@@ -50,13 +50,13 @@ _line = st.one_of(
 )
 
 
-def _parse_all(chunks: list[bytes], fast: bool) -> list[object]:
+def _parse_all(chunks: list[bytes], fast: bool, parser: ReplyParser | None = None) -> list[object]:
     """Replies (as comparable tuples) or the error type, with the fast path on or off."""
     saved = replies_mod._CLEAN_LINE_MAX
     if not fast:
         replies_mod._CLEAN_LINE_MAX = 10**9  # no cap is that large: the fast path never applies
     try:
-        parser = ReplyParser()
+        parser = parser or ReplyParser()
         out: list[object] = []
         try:
             for chunk in chunks:
@@ -100,6 +100,10 @@ _repeated = st.sampled_from(
         b"50 2.1.0 Ok\r\n",
         b"421 bye\r\n",
         b"250 " + b"x" * 505 + b"\r\n",
+        b"250-smtp.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",  # an EHLO reply
+        b"250-smtp.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
+        b"250-smtp.example\r\n250 PIPELINING\n",  # a defect: never cached whole
+        b"250-" + b"y" * 506 + b"\r\n250 ok\r\n",  # a line too long for the whole-reply cache
     ]
 )
 
@@ -109,6 +113,38 @@ _repeated = st.sampled_from(
 def test_seen_lines_parse_exactly_as_the_general_path(lines: list[bytes], cuts: list[int]) -> None:
     chunks = _cut(b"".join(lines), cuts)
     assert _parse_all(chunks, fast=True) == _parse_all(chunks, fast=False)
+
+
+_CAPS = st.sampled_from([(DEFAULT_MAX_LINE, DEFAULT_MAX_REPLY), (510, 600), (512, 60), (4096, 40)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_repeated, max_size=12),
+    st.lists(_repeated, max_size=12),
+    _CAPS,
+    st.lists(st.integers(min_value=1, max_value=60), max_size=6),
+)
+def test_a_shared_cache_parses_exactly_as_the_general_path(
+    first: list[bytes], second: list[bytes], caps: tuple[int, int], cuts: list[int]
+) -> None:
+    """Two connections' parsers share one ReplyCache (as a run's sessions do), the second with other caps."""
+    cache = ReplyCache()
+    _parse_all([b"".join(first)], fast=True, parser=ReplyParser(cache=cache))
+    chunks = _cut(b"".join(second), cuts)
+    shared = _parse_all(chunks, fast=True, parser=ReplyParser(*caps, cache=cache))
+    assert shared == _parse_all(chunks, fast=False, parser=ReplyParser(*caps))
+
+
+def test_a_multi_line_reply_is_parsed_once_per_cache() -> None:
+    ehlo = b"250-smtp.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    cache = ReplyCache()
+    (first,) = ReplyParser(cache=cache).feed(ehlo)
+    parser = ReplyParser(cache=cache)
+    cut = ehlo.index(b"\n") + 1  # a read ending after the first line: that reply is parsed line by line
+    again = parser.feed(ehlo[:cut]) + parser.feed(ehlo[cut:] + ehlo + b"250 ok\r\n")
+    assert [r.lines for r in again] == [first.lines, first.lines, ("ok",)]
+    assert again[0] is not first and again[1] is first and cache.whole == [(ehlo, first)]
 
 
 def test_seen_lines_are_answered_from_the_cache_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

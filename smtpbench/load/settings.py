@@ -14,6 +14,7 @@ from smtpbench.delivery.ids import MessageIds
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.load.extensions import MessageExtensions
 from smtpbench.load.messages import AddressTemplate
+from smtpbench.protocol.replies import ReplyCache
 
 if TYPE_CHECKING:  # built by the engine from the profile (smtpbench.load.proxy imports pydantic)
     from smtpbench.load.proxy import Announcer
@@ -59,3 +60,6 @@ class SessionSettings:
     sources: tuple[tuple[str, int], ...] = ()
     #: The PROXY protocol header each session sends right after connect (None: target.proxy_protocol = "none").
     proxy: Announcer | None = None
+    #: Replies parsed so far, shared by every session's parser: the server's banner and EHLO reply are
+    #: parsed once per run, not once per connection (replies.ReplyCache: bounded, keyed by exact bytes).
+    reply_cache: ReplyCache = field(default_factory=ReplyCache)

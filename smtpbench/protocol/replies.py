@@ -51,6 +51,26 @@ _CLEAN_LINE_MAX = 510
 #: same few replies, message after message).  Bounded: a server that varies its replies only
 #: fills it once, and then the lines it did not hold are parsed as before.
 _SEEN_MAX = 64
+#: How many distinct multi-line replies (an EHLO reply, above all) a cache holds.
+_WHOLE_MAX = 8
+
+
+class ReplyCache:
+    """Replies already parsed, by their exact bytes: shareable by every parser of a run (one thread).
+
+    ``lines`` holds clean single-line replies by their line; ``whole`` holds defect-free multi-line
+    replies (raw bytes, Reply) found again by a prefix match.  A Reply is never changed once made,
+    so the same bytes may yield the same object.  Both are bounded (:data:`_SEEN_MAX`,
+    :data:`_WHOLE_MAX`): a server that varies its replies fills them once, then parsing goes on as
+    without them.  Shared across connections, a server's banner and EHLO reply are parsed once
+    per run instead of once per session.
+    """
+
+    __slots__ = ("lines", "whole")
+
+    def __init__(self) -> None:
+        self.lines: dict[bytes, Reply] = {}
+        self.whole: list[tuple[bytes, Reply]] = []
 
 
 class Reply:
@@ -129,15 +149,18 @@ class ReplyParser:
     ``max_line`` + ``max_reply`` bytes are ever buffered.
     """
 
-    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "_seen", "max_line", "max_reply")
+    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "_seen", "cache", "max_line", "max_reply")
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE, max_reply: int = DEFAULT_MAX_REPLY) -> None:
+    def __init__(
+        self, max_line: int = DEFAULT_MAX_LINE, max_reply: int = DEFAULT_MAX_REPLY, cache: ReplyCache | None = None
+    ) -> None:
         self.max_line = max_line
         self.max_reply = max_reply
         self._buf = bytearray()
-        # Clean lines already parsed by the fast path, and their Reply: the same line at the
-        # start of a reply is that same Reply again (a Reply is never changed once made).
-        self._seen: dict[bytes, Reply] = {}
+        #: Replies already parsed (this parser's own unless one is shared): the same bytes at the
+        #: start of a reply are that same Reply again.
+        self.cache = cache if cache is not None else ReplyCache()
+        self._seen = self.cache.lines
         self._reset_reply()
 
     def _reset_reply(self) -> None:
@@ -172,14 +195,17 @@ class ReplyParser:
         # The fast path needs the caps not to bite on a clean line (the defaults never do).
         clean = _CLEAN_LINE.match if self.max_line >= _CLEAN_LINE_MAX and self.max_reply >= _CLEAN_LINE_MAX else None
         seen = self._seen
+        whole = self.cache.whole
         while start < end:
             nl = find(b"\n", start)
             if clean is not None and self._code == -1:
                 if nl >= 0:
                     reply = seen.get(data[start : nl + 1])
+                    if reply is None and whole:
+                        reply = self._whole_at(data, start)
                     if reply is not None:
                         out.append(reply)
-                        start = nl + 1
+                        start += len(reply.raw)
                         continue
                 m = clean(data, start)
                 if m is not None:
@@ -241,4 +267,20 @@ class ReplyParser:
             return None
         reply = Reply(code, tuple(self._texts), bytes(self._raw), tuple(self._defects))
         self._reset_reply()
+        if len(reply.lines) > 1 and not reply.defects:
+            self._remember_whole(reply)
         return reply
+
+    def _whole_at(self, data: bytes, start: int) -> Reply | None:
+        """A cached multi-line reply that ``data`` holds whole at ``start`` (within this parser's caps)."""
+        for raw, reply in self.cache.whole:
+            if data.startswith(raw, start) and len(raw) <= self.max_reply:
+                return reply
+        return None
+
+    def _remember_whole(self, reply: Reply) -> None:
+        whole = self.cache.whole
+        # Only replies every fast-path parser would accept line by line (each line within _CLEAN_LINE_MAX).
+        fits = len(whole) < _WHOLE_MAX and all(len(x) < _CLEAN_LINE_MAX for x in reply.raw.split(b"\n"))
+        if fits and all(raw != reply.raw for raw, _ in whole):
+            whole.append((reply.raw, reply))
