@@ -38,7 +38,9 @@ async def step_connect(s: Session) -> None:
             stream = await connect_tcp(st.family, st.sockaddr, source)
     except trio.TooSlowError:
         raise SessionTimeout(f"connect not done within {st.timeouts['connect']:g}s", "connect") from None
-    s.conn = SMTPConnection(stream, (LMTPClientProtocol if st.lmtp else ClientProtocol)(ReplyParser(cache=st.reply_cache)))
+    s.conn = SMTPConnection(
+        stream, (LMTPClientProtocol if st.lmtp else ClientProtocol)(ReplyParser(cache=st.reply_cache))
+    )
     s.conn.raw_log = s.trace
     now = perf()
     s.recorder.record("connect", int((now - s.mark) * 1_000_000))
