@@ -205,6 +205,9 @@ def test_bad_metrics_ports_exit_2(tmp_path: Path) -> None:
     assert_one_line_usage_error(code, out, err, "output.metrics_port", "expected an integer between 1 and 65535")
     code, out, err, _ = cli_run(tmp_path, 9, BUDGET, "--set", "output.metrics_host=")
     assert_one_line_usage_error(code, out, err, "output.metrics_host")
+    for bad in ("2h", "-1s", "soon"):
+        code, out, err, _ = cli_run(tmp_path, 9, BUDGET, "--set", f"output.metrics_linger={bad}")
+        assert_one_line_usage_error(code, out, err, "output.metrics_linger")
 
 
 def test_a_port_in_use_is_a_run_error_before_any_traffic(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def execute(
             from smtpbench.metrics.exposition import LiveMetrics
 
             info = {"run_id": results.run_id, "model": profile.workload.model, "target": f"{host}:{port}"}
-            engine.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info))
+            engine.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info, out.metrics_linger))
         start = time.perf_counter()
         try:
             trio.run(engine.main)

@@ -501,3 +501,8 @@ class OutputConfig(Table):
         None, "Serve live Prometheus/OpenMetrics metrics on this TCP port during the run (--metrics-port)."
     )
     metrics_host: Host = key(DEFAULT_HOST, "Address the metrics endpoint listens on (with metrics_port).")
+    metrics_linger: SinkDelay = key(
+        "0s",
+        "With metrics_port: keep serving the final figures this long after the run (at most 1h), so that a "
+        "Prometheus scraping every 15s sees the run's end; the process exits that much later.",
+    )

@@ -260,7 +260,7 @@ def run_workers(
             from smtpbench.metrics.exposition import LiveMetrics
 
             info = {"run_id": results.run_id, "model": profile.workload.model, "target": f"{address[0]}:{address[1]}"}
-            sup.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info))
+            sup.live = stack.enter_context(LiveMetrics(out.metrics_host, out.metrics_port, info, out.metrics_linger))
         try:
             trio.run(sup.main)
         finally:

@@ -26,6 +26,7 @@ so a value within 0.1 % above a bucket bound may be counted in that bucket.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import Counter
@@ -116,9 +117,11 @@ class _Buckets:
 class LiveMetrics:
     """The exporter of one run: ``with LiveMetrics(host, port, info) as live: ... live.update(state)``."""
 
-    def __init__(self, host: str, port: int, info: Mapping[str, str]) -> None:
+    def __init__(self, host: str, port: int, info: Mapping[str, str], linger: float = 0.0) -> None:
         self.host, self.port = host, port
         self.info = dict(info)
+        #: Seconds the final figures stay served after the run (``output.metrics_linger``).
+        self.linger = linger
         self._buckets: dict[str, _Buckets] = {}
         self._last_interval: dict[str, HdrHistogram] = {}
         self._families: list[Any] = []
@@ -141,7 +144,12 @@ class LiveMetrics:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop serving and close the port (bounded: the server thread is a daemon)."""
+        """Serve the final figures ``linger`` seconds more (not after an exception; Ctrl-C cuts it short), then
+        stop serving and close the port (bounded: the server thread is a daemon)."""
+        if self._server is not None and self.linger > 0 and exc[0] is None:
+            # A Prometheus scraping every 15 s would otherwise never see the figures of the run's last seconds.
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(self.linger)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
