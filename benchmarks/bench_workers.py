@@ -85,7 +85,7 @@ def startup_cpu_us(args: argparse.Namespace, port: int, sink_pid: int, work: Pat
     a run of 100 messages, left out of the steady per-message cost behind the CPU bound."""
     profile = work / "profile-startup.toml"
     write_profile(profile, port, args.sessions_per_worker, 100, args.per_session)
-    cmd = [sys.executable, "-m", "smtpbench", "run", str(profile), "-q", "--results-dir", str(work / "startup")]
+    cmd = twin.smtpbench_command(profile, work / "startup")
     return min(run_child(cmd, sink_pid)[1] for _ in range(2)) * 1e6
 
 
@@ -183,6 +183,10 @@ def report(
         cpus, effective, fixed_us = capacity
         one = medians[1]
         client = one["cpu_us_per_message"] - fixed_us / one["messages"]
+        if client <= 0:  # a run too short for its start-up: no steady cost to speak of
+            lines.append(f"CPU bound: not measurable: {fixed_us / 1e3:.0f} ms of start-up outweigh "
+                         f"{one['messages']:,.0f} messages (use more --messages-per-worker)")  # fmt: skip
+            return "\n".join(lines), medians
         bound = effective / (client + one["sink_cpu_us_per_message"]) * 1e6
         one.update(cpu_bound_messages_per_s=bound, effective_cpus=effective, steady_cpu_us_per_message=client)
         lines.append(f"CPU bound: {effective:.2f} effective CPUs (median of the rounds; of {cpus}: a loop needs "

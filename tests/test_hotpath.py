@@ -156,7 +156,7 @@ def test_seen_lines_are_answered_from_the_cache_and_the_cache_is_bounded(monkeyp
     monkeypatch.setattr(replies_mod, "_SEEN_MAX", 8)
     bounded = ReplyParser()
     out = bounded.feed(b"".join(b"250 ok %d\r\n" % i for i in range(50)))
-    assert [r.lines for r in out] == [(f"ok {i}",) for i in range(50)] and len(bounded._seen) == 8
+    assert [r.lines for r in out] == [(f"ok {i}",) for i in range(50)] and len(bounded.cache.lines) == 8
 
 
 _VERBS = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "DATA_END", "BDAT", "BDAT_LAST", "RSET", "NOOP"]

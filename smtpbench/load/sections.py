@@ -72,7 +72,8 @@ def parse_workers(value: Any) -> int | str:
 Workers = Annotated[int | str, checker(parse_workers, int | Literal["auto"])]
 Host = Annotated[str, text(printable=True, what="a host name or IP address")]
 Port = Annotated[int, whole(1, 65535)]
-SinkDelay = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
+#: A duration of at most an hour (the sink's delays and pauses, metrics_linger).
+UpToAnHour = Annotated[float, duration(limit=3600, words="1h"), AS_TEXT]
 
 
 def _rfc_timeout(name: str) -> str:
@@ -167,12 +168,12 @@ class AuthConfig(Table):
 class SinkDelays(Table):
     """Delays before the embedded sink's replies (at most 1h each)."""
 
-    banner: SinkDelay | None = key(None, "Before the 220 greeting.")
-    ehlo: SinkDelay | None = key(None, "Before the EHLO reply.")
-    mail: SinkDelay | None = key(None, "Before the MAIL reply.")
-    rcpt: SinkDelay | None = key(None, "Before each RCPT reply.")
-    data: SinkDelay | None = key(None, "Before the 354 reply.")
-    data_end: SinkDelay | None = key(None, "Before the reply to the final dot.")
+    banner: UpToAnHour | None = key(None, "Before the 220 greeting.")
+    ehlo: UpToAnHour | None = key(None, "Before the EHLO reply.")
+    mail: UpToAnHour | None = key(None, "Before the MAIL reply.")
+    rcpt: UpToAnHour | None = key(None, "Before each RCPT reply.")
+    data: UpToAnHour | None = key(None, "Before the 354 reply.")
+    data_end: UpToAnHour | None = key(None, "Before the reply to the final dot.")
 
 
 _RATIOS = ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect", "blackhole")
@@ -189,7 +190,7 @@ class SinkOptions(Table):
     disconnect: Ratio = key(0.0, "Ratio of commands after which the sink drops the connection.")
     blackhole: Ratio = key(0.0, "Ratio of messages accepted with 250 and then dropped (README, Delivery latency).")
     pause_at: Duration | None = key(None, "Stop answering this long after the sink's start (with pause_for).")
-    pause_for: SinkDelay | None = key(None, "How long a pause lasts (with pause_at; at most 1h).")
+    pause_for: UpToAnHour | None = key(None, "How long a pause lasts (with pause_at; at most 1h).")
     seed: Seed | None = key(None, "Seed of the sink's random choices (default: workload.seed).")
 
     @model_validator(mode="after")
@@ -501,7 +502,7 @@ class OutputConfig(Table):
         None, "Serve live Prometheus/OpenMetrics metrics on this TCP port during the run (--metrics-port)."
     )
     metrics_host: Host = key(DEFAULT_HOST, "Address the metrics endpoint listens on (with metrics_port).")
-    metrics_linger: SinkDelay = key(
+    metrics_linger: UpToAnHour = key(
         "0s",
         "With metrics_port: keep serving the final figures this long after the run (at most 1h), so that a "
         "Prometheus scraping every 15s sees the run's end; the process exits that much later.",

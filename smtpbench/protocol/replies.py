@@ -149,7 +149,7 @@ class ReplyParser:
     ``max_line`` + ``max_reply`` bytes are ever buffered.
     """
 
-    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "_seen", "cache", "max_line", "max_reply")
+    __slots__ = ("_buf", "_code", "_texts", "_raw", "_defects", "cache", "max_line", "max_reply")
 
     def __init__(
         self, max_line: int = DEFAULT_MAX_LINE, max_reply: int = DEFAULT_MAX_REPLY, cache: ReplyCache | None = None
@@ -160,7 +160,6 @@ class ReplyParser:
         #: Replies already parsed (this parser's own unless one is shared): the same bytes at the
         #: start of a reply are that same Reply again.
         self.cache = cache if cache is not None else ReplyCache()
-        self._seen = self.cache.lines
         self._reset_reply()
 
     def _reset_reply(self) -> None:
@@ -194,7 +193,7 @@ class ReplyParser:
         find = data.find
         # The fast path needs the caps not to bite on a clean line (the defaults never do).
         clean = _CLEAN_LINE.match if self.max_line >= _CLEAN_LINE_MAX and self.max_reply >= _CLEAN_LINE_MAX else None
-        seen = self._seen
+        seen = self.cache.lines
         whole = self.cache.whole
         while start < end:
             nl = find(b"\n", start)
