@@ -29,7 +29,7 @@ def profile_schema() -> dict[str, Any]:
     """
     from pydantic.json_schema import GenerateJsonSchema
 
-    from smtpbench.load.profile import ProfileFile
+    from smtpbench.load.profile import Profile
 
     class TomlSchema(GenerateJsonSchema):
         def nullable_schema(self, schema: Any) -> Any:
@@ -38,7 +38,7 @@ def profile_schema() -> dict[str, Any]:
         def field_title_should_be_set(self, schema: Any) -> bool:
             return False
 
-    schema = ProfileFile.model_json_schema(schema_generator=TomlSchema)
+    schema = Profile.model_json_schema(schema_generator=TomlSchema)
     _drop_null_defaults(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "smtpbench profile", **schema}
 

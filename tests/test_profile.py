@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 import textwrap
@@ -379,7 +378,7 @@ def test_auth_needs_exactly_one_password_source(tmp_path: Path) -> None:
 def test_resolved_profile_redacts_secrets(tmp_path: Path) -> None:
     # The schema refuses every secret-named key now; the dump still redacts, should one ever get in.
     profile = load_profile(write(tmp_path, MINIMAL))
-    profile = dataclasses.replace(profile, conform={"token": "abc", "login": {"Password": "pw", "user": "u"}})
+    profile = profile.model_copy(update={"conform": {"token": "abc", "login": {"Password": "pw", "user": "u"}}})
     text = resolved_toml(profile)
     assert "abc" not in text and '"pw"' not in text and 'user = "u"' in text
     assert text.count('"***"') == 2

@@ -68,7 +68,6 @@ def run_command(
     ] = 0,
 ) -> None:
     """Run a load test described by PROFILE and write results/<run-id>/."""
-    import dataclasses
     import time
 
     from smtpbench.load.execute import execute
@@ -92,9 +91,8 @@ def run_command(
         if workers is not None or prof.workload.workers != 1:  # one worker imports nothing of workers
             from smtpbench.load.workers import check_workers, parse_workers_option, run_workers, worker_count
         if workers is not None:
-            prof = dataclasses.replace(
-                prof, workload=prof.workload.model_copy(update={"workers": parse_workers_option(workers)})
-            )
+            workload = prof.workload.model_copy(update={"workers": parse_workers_option(workers)})
+            prof = prof.model_copy(update={"workload": workload})
         count = 1 if prof.workload.workers == 1 else worker_count(prof.workload.workers)
         if count > 1:
             check_workers(prof, trace)
@@ -103,7 +101,7 @@ def run_command(
             outcome = execute(prof, quiet=quiet, progress=progress, trace=trace)
         else:
             workload, plan = plan_shard(prof.workload, part, when)
-            mine = dataclasses.replace(prof, workload=workload)
+            mine = prof.model_copy(update={"workload": workload})
             outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof, trace=trace)
     except (ConfigError, RunError) as exc:
         _fail(exc, "run")

@@ -9,17 +9,16 @@ with every default filled in (the seed used too) and secrets redacted, so that a
 
 The models (here, in :mod:`smtpbench.load.sections` and :mod:`smtpbench.load.message_section`) are the one source
 of truth of ``smtpbench schema`` and of the README's profile reference; a new section is a field of
-:class:`ProfileFile` and of :class:`Profile`.
+:class:`Profile`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Self
 
-from pydantic import ValidationError, model_validator
+from pydantic import PrivateAttr, ValidationError, model_validator
 
 from smtpbench.config import apply_override, dump_toml, is_secret_key, load_toml, plain, redact, shown, type_name
 from smtpbench.conform.section import ConformSection
@@ -74,7 +73,7 @@ def _metric_names(schema: dict[str, Any]) -> None:
     schema["propertyNames"] = {"enum": metric_names()}
 
 
-class ProfileFile(Table):
+class Profile(Table):
     """An smtpbench profile (``smtpbench run``; ``smtpbench conform`` reads [target] and [conform])."""
 
     unknown = "section"
@@ -92,6 +91,9 @@ class ProfileFile(Table):
         json_schema_extra=_metric_names,
         doc='Pass/fail criteria, k6 style: "transaction.p99" = "< 250ms" (README, "Thresholds"); exit 1 when one fails.',
     )
+    # Not keys of the file (set by profile_from_dict; model_copy and pickle keep them).
+    _path: str = PrivateAttr("<profile>")
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -101,28 +103,19 @@ class ProfileFile(Table):
             self.delivery.sink.seed = self.workload.seed
         return self
 
+    @property
+    def path(self) -> str:
+        """The file the profile was read from."""
+        return self._path
 
-@dataclass(frozen=True)
-class Profile:
-    """A validated profile.  ``raw`` is the merged data (file + overrides) before defaults."""
-
-    path: str
-    target: TargetConfig
-    smtp: SmtpConfig
-    workload: WorkloadConfig
-    message: MessageConfig
-    output: OutputConfig
-    conform: dict[str, Any]
-    thresholds: dict[str, Any]
-    raw: dict[str, Any]
-    delivery: DeliveryConfig | None = None
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The merged data (file + overrides) before defaults."""
+        return self._raw
 
     def criteria(self) -> list[Threshold]:
         """The parsed ``[thresholds]`` (already validated when the profile was loaded)."""
         return parse_thresholds(self.thresholds, file=self.path)
-
-
-SECTIONS = tuple(ProfileFile.model_fields)
 
 
 # ------------------------------------------------------------------ loading
@@ -206,11 +199,11 @@ def parse_target(text: str) -> tuple[str, int]:
 def profile_from_dict(data: dict[str, Any], path: str = "<profile>") -> Profile:
     """Validate already-parsed profile ``data`` (not modified) into a Profile, or raise ConfigError."""
     try:
-        doc = ProfileFile.model_validate(copy.deepcopy(data))
+        profile = Profile.model_validate(copy.deepcopy(data))
     except ValidationError as exc:
         raise config_error(exc, path) from None
-    sections = {name: getattr(doc, name) for name in SECTIONS}
-    return Profile(path=path, raw=copy.deepcopy(data), **sections)
+    profile._path, profile._raw = path, copy.deepcopy(data)
+    return profile
 
 
 # ------------------------------------------------------------------ resolved dump
@@ -222,9 +215,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     Loading this dict back (:func:`profile_from_dict`) gives an equal profile
     (apart from ``path`` and ``raw``).  Secrets are not redacted here.
     """
-    tables = {name: getattr(profile, name) for name in SECTIONS}
-    data = {name: table.toml() for name, table in tables.items() if isinstance(table, Table)}
-    return data | {name: copy.deepcopy(table) for name, table in tables.items() if isinstance(table, dict)}
+    tables = {name: getattr(profile, name) for name in Profile.model_fields}
+    return {name: t.toml() if isinstance(t, Table) else copy.deepcopy(t) for name, t in tables.items() if t is not None}
 
 
 def resolved_toml(profile: Profile) -> str:

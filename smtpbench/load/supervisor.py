@@ -7,7 +7,6 @@ it knows of each :class:`Worker`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import subprocess
@@ -122,7 +121,7 @@ class Supervisor:
         output = self.profile.output.model_copy(
             update={"results_dir": str(worker.folder.parent), "progress": "none", "metrics_port": None}
         )
-        mine = dataclasses.replace(self.profile, workload=wl, output=output, thresholds={}, delivery=None)
+        mine = self.profile.model_copy(update={"workload": wl, "output": output, "thresholds": {}, "delivery": None})
         return job_bytes(WorkerJob(worker.index, mine, self.profile, plan, worker.folder.name, self.address))
 
     async def _spawn(self, worker: Worker, nursery: trio.Nursery) -> None:
