@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from smtpbench.config import load_toml
-from smtpbench.conform.options import DEFAULT_PORT, ConformOptions
+from smtpbench.conform.options import DEFAULT_PORT, PASSWORD_ENV, ConformOptions
 from smtpbench.errors import ConfigError
 from smtpbench.units import parse_host_port
 
-PASSWORD_ENV = "SMTPBENCH_PASSWORD"  # also in conform.section, which imports pydantic
 _FIELD_OF = {"junit": "junit_path", "transcript": "transcript_dir"}  # [conform] key -> ConformOptions field
 
 

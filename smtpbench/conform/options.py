@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_PORT = 25
+#: The environment variable holding the AUTH password of conform and probe (never a flag or a profile key).
+PASSWORD_ENV = "SMTPBENCH_PASSWORD"
 DEFAULT_HELO = "smtpbench.example"
 DEFAULT_FOREIGN_RCPT = "relay-test@smtpbench-relay.invalid"
 DEFAULT_REPLY_TIMEOUT = 10.0

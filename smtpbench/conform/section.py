@@ -11,9 +11,8 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer
 
 from smtpbench.config import shown
+from smtpbench.conform.options import PASSWORD_ENV
 from smtpbench.fields import Bool, Invalid, Table, Text, checker, got, key, number, text, whole
-
-PASSWORD_ENV = "SMTPBENCH_PASSWORD"
 
 
 def _mailbox(value: Any) -> str:
