@@ -13,7 +13,7 @@ from pydantic import Field, PlainSerializer, model_validator
 from smtpbench.config import shown
 from smtpbench.errors import ConfigError
 from smtpbench.fields import Duration, Invalid, Table, Text, checker, key
-from smtpbench.load.sections import SinkOptions
+from smtpbench.load.target_section import SinkOptions
 from smtpbench.units import parse_host_port
 
 

@@ -7,7 +7,7 @@ problem is a one-line ConfigError naming the file (and the option that set the v
 expected, with a "did you mean" for misspelt keys and sections.  :func:`resolved_toml` writes the profile back
 with every default filled in (the seed used too) and secrets redacted, so that a run can be reproduced.
 
-The models (here, in :mod:`smtpbench.load.sections` and :mod:`smtpbench.load.message_section`) are the one source
+The models (here, in :mod:`smtpbench.load.sections`, ``target_section`` and ``message_section``) are the one source
 of truth of ``smtpbench schema`` and of the README's profile reference; a new section is a field of
 :class:`Profile`.
 """
@@ -26,15 +26,9 @@ from smtpbench.delivery.config import DeliveryConfig
 from smtpbench.errors import ConfigError
 from smtpbench.fields import Invalid, Table, checker, config_error, got, key, nested
 from smtpbench.load.message_section import DsnConfig, MessageConfig, MixEntry  # noqa: F401
-from smtpbench.load.sections import (  # noqa: F401  (re-exported: public names of the profile)
-    AuthConfig,
-    OutputConfig,
-    SinkOptions,
-    SmtpConfig,
-    TargetConfig,
-    WorkloadConfig,
-)
+from smtpbench.load.sections import OutputConfig, SmtpConfig, WorkloadConfig  # noqa: F401  (re-exported)
 from smtpbench.load.sizes import FixedSize, LognormalSize, SizeSpec, UniformSize, WeightedSize  # noqa: F401
+from smtpbench.load.target_section import AuthConfig, SinkOptions, TargetConfig  # noqa: F401
 from smtpbench.metrics.thresholds import Threshold, metric_names, parse_cli_threshold, parse_threshold, parse_thresholds
 from smtpbench.units import parse_host_port
 
