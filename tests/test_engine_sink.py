@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,16 @@ def test_session_pause_pauses_between_sessions_of_a_closed_loop(tmp_path: Path) 
     assert 1 <= c["sessions_started"] <= 4, c
     assert c["sessions_completed"] == c["sessions_started"]
     assert s["phases"]["session"]["p50_us"] < 400_000
+
+
+def test_embedded_sink_delays_the_quit_reply(tmp_path: Path) -> None:
+    """``[target.sink.delay] quit`` reaches the embedded sink: every session's ``quit`` phase waits it out."""
+    from smtpbench.load.execute import execute
+    from smtpbench.load.profile import load_profile
+    from tests.test_engine import write_profile
+
+    body = '[target]\nembedded = true\n[target.sink]\ndelay = { quit = "300ms" }\n'
+    path = write_profile(tmp_path, body + "[workload]\nsessions = 2\nmessages = 4\n")
+    outcome = execute(load_profile(path, results_dir=str(tmp_path / "results")), quiet=True)
+    quit = json.loads((Path(outcome.results_path) / "summary.json").read_text())["phases"]["quit"]
+    assert quit["count"] == 4 and quit["min_us"] >= 300_000, quit

@@ -384,6 +384,14 @@ def test_resolved_profile_redacts_secrets(tmp_path: Path) -> None:
     assert text.count('"***"') == 2
 
 
+def test_sink_delays_are_the_sinks_phases() -> None:
+    """[target.sink.delay] offers a key for every delay ``smtpbench sink`` has (--delay-PHASE), no other."""
+    from smtpbench.load.target_section import SinkDelays
+    from smtpbench.sink.config import PHASES
+
+    assert tuple(SinkDelays.model_fields) == PHASES
+
+
 def test_sink_options_become_sink_flags(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -391,7 +399,7 @@ def test_sink_options_become_sink_flags(tmp_path: Path) -> None:
         [target]
         embedded = true
         [target.sink]
-        delay = { banner = "1s", data_end = "20ms" }
+        delay = { banner = "1s", data_end = "20ms", quit = "250ms" }
         reject_rcpt_temp = 0.1
         reject_data_perm = "5%"
         disconnect = 0.01
@@ -406,6 +414,7 @@ def test_sink_options_become_sink_flags(tmp_path: Path) -> None:
     assert p.target.sink.to_cli_args() == [
         "--delay-banner", "1s",
         "--delay-data-end", "20ms",
+        "--delay-quit", "250ms",
         "--reject-rcpt-temp", "0.1",
         "--reject-data-perm", "0.05",
         "--disconnect", "0.01",

@@ -114,6 +114,7 @@ class SinkDelays(Table):
     rcpt: UpToAnHour | None = key(None, "Before each RCPT reply.")
     data: UpToAnHour | None = key(None, "Before the 354 reply.")
     data_end: UpToAnHour | None = key(None, "Before the reply to the final dot.")
+    quit: UpToAnHour | None = key(None, "Before the 221 reply to QUIT.")
 
 
 _RATIOS = ("reject_rcpt_temp", "reject_rcpt_perm", "reject_data_temp", "reject_data_perm", "disconnect", "blackhole")
