@@ -1,4 +1,4 @@
-"""Human-friendly quantities in profiles: durations, sizes and ratios.
+"""Human-friendly quantities in profiles: durations, sizes, ratios, addresses and worker counts.
 
 Every parser takes the raw TOML value and the key path it came from, and
 either returns a plain number or raises :class:`~smtpbench.errors.ConfigError`
@@ -10,6 +10,7 @@ profile and the embedded sink's command line rely on.
 from __future__ import annotations
 
 import math
+import os
 import re
 from decimal import Decimal
 
@@ -216,3 +217,33 @@ def parse_host_port(text: str, key: str = "--target", default_port: int | None =
     if not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"port {port_text} is out of range", key=key, expected="a port between 1 and 65535")
     return host, int(port_text)
+
+
+#: Most worker processes one command may start (``smtpbench run`` and ``smtpbench sink``, ``--workers``).
+MAX_WORKERS = 1024
+WORKERS_EXPECTED = f'an integer between 1 and {MAX_WORKERS}, or "auto"'
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on every OS
+        return max(os.cpu_count() or 1, 1)
+
+
+def parse_workers_option(text: str, key: str = "--workers") -> int | str:
+    """``--workers N|auto``: a count 1 .. MAX_WORKERS or ``"auto"`` (any case); ConfigError (exit 2) otherwise."""
+    value = text.strip()
+    if value.lower() == "auto":
+        return "auto"
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigError(f"{_shown(value)} is not a worker count", key=key, expected=WORKERS_EXPECTED)
+    if not 1 <= int(value) <= MAX_WORKERS:
+        raise ConfigError(f"{int(value)} is out of range", key=key, expected=WORKERS_EXPECTED)
+    return int(value)
+
+
+def worker_count(value: int | str) -> int:
+    """A worker count as a number of processes: ``"auto"`` is :func:`usable_cpus`."""
+    return usable_cpus() if value == "auto" else int(value)

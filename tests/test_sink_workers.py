@@ -19,7 +19,8 @@ from smtpbench.errors import ConfigError
 from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
 from smtpbench.sink.embedded import EmbeddedSink
 from smtpbench.sink.model import MAX_CLIENT_ADDRESSES, OTHER_CLIENTS
-from smtpbench.sink.workers import check_supported, merge_stats, parse_workers
+from smtpbench.sink.workers import check_supported, merge_stats
+from smtpbench.units import parse_workers_option, worker_count
 from tests.sinkutil import RawClient
 
 SINK = [sys.executable, "-m", "smtpbench", "sink"]
@@ -174,18 +175,21 @@ def test_pause_and_resume_signals_reach_the_workers() -> None:
     assert sink.stats is not None and sink.stats["pauses"] == 1
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "257", "many", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-1", "1025", "many", "1.5"])
 def test_bad_worker_counts_exit_2_with_one_line(value: str) -> None:
     proc = subprocess.run(SINK + ["--workers", value], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--workers" in lines[0] and "Traceback" not in proc.stderr
+    assert '(expected an integer between 1 and 1024, or "auto")' in lines[0]  # the words of `run --workers`
 
 
 def test_parse_workers() -> None:
-    assert parse_workers("1") == 1 and parse_workers("16") == 16 and parse_workers("auto") >= 1
-    with pytest.raises(ConfigError):
-        parse_workers("0")
+    assert parse_workers_option("1") == 1 and parse_workers_option(" 16 ") == 16
+    assert parse_workers_option("Auto") == "auto" and worker_count("auto") >= 1 and worker_count(3) == 3
+    for bad in ("0", "1025", "-1", "x", ""):
+        with pytest.raises(ConfigError):
+            parse_workers_option(bad)
     if sys.platform.startswith("linux"):
         check_supported()
 

@@ -89,7 +89,8 @@ def run_command(
             metrics_port=metrics_port,
         )
         if workers is not None or prof.workload.workers != 1:  # one worker imports nothing of workers
-            from smtpbench.load.workers import check_workers, parse_workers_option, run_workers, worker_count
+            from smtpbench.load.workers import check_workers, run_workers
+            from smtpbench.units import parse_workers_option, worker_count
         if workers is not None:
             workload = prof.workload.model_copy(update={"workers": parse_workers_option(workers)})
             prof = prof.model_copy(update={"workload": workload})

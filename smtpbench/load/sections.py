@@ -32,7 +32,7 @@ from smtpbench.fields import (
     whole,
 )
 from smtpbench.protocol.tables import TIMEOUTS
-from smtpbench.units import format_duration, format_size
+from smtpbench.units import MAX_WORKERS, WORKERS_EXPECTED, format_duration, format_size
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_SESSIONS = 1_000_000
@@ -42,9 +42,6 @@ MAX_COUNT = 10**12
 MAX_CHUNK = 1024**3
 
 Seed = Annotated[int, whole(0, MAX_SEED)]
-#: Most worker processes one run may have (``workload.workers``).
-MAX_WORKERS = 1024
-WORKERS_EXPECTED = f'an integer between 1 and {MAX_WORKERS}, or "auto"'
 
 
 def parse_workers(value: Any) -> int | str:

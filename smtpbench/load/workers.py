@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 from collections import Counter
 from contextlib import ExitStack
@@ -63,32 +62,6 @@ from smtpbench.report.progress import choose_mode
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one), at least 1."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on every OS
-        return max(os.cpu_count() or 1, 1)
-
-
-def worker_count(value: int | str) -> int:
-    """``workload.workers`` as a number: ``"auto"`` is :func:`usable_cpus`."""
-    return usable_cpus() if value == "auto" else int(value)
-
-
-def parse_workers_option(text: str) -> int | str:
-    """``--workers N|auto``: a count 1 .. MAX_WORKERS or ``"auto"``; ConfigError (exit 2) otherwise."""
-    from smtpbench.fields import Invalid
-    from smtpbench.load.sections import WORKERS_EXPECTED, parse_workers
-
-    value = text.strip()
-    try:
-        return parse_workers(int(value) if value.isascii() and value.isdigit() else value)
-    except Invalid as exc:
-        problem = exc.problem if exc.problem.endswith("out of range") else f"{text.strip()!r} is not a worker count"
-        raise ConfigError(problem, key="--workers", expected=WORKERS_EXPECTED) from None
 
 
 def check_workers(profile: Profile, trace: int) -> None:

@@ -33,8 +33,8 @@ from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, Si
 from smtpbench.sink.control import run_until_stopped
 from smtpbench.sink.faults import validate_faults
 from smtpbench.sink.server import SinkServer
-from smtpbench.sink.workers import WorkerError, Workers, check_supported, parse_workers
-from smtpbench.units import parse_duration, parse_host_port, parse_ratio
+from smtpbench.sink.workers import WorkerError, Workers, check_supported
+from smtpbench.units import parse_duration, parse_host_port, parse_ratio, parse_workers_option, worker_count
 
 PASSWORD_ENV = "SMTPBENCH_SINK_PASSWORD"
 LISTENING_PREFIX = "smtpbench-sink listening on "
@@ -147,7 +147,7 @@ def sink_command(
         if not 0 <= port <= 65535:
             raise ConfigError(f"port {port} out of range", key="--port", expected="0..65535")
         config.validate()
-        processes = parse_workers(workers)
+        processes = worker_count(parse_workers_option(workers))
         if processes > 1:
             check_supported()
     except ConfigError as exc:

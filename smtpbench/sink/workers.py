@@ -45,7 +45,6 @@ from smtpbench.sink.control import CONTROLS, run_until_stopped
 from smtpbench.sink.model import MAX_CLIENT_ADDRESSES, OTHER_CLIENTS
 from smtpbench.sink.server import SinkServer, reuse_port_socket
 
-MAX_WORKERS = 256
 #: Every worker must listen within this many seconds (a loaded 2-core machine starts one in well under 5).
 START_TIMEOUT_S = 30.0
 #: After a stop, how long workers get to say goodbye to their sessions before they are killed.
@@ -59,18 +58,6 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 
 class WorkerError(Exception):
     """The workers could not be started (one line: which and why)."""
-
-
-def parse_workers(text: str) -> int:
-    """``auto`` (one per CPU this process may run on) or a number 1..256; else :class:`ConfigError`."""
-    if text == "auto":
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WORKERS:
-        raise ConfigError(f"--workers {text!r} is not a number of processes", expected=f"1..{MAX_WORKERS} or auto")
-    return int(text)
 
 
 def check_supported() -> None:
