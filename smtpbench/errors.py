@@ -8,6 +8,9 @@ all (exit 3).
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 
 class ConfigError(Exception):
     """A profile or argument problem, pinned to a file and a key path.
@@ -54,3 +57,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUN_ERROR = 3
+
+
+def fail(exc: Exception, verb: str) -> NoReturn:
+    """End a command on ``exc`` with its one stderr line and the documented exit code.
+
+    A :class:`ConfigError` (bad input) prints ``smtpbench: error: ...`` and exits 2; anything else means the
+    work could not be done: ``smtpbench: VERB failed: ...``, exit 3.  Every sub-command ends its errors here.
+    """
+    if isinstance(exc, ConfigError):
+        print(f"smtpbench: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USAGE)
+    print(f"smtpbench: {verb} failed: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_RUN_ERROR)

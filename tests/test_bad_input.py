@@ -271,3 +271,21 @@ def test_conform_refuses_an_lmtp_profile(tmp_path: Path) -> None:
     assert code == EXIT_USAGE and "Traceback" not in out + err, (code, out, err)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "target.protocol" in lines[0] and "not LMTP" in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["conform", "127.0.0.1:99999"], ["TARGET", "99999"]),
+        (["conform", "--explain", "g01"], ["--explain", "did you mean G-01?"]),
+        (["probe", "127.0.0.1:70000", "--to", "a@b.example"], ["70000"]),
+        (["sink", "--workers", "0"], ["--workers", '"auto"']),
+        (["sink", "--delay-quit", "soon"], ["--delay-quit"]),
+        (["report", "/nonexistent/results"], ["no such results folder"]),
+        (["compare", "/nonexistent/a", "/nonexistent/b"], ["no such results folder"]),
+        (["merge", "/nonexistent/a", "--out", "/nonexistent/b"], ["/nonexistent/a"]),
+    ],
+)
+def test_every_command_words_bad_input_alike(args: list[str], fragments: list[str]) -> None:
+    """Every sub-command ends bad input the same way (errors.fail): exit 2, one ``smtpbench: error:`` line."""
+    assert_one_line_usage_error(*invoke(args), *fragments)

@@ -308,7 +308,7 @@ def test_stalled_dialogue_is_broken() -> None:
 
 def test_json_not_writable_is_exit_3(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, out, err = probe(target(sink), "--to", LOCAL, "--json", str(tmp_path))  # a directory
-    assert code == 3 and err.startswith("smtpbench: error: cannot write") and "ACCEPTED" in out
+    assert code == 3 and err.startswith("smtpbench: probe failed: cannot write") and "ACCEPTED" in out
 
 
 # ------------------------------------------------------------------ --quit-after

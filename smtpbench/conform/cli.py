@@ -14,6 +14,7 @@ import trio
 import typer
 from rich.console import Console
 
+from smtpbench.config import did_you_mean
 from smtpbench.conform import report
 from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.config import build_options
@@ -21,7 +22,7 @@ from smtpbench.conform.levels import check_text
 from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import Runner
 from smtpbench.conform.waivers import gate, load_baseline, parse_waivers, stale_reasons
-from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, ConfigError, RunError, fail
 
 
 def conform(
@@ -97,8 +98,7 @@ def conform(
         waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
         previous = load_baseline(options.baseline) if options.baseline else None
     except ConfigError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(exc, "conform")
     started = report.now()
     oracle = store_dir_oracle(options.store_dir) if options.store_dir else None
     runner = Runner(options, oracle)
@@ -113,8 +113,7 @@ def conform(
         if options.transcript_dir:
             report.write_transcripts(options.transcript_dir, results, options)
     except RunError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_RUN_ERROR) from None
+        fail(exc, "conform")
     report.print_terminal(results, options, Console())
     for line in stale_reasons(results, waivers, outcome):
         err.print(f"stale waiver: {line}", markup=False, highlight=False, soft_wrap=True)
@@ -126,13 +125,13 @@ def _explain(check_id: str, out: Console) -> None:
     check = next((c for c in all_checks() if c.id.upper() == check_id.strip().upper()), None)
     text = check_text(check.id) if check is not None else None
     if check is None or text is None:
-        out.print(
-            f"error: --explain: unknown check {check_id!r} (expected one of {', '.join(c.id for c in all_checks())})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        ids = [c.id for c in all_checks()]
+        guess = did_you_mean(check_id.strip(), ids)
+        hint = f"did you mean {guess}?" if guess else None
+        fail(
+            ConfigError(f"unknown check {check_id!r}", key="--explain", expected=f"one of {', '.join(ids)}", hint=hint),
+            "conform",
         )
-        raise typer.Exit(EXIT_USAGE)
     rule = text.rule
     lines = [
         f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; RFC {check.rfc}]",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR, ConfigError, RunError, fail
 
 #: Most sessions ``--trace`` may sample (each sampled exchange is held in memory until the run ends).
 MAX_TRACE = 10_000
@@ -105,18 +105,9 @@ def run_command(
             mine = prof.model_copy(update={"workload": workload})
             outcome = execute(mine, quiet=quiet, progress=progress, shard=plan, recorded=prof, trace=trace)
     except (ConfigError, RunError) as exc:
-        _fail(exc, "run")
+        fail(exc, "run")
     report = prof.output.report and not no_report
     _conclude(outcome.status, outcome.summary, outcome.results_path, quiet, report, "run", "results kept in")
-
-
-def _fail(exc: ConfigError | RunError, verb: str) -> NoReturn:
-    """One line on stderr and the documented exit code: 2 for bad input, 3 when the work could not be done."""
-    if isinstance(exc, ConfigError):
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE)
-    print(f"smtpbench: {verb} failed: {exc}", file=sys.stderr)
-    raise typer.Exit(EXIT_RUN_ERROR)
 
 
 def _conclude(
@@ -162,7 +153,7 @@ def merge_command(
     try:
         outcome = merge_runs(dirs, out)
     except (ConfigError, RunError) as exc:
-        _fail(exc, "merge")
+        fail(exc, "merge")
     for path in outcome.superseded:
         print(f"smtpbench: {path}: superseded by a later run of the same shard, left out", file=sys.stderr)
     if outcome.missing:

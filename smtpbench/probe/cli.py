@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from smtpbench.conform.config import PASSWORD_ENV
-from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError, RunError
+from smtpbench.errors import ConfigError, RunError, fail
 from smtpbench.probe.model import STEPS
 from smtpbench.probe.options import DEFAULT_TIMEOUT, ProbeOptions, build_options
 
@@ -70,8 +70,7 @@ def probe(
             json_path=json_path,
         )
     except ConfigError as exc:
-        typer.echo(f"smtpbench: error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(exc, "probe")
     # Imported here: registering the command must not slow down every other command's start (email, ssl...).
     import trio
 
@@ -87,8 +86,7 @@ def probe(
         try:
             write_json(opts.json_path, transcript.to_json(opts.target, options_json(opts), outcome))
         except RunError as exc:
-            typer.echo(f"smtpbench: error: {exc}", err=True)
-            raise typer.Exit(EXIT_RUN_ERROR) from None
+            fail(exc, "probe")
     raise typer.Exit(outcome.exit_code)
 
 

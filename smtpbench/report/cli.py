@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
-from smtpbench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from smtpbench.errors import EXIT_FAILED, EXIT_OK, ConfigError, fail
 
 
 @contextmanager
@@ -19,14 +18,11 @@ def _usage_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(exc, "report")
     except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
-        print(f"smtpbench: error: unreadable results: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(ConfigError(f"unreadable results: {exc}"), "report")
     except OSError as exc:
-        print(f"smtpbench: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(ConfigError(f"cannot write the report: {exc.strerror or exc}"), "report")
 
 
 def compare_command(

@@ -28,7 +28,7 @@ import trio
 import typer
 
 from smtpbench.credentials import read_secret_file, read_users
-from smtpbench.errors import EXIT_RUN_ERROR, EXIT_USAGE, ConfigError
+from smtpbench.errors import EXIT_RUN_ERROR, ConfigError, RunError, fail
 from smtpbench.sink.config import DEFAULT_HOSTNAME, DEFAULT_MAX_SIZE, PHASES, SinkConfig
 from smtpbench.sink.control import run_until_stopped
 from smtpbench.sink.faults import validate_faults
@@ -151,8 +151,7 @@ def sink_command(
         if processes > 1:
             check_supported()
     except ConfigError as exc:
-        print(f"smtpbench: error: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(exc, "run")
     died = 0
     try:
         if processes == 1:
@@ -162,18 +161,15 @@ def sink_command(
             stats = pool.run(partial(_listening, config, quiet))
             died = pool.died
     except OSError as exc:
-        print(f"smtpbench: run failed: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_RUN_ERROR) from None
+        fail(RunError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"), "run")
     except WorkerError as exc:
-        print(f"smtpbench: run failed: {exc}", file=sys.stderr)
-        raise typer.Exit(EXIT_RUN_ERROR) from None
+        fail(exc, "run")
     print(STATS_PREFIX + json.dumps(stats, sort_keys=True), flush=True)
     if stats_file is not None:
         try:
             stats_file.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         except OSError as exc:
-            print(f"smtpbench: run failed: cannot write {stats_file}: {exc.strerror or exc}", file=sys.stderr)
-            raise typer.Exit(EXIT_RUN_ERROR) from None
+            fail(RunError(f"cannot write {stats_file}: {exc.strerror or exc}"), "run")
     if died:
         raise typer.Exit(EXIT_RUN_ERROR)  # each death was reported on stderr when it happened
 
