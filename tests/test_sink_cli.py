@@ -120,3 +120,23 @@ def test_sink_bad_users_file_names_the_line(tmp_path: Path) -> None:
     proc = subprocess.run(SINK + ["--auth-users-file", str(users)], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2 and "line 2: expected 2 fields" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use_is_one_line_exit_3(workers: str) -> None:
+    """A port another socket holds: ``run failed: cannot listen on ...``, exit 3, no traceback (it was an
+    ExceptionGroup traceback with one worker: trio's nursery wrapped the bind error)."""
+    if workers != "1" and not sys.platform.startswith("linux"):
+        pytest.skip("--workers above 1 needs Linux")
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run(
+            [*SINK, "--port", str(port), "--workers", workers], capture_output=True, text=True, timeout=60
+        )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 3 and len(lines) == 1, proc.stderr
+    assert lines[0] == f"smtpbench: run failed: cannot listen on 127.0.0.1:{port}: Address already in use", lines

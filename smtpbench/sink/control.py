@@ -9,7 +9,7 @@ as they go.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -52,29 +52,47 @@ async def run_until_stopped(
     """
     with trio.open_signal_receiver(*stop_signals, *CONTROLS) as signals:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (*stop_signals, *CONTROLS))
+        unbound: OSError | None = None
         async with trio.open_nursery() as nursery:
-            server: SinkServer = await nursery.start(serve, config)
-            on_listening(server)
-            if report is not None:
-                nursery.start_soon(_report, server, report, report_every_s)
-            async for signum in signals:
-                if signum == signal.SIGUSR1:  # pause: for --pause-for, or until SIGUSR2
-                    if config.pause_for:
-                        nursery.start_soon(server.gate.pause_for, config.pause_for)
-                    else:
-                        server.gate.pause()
-                    continue
-                if signum == signal.SIGUSR2:
-                    server.gate.resume()
-                    continue
-                if on_stop is not None:
-                    on_stop(signum)
-                server.gate.resume()
-                if server.reporter is not None:
-                    await server.reporter.flush(REPORT_FLUSH_S)
-                nursery.cancel_scope.cancel()
-                break
+            try:
+                server: SinkServer = await nursery.start(serve, config)
+            except OSError as exc:  # raised below: raised in here, the nursery would wrap it in an ExceptionGroup
+                unbound = exc
+            else:
+                on_listening(server)
+                if report is not None:
+                    nursery.start_soon(_report, server, report, report_every_s)
+                await _until_stopped(server, signals, nursery, config.pause_for, on_stop)
+        if unbound is not None:
+            raise unbound
     return final_stats(server)
+
+
+async def _until_stopped(
+    server: SinkServer,
+    signals: AsyncIterator[int],
+    nursery: trio.Nursery,
+    pause_for: float,
+    on_stop: Callable[[int], None] | None,
+) -> None:
+    """Act on the control signals until a stop signal; then flush the reports and cancel ``nursery``."""
+    async for signum in signals:
+        if signum == signal.SIGUSR1:  # pause: for --pause-for, or until SIGUSR2
+            if pause_for:
+                nursery.start_soon(server.gate.pause_for, pause_for)
+            else:
+                server.gate.pause()
+            continue
+        if signum == signal.SIGUSR2:
+            server.gate.resume()
+            continue
+        if on_stop is not None:
+            on_stop(signum)
+        server.gate.resume()
+        if server.reporter is not None:
+            await server.reporter.flush(REPORT_FLUSH_S)
+        nursery.cancel_scope.cancel()
+        return
 
 
 async def _report(server: SinkServer, report: Callable[[dict[str, Any]], None], every_s: float) -> None:
