@@ -21,6 +21,8 @@ from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
 #: A child starts in ~0.6 s on an idle machine; a full test suite on 2 loaded cores once took over 10 s.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+#: How long a sink that ended its output before listening gets to exit and finish its stderr.
+EXIT_WAIT = 5.0
 
 
 class EmbeddedSink:
@@ -79,8 +81,16 @@ class EmbeddedSink:
             thread.start()
             self._threads.append(thread)
         if not self._listening.wait(START_TIMEOUT) or not self.port:
+            try:  # without a port, the event means stdout ended: the child is exiting
+                code: int | None = self._proc.wait(EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                code = None
             self._kill()
-            detail = " ".join(self._stderr[-3:]) or "no output"
+            for thread in self._threads:  # its last words, read to the end
+                thread.join(EXIT_WAIT)
+            detail = " ".join(line.removeprefix("smtpbench: ") for line in self._stderr[-3:]) or "no output"
+            if code is not None:
+                raise RuntimeError(f"sink exited (code {code}) before listening: {detail}")
             raise RuntimeError(f"sink did not report a listening port within {START_TIMEOUT:g}s: {detail}")
         return self.host, self.port
 
