@@ -72,7 +72,9 @@ def sink_command(
         None, "--report-to", help="Report each accepted message's X-Smtpbench-Id to a run at HOST:PORT."
     ),
     report_buffer: int = typer.Option(1_000_000, "--report-buffer", help="Reports held while the run is slow."),
-    pause_at: str | None = typer.Option(None, "--pause-at", help="Stop answering this long after the start."),
+    pause_at: str | None = typer.Option(
+        None, "--pause-at", help="Stop answering this long after the start, for --pause-for."
+    ),
     pause_for: str = typer.Option("0", "--pause-for", help="Length of a pause (--pause-at, SIGUSR1)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the random choices."),
     fault: list[str] = typer.Option([], "--fault", help="Conformance check id to break (repeatable)."),

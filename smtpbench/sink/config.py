@@ -97,8 +97,9 @@ class SinkConfig:
             raise ConfigError("reject_rcpt_temp + reject_rcpt_perm exceeds 1")
         if self.reject_data_temp + self.reject_data_perm > 1.0:
             raise ConfigError("reject_data_temp + reject_data_perm exceeds 1")
-        if (self.pause_at is None) != (self.pause_for == 0):
-            raise ConfigError("--pause-at and --pause-for go together", key="--pause-at/--pause-for")
+        # --pause-for alone is the length of a SIGUSR1 pause; a scheduled one (--pause-at) needs a length.
+        if self.pause_at is not None and self.pause_for == 0:
+            raise ConfigError("a scheduled pause needs its length", key="--pause-at", expected="--pause-for 5s")
         if self.pause_for < 0 or self.pause_for > 3600:
             raise ConfigError(f"pause_for out of range: {self.pause_for}", expected="0..3600 seconds")
         if self.report_buffer < 1:
