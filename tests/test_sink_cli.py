@@ -46,6 +46,9 @@ def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
         (["--implicit-tls"], "certificate"),
         (["--port", "70000"], "--port"),
+        (["--max-size", "-1"], "--max-size"),
+        (["--idle-timeout", "0"], "--idle-timeout"),
+        (["--pause-at", "5s"], "--pause-at: a scheduled pause needs its length"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:

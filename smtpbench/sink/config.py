@@ -105,11 +105,11 @@ class SinkConfig:
         if self.report_buffer < 1:
             raise ConfigError(f"report_buffer must be at least 1: {self.report_buffer}", key="--report-buffer")
         if self.max_size < 0:
-            raise ConfigError(f"max_size must not be negative: {self.max_size}")
+            raise ConfigError(f"{self.max_size} is negative", key="--max-size", expected="octets, 0 for no limit")
         if self.max_recipients < 1:
             raise ConfigError(f"max_recipients must be at least 1: {self.max_recipients}")
         if self.idle_timeout <= 0:
-            raise ConfigError(f"idle_timeout must be positive: {self.idle_timeout}")
+            raise ConfigError("must be above 0", key="--idle-timeout", expected="a duration like 300s")
         if self.implicit_tls and self.ssl_context is None:
             raise ConfigError("implicit TLS needs a certificate and key", hint="pass --tls-cert and --tls-key")
         if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
