@@ -284,6 +284,7 @@ def test_conform_refuses_an_lmtp_profile(tmp_path: Path) -> None:
         (["report", "/nonexistent/results"], ["no such results folder"]),
         (["compare", "/nonexistent/a", "/nonexistent/b"], ["no such results folder"]),
         (["merge", "/nonexistent/a", "--out", "/nonexistent/b"], ["/nonexistent/a"]),
+        (["conform", "profiles/smoke.toml"], ["target.embedded", "smtpbench sink --port 2525"]),
     ],
 )
 def test_every_command_words_bad_input_alike(args: list[str], fragments: list[str]) -> None:

@@ -54,6 +54,9 @@ def _profile(file: str) -> tuple[str, int, dict[str, Any]]:
         raise ConfigError(
             "smtpbench conform checks SMTP servers, not LMTP", file=file, key="target.protocol", hint=hint
         )
+    if target.get("embedded") is True and "host" not in target:
+        hint = "start one with smtpbench sink --port 2525 and check it with smtpbench conform 127.0.0.1:2525"
+        raise ConfigError("conform does not start an embedded sink", file=file, key="target.embedded", hint=hint)
     if "host" not in target:
         raise ConfigError("the profile names no target", file=file, key="target.host", expected="HOST[:PORT]")
     if not isinstance(target["host"], str):
