@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, Strict, 
 from smtpbench import units
 from smtpbench.config import did_you_mean, join_key, shown, type_name
 from smtpbench.errors import ConfigError
+from smtpbench.protocol.syntax import valid_domain
 
 
 class Invalid(ValueError):
@@ -292,3 +293,17 @@ PositiveDuration = Annotated[float, duration(positive=True), AS_TEXT]
 RatioInput = Annotated[str, Field(pattern=units.RATIO_PATTERN)] | Annotated[float, Field(ge=0, le=1)]
 Ratio = Annotated[float, checker(_unit(units.parse_ratio), RatioInput)]
 Text = Annotated[str, text()]
+
+
+def _ehlo_name(value: Any) -> str:
+    value = apply(text(printable=True, what="a host name"), value)
+    if not valid_domain(value):
+        # A name the server must refuse would fail every session with 501; say so before the run.
+        ascii_hint = None if value.isascii() else "write an internationalised name as its A-label (xn--...)"
+        problem = f"{shown(value)} is neither a domain nor an address literal (RFC 5321 4.1.1.1)"
+        raise Invalid(problem, expected='a name like "client.example" or "[192.0.2.1]"', hint=ascii_hint)
+    return value
+
+
+#: The argument of EHLO/HELO/LHLO: an LDH domain or an address literal.
+EhloName = Annotated[str, checker(_ehlo_name, Annotated[str, Field(min_length=1)])]

@@ -454,3 +454,18 @@ def test_size_specs_sample_within_bounds(tmp_path: Path) -> None:
     assert set(draws) == {1024, 102400} and 0.65 < draws.count(1024) / len(draws) < 0.75
     assert weighted.describe() == "70% 1KiB, 30% 100KiB"
     assert uniform.describe() == "uniform 1KiB..4KiB"
+
+
+@pytest.mark.parametrize(
+    "name", ["client.example", "localhost", "[192.0.2.1]", "[IPv6:2001:db8::1]", "xn--bcher-kva.example"]
+)
+def test_helo_takes_a_domain_or_an_address_literal(name: str) -> None:
+    assert load_profile(str(PROFILES / "smoke.toml"), [f'target.helo="{name}"']).target.helo == name
+
+
+@pytest.mark.parametrize("name", ["a..b", "-a.example", "a_b.example", "bücher.example", "[192.0.2.300]", "a.example."])
+def test_helo_that_a_server_must_refuse_is_refused_before_the_run(name: str) -> None:
+    """Every session would fail with 501 (our sink's answer to a bad EHLO argument): one line before any traffic."""
+    message = error_of(str(PROFILES / "smoke.toml"), f'target.helo="{name}"')
+    assert "target.helo" in message and "neither a domain nor an address literal (RFC 5321 4.1.1.1)" in message
+    assert ("A-label" in message) == (not name.isascii())

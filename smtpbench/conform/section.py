@@ -12,7 +12,7 @@ from pydantic import PlainSerializer
 
 from smtpbench.config import shown
 from smtpbench.conform.options import PASSWORD_ENV
-from smtpbench.fields import Bool, Invalid, Table, Text, checker, got, key, number, text, whole
+from smtpbench.fields import Bool, EhloName, Invalid, Table, Text, checker, got, key, number, whole
 
 
 def _mailbox(value: Any) -> str:
@@ -51,7 +51,7 @@ class ConformSection(Table):
     password_file: Text | None = key(None, "File whose first line is the AUTH password.")
     rcpt: Mailbox | None = key(None, "A valid local recipient (checks that deliver need it).")
     foreign_rcpt: Mailbox | None = key(None, "A recipient in a domain the server must not relay to.")
-    helo: Annotated[str, text(printable=True, what="a domain")] | None = key(None, "EHLO name.")
+    helo: EhloName | None = key(None, "EHLO name.")
     sender: Mailbox | None = key(None, "MAIL FROM address.")
     only: Names = key((), "Check ids, id prefixes or areas to run.")
     skip: Names = key((), "Check ids, id prefixes or areas to leave out.")

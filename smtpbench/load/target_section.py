@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from smtpbench.config import shown
 from smtpbench.credentials import TOKEN_ENV, read_secret_file, read_users, token
 from smtpbench.errors import ConfigError
-from smtpbench.fields import Bool, Duration, Invalid, Ratio, Table, Text, checker, choice, derived, key, text
+from smtpbench.fields import Bool, Duration, EhloName, Invalid, Ratio, Table, Text, checker, choice, derived, key
 from smtpbench.load.sections import DEFAULT_HOST, Host, Port, Seed, UpToAnHour
 from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
 from smtpbench.load.tls_section import TlsOptions
@@ -179,9 +179,7 @@ class TargetConfig(Table):
 
     host: Host = key(DEFAULT_HOST, "Server to test (name or IP). Not allowed with embedded.")
     port: Port = derived(25, "TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.")
-    helo: Annotated[str, text(printable=True, what="a host name")] = key(
-        "smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP)."
-    )
+    helo: EhloName = key("smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP).")
     protocol: Annotated[str, choice("smtp", "lmtp")] = key(
         "smtp",
         "smtp, or lmtp (RFC 2033: LHLO, one reply per recipient after the data; needs an explicit port, "
