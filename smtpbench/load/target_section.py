@@ -179,7 +179,9 @@ class TargetConfig(Table):
 
     host: Host = key(DEFAULT_HOST, "Server to test (name or IP). Not allowed with embedded.")
     port: Port = derived(25, "TCP port (default 25, 465 with tls = implicit). Not allowed with embedded.")
-    helo: EhloName = key("smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP).")
+    helo: EhloName = key(
+        "smtpbench.example", "Name sent in EHLO/HELO (LHLO in LMTP): a domain or an address literal like [192.0.2.1]."
+    )
     protocol: Annotated[str, choice("smtp", "lmtp")] = key(
         "smtp",
         "smtp, or lmtp (RFC 2033: LHLO, one reply per recipient after the data; needs an explicit port, "
