@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, Strict, 
 from smtpbench import units
 from smtpbench.config import did_you_mean, join_key, shown, type_name
 from smtpbench.errors import ConfigError
-from smtpbench.protocol.syntax import valid_domain
+from smtpbench.protocol.syntax import valid_domain, valid_local_part
 
 
 class Invalid(ValueError):
@@ -279,11 +279,26 @@ def template(placeholders: tuple[str, ...], *, address: bool) -> PlainValidator:
             raise Invalid("contains a line break or NUL", expected="a single line")
         if address and not _ADDRESS.fullmatch(sample):
             raise Invalid(f"{shown(sample)} is not an address", expected="local@domain, without spaces or <>")
+        if address:
+            _mailbox_syntax(sample)
         if address and len(sample.encode("utf-8")) > 254:
             raise Invalid("address is too long", expected="at most 254 octets")
         return value
 
     return checker(check, Annotated[str, Field(min_length=1)])
+
+
+def _mailbox_syntax(address: str) -> None:
+    # A mailbox the server must refuse (RFC 5321 4.1.2) would make every message a 501/553: say so before the run.
+    # Non-ASCII is RFC 6531's (sent with SMTPUTF8), checked in its ASCII shape.
+    local, _, domain = address.rpartition("@")
+    utf8 = not address.isascii()
+    for part, ok, what, expected in (
+        (local, valid_local_part(local, utf8=utf8), "local part", "a local part like first.last (no empty atoms)"),
+        (domain, valid_domain(domain, utf8=utf8), "domain", "a domain like example.test or a literal like [192.0.2.1]"),
+    ):
+        if not ok:
+            raise Invalid(f"{shown(address)}: the {what} {shown(part)} is not RFC 5321's (4.1.2)", expected=expected)
 
 
 Bool = Annotated[bool, Strict()]  # pydantic's own check; _first_error words its bool_type error

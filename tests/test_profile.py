@@ -469,3 +469,26 @@ def test_helo_that_a_server_must_refuse_is_refused_before_the_run(name: str) -> 
     message = error_of(str(PROFILES / "smoke.toml"), f'target.helo="{name}"')
     assert "target.helo" in message and "neither a domain nor an address literal (RFC 5321 4.1.1.1)" in message
     assert ("A-label" in message) == (not name.isascii())
+
+
+@pytest.mark.parametrize(
+    ("template", "part"),
+    [
+        ("a..b{n}@example.test", "local part 'a..b1'"),
+        (".a{n}@example.test", "local part '.a1'"),
+        ("u{n}@-bad.example", "domain '-bad.example'"),
+        ("u{n}@[192.0.2.300]", "domain '[192.0.2.300]'"),
+        ("u{n}@a..example", "domain 'a..example'"),
+    ],
+)
+def test_address_that_a_server_must_refuse_is_refused_before_the_run(template: str, part: str) -> None:
+    """Every message would get 501/553: the rendered sample names the bad part and the RFC's section."""
+    message = error_of(str(PROFILES / "smoke.toml"), f'message.to="{template}"')
+    assert "message.to" in message and f"the {part} is not RFC 5321's (4.1.2)" in message
+
+
+@pytest.mark.parametrize(
+    "template", ["first.last{n}@example.test", "u+tag{n}@[192.0.2.1]", '"q{n}"@example.test', "ü{n}@bücher.example"]
+)
+def test_rfc_5321_and_6531_addresses_load(template: str) -> None:
+    assert load_profile(str(PROFILES / "smoke.toml"), [f"message.to='{template}'"]).message.toml()["to"] == template
