@@ -96,19 +96,16 @@ def test_embedded_sink_reports_startup_failure() -> None:
 def test_embedded_sink_that_cannot_listen_says_why_at_once() -> None:
     """A child that exits before listening is reported with its code and its own words, not as a timeout."""
     import socket
-    import time
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        started = time.monotonic()
         with pytest.raises(RuntimeError) as caught, EmbeddedSink(port=port):
             pass
     assert str(caught.value) == (
         f"sink exited (code 3) before listening: run failed: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
-    assert time.monotonic() - started < 25  # not the 30 s start timeout
 
 
 def test_sink_users_and_token_files_with_a_foreign_client(tmp_path: Path) -> None:
