@@ -205,6 +205,20 @@ def test_paused_sink_holds_replies(tmp_path: Path) -> None:
     assert s["phases"]["session"]["max_us"] >= 800_000  # some session waited out the pause
 
 
+def ungreeted(port: int) -> socket.socket:
+    """A connection the sink does not greet within 0.5 s: proof that a SIGUSR1 sent just before was handled."""
+    deadline = time.monotonic() + 20
+    while True:
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held.settimeout(0.5)
+        try:
+            held.recv(100)
+        except TimeoutError:
+            return held
+        held.close()
+        assert time.monotonic() < deadline, "SIGUSR1 did not pause the sink"
+
+
 def test_sink_pause_and_resume_by_signal() -> None:
     """SIGUSR1 pauses a running sink (a new connection gets no greeting), SIGUSR2 resumes it (the greeting comes)."""
     sink = EmbeddedSink()
@@ -212,17 +226,7 @@ def test_sink_pause_and_resume_by_signal() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             assert conn.recv(100).startswith(b"220")
         sink.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 20
-        while True:  # until the signal has been handled: a connection that is not greeted
-            held = socket.create_connection(("127.0.0.1", port), timeout=10)
-            held.settimeout(0.5)
-            try:
-                held.recv(100)
-            except TimeoutError:
-                break
-            held.close()
-            assert time.monotonic() < deadline, "SIGUSR1 did not pause the sink"
-        with held:
+        with ungreeted(port) as held:
             sink.send_signal(signal.SIGUSR2)
             held.settimeout(10)
             assert held.recv(100).startswith(b"220")
@@ -235,16 +239,7 @@ def test_sigusr1_pause_lasts_pause_for() -> None:
     with sink as (_, port):
         sent = time.monotonic()
         sink.send_signal(signal.SIGUSR1)
-        while True:  # until the signal has been handled: a connection that is not greeted
-            held = socket.create_connection(("127.0.0.1", port), timeout=10)
-            held.settimeout(0.5)
-            try:
-                held.recv(100)
-            except TimeoutError:
-                break
-            held.close()
-            assert time.monotonic() < sent + 20, "SIGUSR1 did not pause the sink"
-        with held:
+        with ungreeted(port) as held:
             held.settimeout(20)
             assert held.recv(100).startswith(b"220")  # the pause ended by itself
         time.sleep(max(0.0, sent + 4 - time.monotonic()))  # a slow greeting above cannot cut the pause short
