@@ -140,6 +140,21 @@ def test_sink_bad_users_file_names_the_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_store_that_cannot_be_a_folder_is_one_line_exit_2(tmp_path: Path, below: str) -> None:
+    """A --store path under or at a plain file: a one-line --store error, exit 2 (it said 'run failed: cannot
+    listen on 127.0.0.1:0: File exists', exit 3: the folder was made inside the server, whose OSError read as a
+    bind failure)."""
+    plain = tmp_path / "plain"
+    plain.write_text("not a folder")
+    store = plain / below if below else plain
+    proc = subprocess.run([*SINK, "--port", "0", "--store", str(store)], capture_output=True, text=True, timeout=20)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("smtpbench: error: --store: ") and str(store) in lines[0], lines
+    assert "listen" not in lines[0] and proc.stdout == ""
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_port_in_use_is_one_line_exit_3(workers: str) -> None:
     """A port another socket holds: ``run failed: cannot listen on ...``, exit 3, no traceback (it was an
