@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from smtpbench.probe import model
 from smtpbench.sink.config import SinkConfig
-from tests.hostile import HostileServer, MiniSMTP, make_app
+from tests.hostile import HostileServer, MiniSMTP, make_app, no_greeting
 from tests.peers import free_port
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
 from tests.test_secrets import assert_absent
@@ -339,6 +339,15 @@ def test_quit_after_each_step(sink, tls: TLSPair, step: str) -> None:  # type: i
         assert "RCPT TO:<bob@example.test>" in sent and "DATA" not in sent
     if step == "mail":
         assert not any(s.startswith("RCPT") for s in sent)
+
+
+def test_quit_after_connect_with_implicit_tls_skips_the_handshake() -> None:
+    """--tls --quit-after connect stops once TCP is up (it did the TLS handshake first: a server that never
+    answers the ClientHello made it 'FAILED at tls', exit 12, after --timeout)."""
+    with HostileServer(no_greeting) as srv:
+        code, out, _ = probe(srv.target, "--tls", "--insecure", "--quit-after", "connect", "--timeout", "20")
+    assert code == 0, out
+    assert final(out).startswith("STOPPED at connect (--quit-after connect)") and "TLS handshake" not in out
 
 
 # ------------------------------------------------------------------ bad input
