@@ -49,6 +49,12 @@ def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         (["--max-size", "-1"], "--max-size"),
         (["--idle-timeout", "0"], "--idle-timeout"),
         (["--pause-at", "5s"], "--pause-at: a scheduled pause needs its length"),
+        # These named the field, not the flag ('pause_for out of range: 7200.0', 'delay for data_end ...').
+        (["--pause-for", "2h"], "--pause-for: 7200s is out of range"),
+        (["--delay-data-end", "2h"], "--delay-data-end: 7200s is out of range"),
+        (["--reject-rcpt-temp", "0.6", "--reject-rcpt-perm", "0.6"], "--reject-rcpt-temp and --reject-rcpt-perm"),
+        (["--reject-data-temp", "0.6", "--reject-data-perm", "0.6"], "--reject-data-temp and --reject-data-perm"),
+        (["--report-buffer", "0"], "--report-buffer: 0 is below 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:
