@@ -83,6 +83,17 @@ def test_sink_process_prints_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
     assert json.loads(stats_file.read_text()) == printed
 
 
+def test_ehlo_offers_what_the_readme_lists() -> None:
+    """The plain sink's EHLO keywords are the README's list (BINARYMIME was offered but not listed)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = " ".join(readme.split("## `smtpbench sink`", 1)[1].split("\n## ", 1)[0].split())
+    listed = section.split("extensions it advertises (", 1)[1].split(", STARTTLS", 1)[0]
+    with sink_process("--port", "0") as (_, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo()
+        offered = {k.upper() for k in s.esmtp_features}
+    assert offered == set(listed.split(", ")), (offered, listed)
+
+
 def test_embedded_sink_round_trip() -> None:
     sink = EmbeddedSink(["--delay-rcpt", "1ms", "--seed", "4", "--fault", "V-03"])
     with sink as (host, port):
