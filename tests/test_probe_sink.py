@@ -368,6 +368,8 @@ def test_quit_after_connect_with_implicit_tls_skips_the_handshake() -> None:
         (["--insecure"], "need --starttls or --tls"),
         (["--quit-after", "tls"], "needs --starttls"),
         (["--json", "/nonexistent/dir/x.json"], "does not exist"),
+        (["--timeout", "soon"], "'--timeout'"),  # click's four-line usage block before
+        (["--frobnicate"], "No such option: --frobnicate"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], fragment: str) -> None:

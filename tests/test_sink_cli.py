@@ -55,6 +55,10 @@ def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         (["--reject-rcpt-temp", "0.6", "--reject-rcpt-perm", "0.6"], "--reject-rcpt-temp and --reject-rcpt-perm"),
         (["--reject-data-temp", "0.6", "--reject-data-perm", "0.6"], "--reject-data-temp and --reject-data-perm"),
         (["--report-buffer", "0"], "--report-buffer: 0 is below 1"),
+        # Usage errors (a value of the wrong type, an unknown option) were click's block of four lines.
+        (["--port", "abc"], "'--port'"),
+        (["--seed", "x"], "'--seed'"),
+        (["--frobnicate"], "--frobnicate"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:
