@@ -123,6 +123,17 @@ def test_data_from_stdin_with_header_replaced(sink) -> None:  # type: ignore[no-
     assert b"X-Keep: 1\r\n" in content and b"\r\n.leading dot\r\nbody\r\n" in content  # dot-stuffing undone
 
 
+def test_data_of_header_fields_only_keeps_them_in_the_header(sink) -> None:  # type: ignore[no-untyped-def]
+    """A --data message with no body (RFC 5322 3.5) keeps its fields as fields: they were moved into the body
+    under the --header fields and a blank line, and a --header of the same name did not replace its field."""
+    message = b"From: a@example.test\nSubject: old\nX-Keep: 1\n"
+    code, out, _ = probe(target(sink), "--to", LOCAL, "--data", "-", "--header", "Subject: new", stdin=message)
+    assert code == 0, out
+    content = sink.messages[-1].content
+    assert content.endswith(b"\r\nFrom: a@example.test\r\nX-Keep: 1\r\nSubject: new\r\n\r\n"), content
+    assert b"old" not in content
+
+
 def test_attachment_builds_mime(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     att = tmp_path / "report.pdf"
     att.write_bytes(b"%PDF-1.4 fake\x00\xff" * 50)
