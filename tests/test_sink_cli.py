@@ -59,6 +59,9 @@ def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         (["--port", "abc"], "'--port'"),
         (["--seed", "x"], "'--seed'"),
         (["--frobnicate"], "--frobnicate"),
+        # Found out only when the stats were written, after the whole test: 'run failed', exit 3.
+        (["--stats-file", "/nonexistent/stats.json"], "--stats-file: /nonexistent/stats.json is in no folder"),
+        (["--stats-file", "/"], "--stats-file: / is a folder"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:

@@ -151,6 +151,10 @@ def sink_command(
         config.validate()
         if store is not None:
             _make_store(store)
+        if stats_file is not None and (stats_file.is_dir() or not stats_file.parent.is_dir()):
+            # Found out now, not when the stats are written at the end of a long test.
+            why = "is a folder" if stats_file.is_dir() else f"is in no folder: {stats_file.parent} does not exist"
+            raise ConfigError(f"{stats_file} {why}", key="--stats-file")
         processes = worker_count(parse_workers_option(workers))
         if processes > 1:
             check_supported()
