@@ -364,6 +364,17 @@ def test_quit_after_connect_with_implicit_tls_skips_the_handshake() -> None:
 # ------------------------------------------------------------------ bad input
 
 
+def test_ca_file_that_is_no_pem_bundle_is_one_line_exit_2(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """It was a traceback (ssl.SSLError from the context built after the 220 to STARTTLS), exit 1."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    code, out, err = probe(target(sink), "--starttls", "--ca-file", str(bad), "--quit-after", "tls")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (out, err)
+    assert lines[0].startswith(f"smtpbench: error: --ca-file: CA file {str(bad)!r} holds no usable certificate")
+    assert out == ""
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
