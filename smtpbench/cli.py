@@ -11,14 +11,51 @@ from __future__ import annotations
 import importlib
 import sys
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
+
+from smtpbench.errors import ConfigError, fail
 
 #: The installed distribution (the import package and command are "smtpbench").
 DISTRIBUTION = "smtpbench-loadtest"
 
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """The command group: a usage error (``--port abc``, an unknown option) is one ``smtpbench: error:`` line, exit 2.
+
+    Click prints those as a usage block of four lines; every other bad input of every command is one line
+    (:func:`smtpbench.errors.fail`).  The help shown for no arguments at all stays as it is.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the options before the sub-command (``--version``); a usage error ends as one line."""
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            _usage_error(exc, "smtpbench")
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the sub-command; a usage error ends as one line."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            _usage_error(exc, f"smtpbench {ctx.invoked_subcommand or ''}".strip())
+
+
+def _usage_error(exc: Exception, command: str) -> NoReturn:
+    """Re-raise ``exc`` unless it is a click usage error; end that with one line naming ``command --help``."""
+    # By name: the click classes live in click or, in newer typer, in typer's own copy of click.
+    kinds = {kind.__name__ for kind in type(exc).__mro__}
+    if "UsageError" not in kinds or "NoArgsIsHelpError" in kinds:
+        raise exc
+    message = str(getattr(exc, "format_message", exc.__str__)()).rstrip(".")
+    fail(ConfigError(message, hint=f"see '{command} --help'"), "run")
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="smtpbench",
     help="SMTP load and conformance testing.",
     no_args_is_help=True,

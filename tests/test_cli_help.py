@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib import metadata
 
@@ -49,3 +50,23 @@ def test_version_from_package_metadata() -> None:
     # And as a real process, as a user types it.
     proc = subprocess.run([*cli_argv(), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr
+
+
+@pytest.mark.skipif(not full_cli_available(), reason="needs the whole CLI")
+def test_probe_help_names_every_mechanism_it_speaks() -> None:
+    """probe --help lists the mechanisms --auth-mechanism takes (it said 'PLAIN or LOGIN', refusing none of the
+    four others), and that --timeout bounds the connect and the handshake as well as each reply."""
+    from smtpbench.protocol.sasl import MECHANISMS
+
+    proc = subprocess.run(
+        [*cli_argv(), "probe", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = words(proc.stdout)
+    mechanisms = shown.split("--auth-mechanism", 1)[1].split("--header", 1)[0]
+    assert all(m in mechanisms for m in MECHANISMS), mechanisms
+    assert "the connect, the TLS handshake and each reply" in shown

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from smtpbench.probe import model
 from smtpbench.sink.config import SinkConfig
-from tests.hostile import HostileServer, MiniSMTP, make_app
+from tests.hostile import HostileServer, MiniSMTP, make_app, no_greeting
 from tests.peers import free_port
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
 from tests.test_secrets import assert_absent
@@ -121,6 +121,17 @@ def test_data_from_stdin_with_header_replaced(sink) -> None:  # type: ignore[no-
     content = sink.messages[-1].content
     assert b"Subject: new\r\n" in content and b"old" not in content and b"folded" not in content
     assert b"X-Keep: 1\r\n" in content and b"\r\n.leading dot\r\nbody\r\n" in content  # dot-stuffing undone
+
+
+def test_data_of_header_fields_only_keeps_them_in_the_header(sink) -> None:  # type: ignore[no-untyped-def]
+    """A --data message with no body (RFC 5322 3.5) keeps its fields as fields: they were moved into the body
+    under the --header fields and a blank line, and a --header of the same name did not replace its field."""
+    message = b"From: a@example.test\nSubject: old\nX-Keep: 1\n"
+    code, out, _ = probe(target(sink), "--to", LOCAL, "--data", "-", "--header", "Subject: new", stdin=message)
+    assert code == 0, out
+    content = sink.messages[-1].content
+    assert content.endswith(b"\r\nFrom: a@example.test\r\nX-Keep: 1\r\nSubject: new\r\n\r\n"), content
+    assert b"old" not in content
 
 
 def test_attachment_builds_mime(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -341,7 +352,27 @@ def test_quit_after_each_step(sink, tls: TLSPair, step: str) -> None:  # type: i
         assert not any(s.startswith("RCPT") for s in sent)
 
 
+def test_quit_after_connect_with_implicit_tls_skips_the_handshake() -> None:
+    """--tls --quit-after connect stops once TCP is up (it did the TLS handshake first: a server that never
+    answers the ClientHello made it 'FAILED at tls', exit 12, after --timeout)."""
+    with HostileServer(no_greeting) as srv:
+        code, out, _ = probe(srv.target, "--tls", "--insecure", "--quit-after", "connect", "--timeout", "20")
+    assert code == 0, out
+    assert final(out).startswith("STOPPED at connect (--quit-after connect)") and "TLS handshake" not in out
+
+
 # ------------------------------------------------------------------ bad input
+
+
+def test_ca_file_that_is_no_pem_bundle_is_one_line_exit_2(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """It was a traceback (ssl.SSLError from the context built after the 220 to STARTTLS), exit 1."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    code, out, err = probe(target(sink), "--starttls", "--ca-file", str(bad), "--quit-after", "tls")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (out, err)
+    assert lines[0].startswith(f"smtpbench: error: --ca-file: CA file {str(bad)!r} holds no usable certificate")
+    assert out == ""
 
 
 @pytest.mark.parametrize(
@@ -359,6 +390,8 @@ def test_quit_after_each_step(sink, tls: TLSPair, step: str) -> None:  # type: i
         (["--insecure"], "need --starttls or --tls"),
         (["--quit-after", "tls"], "needs --starttls"),
         (["--json", "/nonexistent/dir/x.json"], "does not exist"),
+        (["--timeout", "soon"], "'--timeout'"),  # click's four-line usage block before
+        (["--frobnicate"], "No such option: --frobnicate"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], fragment: str) -> None:

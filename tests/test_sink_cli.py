@@ -49,6 +49,19 @@ def sink_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         (["--max-size", "-1"], "--max-size"),
         (["--idle-timeout", "0"], "--idle-timeout"),
         (["--pause-at", "5s"], "--pause-at: a scheduled pause needs its length"),
+        # These named the field, not the flag ('pause_for out of range: 7200.0', 'delay for data_end ...').
+        (["--pause-for", "2h"], "--pause-for: 7200s is out of range"),
+        (["--delay-data-end", "2h"], "--delay-data-end: 7200s is out of range"),
+        (["--reject-rcpt-temp", "0.6", "--reject-rcpt-perm", "0.6"], "--reject-rcpt-temp and --reject-rcpt-perm"),
+        (["--reject-data-temp", "0.6", "--reject-data-perm", "0.6"], "--reject-data-temp and --reject-data-perm"),
+        (["--report-buffer", "0"], "--report-buffer: 0 is below 1"),
+        # Usage errors (a value of the wrong type, an unknown option) were click's block of four lines.
+        (["--port", "abc"], "'--port'"),
+        (["--seed", "x"], "'--seed'"),
+        (["--frobnicate"], "--frobnicate"),
+        # Found out only when the stats were written, after the whole test: 'run failed', exit 3.
+        (["--stats-file", "/nonexistent/stats.json"], "--stats-file: /nonexistent/stats.json is in no folder"),
+        (["--stats-file", "/"], "--stats-file: / is a folder"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> None:
@@ -75,6 +88,17 @@ def test_sink_process_prints_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
     assert printed["messages_accepted"] == 1
     assert printed["client_addresses"] == {"127.0.0.1": 1}  # connections per client address
     assert json.loads(stats_file.read_text()) == printed
+
+
+def test_ehlo_offers_what_the_readme_lists() -> None:
+    """The plain sink's EHLO keywords are the README's list (BINARYMIME was offered but not listed)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = " ".join(readme.split("## `smtpbench sink`", 1)[1].split("\n## ", 1)[0].split())
+    listed = section.split("extensions it advertises (", 1)[1].split(", STARTTLS", 1)[0]
+    with sink_process("--port", "0") as (_, port), smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo()
+        offered = {k.upper() for k in s.esmtp_features}
+    assert offered == set(listed.split(", ")), (offered, listed)
 
 
 def test_embedded_sink_round_trip() -> None:
@@ -138,6 +162,21 @@ def test_sink_bad_users_file_names_the_line(tmp_path: Path) -> None:
     proc = subprocess.run(SINK + ["--auth-users-file", str(users)], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2 and "line 2: expected 2 fields" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_store_that_cannot_be_a_folder_is_one_line_exit_2(tmp_path: Path, below: str) -> None:
+    """A --store path under or at a plain file: a one-line --store error, exit 2 (it said 'run failed: cannot
+    listen on 127.0.0.1:0: File exists', exit 3: the folder was made inside the server, whose OSError read as a
+    bind failure)."""
+    plain = tmp_path / "plain"
+    plain.write_text("not a folder")
+    store = plain / below if below else plain
+    proc = subprocess.run([*SINK, "--port", "0", "--store", str(store)], capture_output=True, text=True, timeout=20)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("smtpbench: error: --store: ") and str(store) in lines[0], lines
+    assert "listen" not in lines[0] and proc.stdout == ""
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

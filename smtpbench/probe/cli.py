@@ -31,7 +31,13 @@ def probe(
     ] = None,
     password_file: Annotated[str | None, typer.Option("--password-file", help="File holding the password")] = None,
     auth_mechanism: Annotated[
-        str | None, typer.Option("--auth-mechanism", help="PLAIN or LOGIN (default: the best offered)")
+        str | None,
+        typer.Option(
+            "--auth-mechanism",
+            help="PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2 or OAUTHBEARER (default: the first password"
+            " mechanism offered, in that order; the bearer ones take their token from --password-file or"
+            " $SMTPBENCH_TOKEN)",
+        ),
     ] = None,
     header: Annotated[
         list[str] | None, typer.Option("--header", help="'Name: value' to add or replace (repeatable)")
@@ -41,7 +47,9 @@ def probe(
     attach: Annotated[list[str] | None, typer.Option("--attach", help="Attach a file (MIME; repeatable)")] = None,
     pipelining: Annotated[str, typer.Option("--pipelining", help="auto|on|off (auto: when offered)")] = "auto",
     chunking: Annotated[bool, typer.Option("--chunking", help="Send the message with BDAT (RFC 3030)")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each reply")] = DEFAULT_TIMEOUT,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds allowed for the connect, the TLS handshake and each reply")
+    ] = DEFAULT_TIMEOUT,
     quit_after: Annotated[str | None, typer.Option("--quit-after", help="|".join(STEPS))] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="Write the whole exchange as JSON here")] = None,
 ) -> None:

@@ -145,10 +145,10 @@ class Dialogue:
     async def _dialogue(self) -> Outcome:
         o = self.o
         await self._connect()
+        if o.quit_after == "connect":  # the TCP connection only: an implicit-TLS handshake is the tls step
+            raise self._stopped(polite=False)  # no greeting read: a QUIT now would be out of turn
         if o.tls == "implicit":
             await self._handshake()
-        if o.quit_after == "connect":
-            raise self._stopped(polite=False)  # no greeting read: a QUIT now would be out of turn
         self.step = "banner"
         _, greeting = await self._reply()
         if greeting.code != 220:

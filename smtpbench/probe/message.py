@@ -21,6 +21,8 @@ from smtpbench.probe.options import ProbeOptions
 DEFAULT_BODY = "This is a test message sent by smtpbench probe.\n"
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+#: The start of a header field (RFC 5322 2.2: a printable name without ':' and then ':').
+_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
 def build_message(opts: ProbeOptions) -> bytes:
@@ -52,8 +54,9 @@ def _with_headers(message: bytes, headers: list[tuple[str, str]]) -> bytes:
     if not headers:
         return message
     head, sep, body = message.partition(b"\r\n\r\n")
-    if not sep:  # no header block at all: the whole text is a body
-        head, body = b"", message
+    if not sep:
+        # No blank line: header fields only (RFC 5322 3.5: the body is optional), or no header block at all.
+        head, body = (message.removesuffix(b"\r\n"), b"") if _FIELD.match(message) else (b"", message)
     lines = head.split(b"\r\n") if head else []
     names = {name.lower().encode() for name, _ in headers}
     kept: list[bytes] = []

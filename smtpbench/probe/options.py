@@ -9,6 +9,7 @@ password comes only from ``$SMTPBENCH_PASSWORD`` or ``--password-file``.
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from smtpbench.conform.config import PASSWORD_ENV, parse_target, read_password
 from smtpbench.conform.options import DEFAULT_HELO
 from smtpbench.credentials import token
 from smtpbench.errors import ConfigError
+from smtpbench.net.tls import client_context
 from smtpbench.probe.model import STEPS
 from smtpbench.protocol.sasl import MECHANISMS, TOKEN_MECHANISMS
 
@@ -129,6 +131,12 @@ def build_options(
         raise ConfigError("--ca-file and --insecure exclude each other", key="--insecure")
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"CA file {ca_file!r} does not exist", key="--ca-file")
+    if ca_file:
+        try:  # loaded now: a file that is no PEM bundle failed at the handshake, with a traceback
+            client_context(ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"CA file {ca_file!r} holds no usable certificate: {reason}", key="--ca-file") from None
     if quit_after is not None and quit_after not in STEPS:
         raise ConfigError(f"unknown step {quit_after!r}", key="--quit-after", expected="|".join(STEPS))
     if pipelining not in PIPELINING_MODES:

@@ -149,6 +149,12 @@ def sink_command(
         if not 0 <= port <= 65535:
             raise ConfigError(f"port {port} out of range", key="--port", expected="0..65535")
         config.validate()
+        if store is not None:
+            _make_store(store)
+        if stats_file is not None and (stats_file.is_dir() or not stats_file.parent.is_dir()):
+            # Found out now, not when the stats are written at the end of a long test.
+            why = "is a folder" if stats_file.is_dir() else f"is in no folder: {stats_file.parent} does not exist"
+            raise ConfigError(f"{stats_file} {why}", key="--stats-file")
         processes = worker_count(parse_workers_option(workers))
         if processes > 1:
             check_supported()
@@ -188,6 +194,16 @@ def _server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | Non
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
         raise ConfigError(f"cannot load certificate {cert} / key {key}: {reason}", key="--tls-cert") from None
     return ctx
+
+
+def _make_store(store: Path) -> None:
+    """Create the ``--store`` folder now: a failure later, inside the server, read as 'cannot listen'."""
+    if store.exists() and not store.is_dir():
+        raise ConfigError(f"{store} is not a folder", key="--store")
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create folder {store}: {exc.strerror or exc}", key="--store") from None
 
 
 def _auth_users(user: str | None, password_file: Path | None, users_file: Path | None) -> dict[str, str]:

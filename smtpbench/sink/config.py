@@ -81,7 +81,7 @@ class SinkConfig:
             if phase not in PHASES:
                 raise ConfigError(f"unknown delay phase {phase!r}", expected="one of " + ", ".join(PHASES))
             if not 0 <= seconds <= 3600:
-                raise ConfigError(f"delay for {phase} out of range: {seconds}", expected="0..3600 seconds")
+                raise ConfigError(f"{seconds:g}s is out of range", key=_flag(phase, "delay"), expected="0..3600s")
         for name in (
             "reject_rcpt_temp",
             "reject_rcpt_perm",
@@ -92,18 +92,18 @@ class SinkConfig:
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} out of range: {value}", expected="a ratio between 0 and 1")
-        if self.reject_rcpt_temp + self.reject_rcpt_perm > 1.0:
-            raise ConfigError("reject_rcpt_temp + reject_rcpt_perm exceeds 1")
-        if self.reject_data_temp + self.reject_data_perm > 1.0:
-            raise ConfigError("reject_data_temp + reject_data_perm exceeds 1")
+                raise ConfigError(f"{value} is out of range", key=_flag(name), expected="a ratio between 0 and 1")
+        for kind in ("rcpt", "data"):  # one draw picks temporary, permanent or neither: the two share it
+            temp, perm = f"reject_{kind}_temp", f"reject_{kind}_perm"
+            if getattr(self, temp) + getattr(self, perm) > 1.0:
+                raise ConfigError(f"{_flag(temp)} and {_flag(perm)} add up to more than 1", key=_flag(temp))
         # --pause-for alone is the length of a SIGUSR1 pause; a scheduled one (--pause-at) needs a length.
         if self.pause_at is not None and self.pause_for == 0:
             raise ConfigError("a scheduled pause needs its length", key="--pause-at", expected="--pause-for 5s")
         if self.pause_for < 0 or self.pause_for > 3600:
-            raise ConfigError(f"pause_for out of range: {self.pause_for}", expected="0..3600 seconds")
+            raise ConfigError(f"{self.pause_for:g}s is out of range", key="--pause-for", expected="0..3600s")
         if self.report_buffer < 1:
-            raise ConfigError(f"report_buffer must be at least 1: {self.report_buffer}", key="--report-buffer")
+            raise ConfigError(f"{self.report_buffer} is below 1", key="--report-buffer", expected="reports, at least 1")
         if self.max_size < 0:
             raise ConfigError(f"{self.max_size} is negative", key="--max-size", expected="octets, 0 for no limit")
         if self.max_recipients < 1:
@@ -114,3 +114,8 @@ class SinkConfig:
             raise ConfigError("implicit TLS needs a certificate and key", hint="pass --tls-cert and --tls-key")
         if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
             raise ConfigError(f"hostname {self.hostname!r} is not a domain name", key="--hostname")
+
+
+def _flag(name: str, prefix: str = "") -> str:
+    """The command-line flag of a field (``reject_rcpt_temp`` -> ``--reject-rcpt-temp``), which errors name."""
+    return "--" + "-".join(filter(None, (prefix, name.replace("_", "-"))))
