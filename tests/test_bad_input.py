@@ -290,3 +290,17 @@ def test_conform_refuses_an_lmtp_profile(tmp_path: Path) -> None:
 def test_every_command_words_bad_input_alike(args: list[str], fragments: list[str]) -> None:
     """Every sub-command ends bad input the same way (errors.fail): exit 2, one ``smtpbench: error:`` line."""
     assert_one_line_usage_error(*invoke(args), *fragments)
+
+
+def test_ca_file_without_a_certificate_is_one_line_before_any_traffic(tmp_path: Path) -> None:
+    """run, conform and probe check a CA file when they start: it was a traceback (run) or an error per check."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n", encoding="utf-8")
+    profile = tmp_path / "p.toml"
+    profile.write_text(BASE.replace("port = 2525", f'port = 2525\ntls = "starttls"\nca_file = "{bad}"'), "utf-8")
+    for args, key in (
+        (["run", str(profile)], "target.ca_file"),
+        (["conform", "127.0.0.1:2525", "--starttls", "--ca-file", str(bad)], "--ca-file"),
+        (["probe", "127.0.0.1:2525", "--starttls", "--ca-file", str(bad), "--to", "a@b.example"], "--ca-file"),
+    ):
+        assert_one_line_usage_error(*invoke(args), key, "holds no usable certificate")

@@ -15,6 +15,7 @@ from typing import Any
 from smtpbench.config import load_toml
 from smtpbench.conform.options import DEFAULT_PORT, PASSWORD_ENV, ConformOptions
 from smtpbench.errors import ConfigError
+from smtpbench.net.tls import ca_file_problem
 from smtpbench.units import parse_host_port
 
 _FIELD_OF = {"junit": "junit_path", "transcript": "transcript_dir"}  # [conform] key -> ConformOptions field
@@ -100,6 +101,8 @@ def build_options(target: str, cli: dict[str, Any]) -> ConformOptions:
     for key, exists in (("ca_file", Path.is_file), ("store_dir", Path.is_dir)):
         if merged.get(key) and not exists(Path(merged[key])):
             raise ConfigError(f"{merged[key]!r} does not exist", key=f"--{key.replace('_', '-')}")
+    if merged.get("ca_file") and (problem := ca_file_problem(merged["ca_file"])):
+        raise ConfigError(problem, key="--ca-file")
     merged["check_timeout"] = float(merged.get("check_timeout", max(60.0, merged.get("timeout", 10.0) * 6)))
     tls = "implicit" if implicit else "starttls" if starttls else "none"
     password = read_password(merged.pop("password_file", None))

@@ -20,6 +20,7 @@ from smtpbench.fields import Bool, Duration, EhloName, Invalid, Ratio, Table, Te
 from smtpbench.load.sections import DEFAULT_HOST, Host, Port, Seed, UpToAnHour
 from smtpbench.load.sources import MAX_SOURCE_ADDRESSES, SourceAddresses, check_target_family
 from smtpbench.load.tls_section import TlsOptions
+from smtpbench.net.tls import ca_file_problem
 from smtpbench.protocol import sasl
 from smtpbench.units import format_duration
 
@@ -249,6 +250,8 @@ class TargetConfig(Table):
             )
         if self.ca_file is not None and not Path(self.ca_file).is_file():
             raise Invalid(f"file {shown(self.ca_file, 80)} not found", expected="a PEM file", loc=("ca_file",))
+        if self.ca_file is not None and (problem := ca_file_problem(self.ca_file)):
+            raise Invalid(problem, expected="a PEM file of CA certificates", loc=("ca_file",))
         if not self.embedded:
             if self.given("sink"):
                 hint = "set target.embedded = true or remove [target.sink]"

@@ -8,6 +8,20 @@ import ssl
 TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
+def ca_file_problem(path: str) -> str | None:
+    """Why the existing file ``path`` cannot verify servers (no PEM certificate in it, unreadable), or None.
+
+    Checked before any traffic: the context is otherwise built at the first handshake, where a bad file was a
+    traceback (run) or an error in every check (conform).
+    """
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        return f"CA file {path!r} holds no usable certificate: {reason}"
+    return None
+
+
 def client_context(
     ca_file: str | None = None,
     insecure: bool = False,

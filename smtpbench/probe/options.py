@@ -9,7 +9,6 @@ password comes only from ``$SMTPBENCH_PASSWORD`` or ``--password-file``.
 from __future__ import annotations
 
 import re
-import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from smtpbench.conform.config import PASSWORD_ENV, parse_target, read_password
 from smtpbench.conform.options import DEFAULT_HELO
 from smtpbench.credentials import token
 from smtpbench.errors import ConfigError
-from smtpbench.net.tls import client_context
+from smtpbench.net.tls import ca_file_problem
 from smtpbench.probe.model import STEPS
 from smtpbench.protocol.sasl import MECHANISMS, TOKEN_MECHANISMS
 
@@ -131,12 +130,8 @@ def build_options(
         raise ConfigError("--ca-file and --insecure exclude each other", key="--insecure")
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"CA file {ca_file!r} does not exist", key="--ca-file")
-    if ca_file:
-        try:  # loaded now: a file that is no PEM bundle failed at the handshake, with a traceback
-            client_context(ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            raise ConfigError(f"CA file {ca_file!r} holds no usable certificate: {reason}", key="--ca-file") from None
+    if ca_file and (problem := ca_file_problem(ca_file)):
+        raise ConfigError(problem, key="--ca-file")
     if quit_after is not None and quit_after not in STEPS:
         raise ConfigError(f"unknown step {quit_after!r}", key="--quit-after", expected="|".join(STEPS))
     if pipelining not in PIPELINING_MODES:
