@@ -233,6 +233,31 @@ RESOURCE = re.compile(
 )
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema_version": 2}, "schema_version 2, this smtpbench reads 1"),
+        ({"thresholds": {"transaction.p99": "< 1s"}}, "thresholds is not a list of objects"),
+        ({"unfinished": ["banner"]}, "unfinished is list, not an object"),
+        ({"throughput": ["messages_per_s"]}, "throughput is list, not an object"),
+        ({"errors": {"timeout": "3"}}, "errors.timeout is '3', not a number"),
+        ({"phases": {"connect": [1, 2]}}, "phases.connect is list, not an object"),
+    ],
+)
+def test_summary_of_another_layout_is_one_line(
+    runs: dict[str, Path], tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """A summary.json of another version (or edited by hand) is one error line, exit 2, never a traceback."""
+    other = tmp_path / "other"
+    shutil.copytree(runs["same"], other)
+    summary = json.loads((other / "summary.json").read_text()) | change
+    (other / "summary.json").write_text(json.dumps(summary))
+    for args in (["compare", str(runs["base"]), str(other)], ["report", str(other)]):
+        code, _, err = invoke(*args)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith(f"smtpbench: error: {other}: unreadable results: {message}"), err
+
+
 def with_new_keys(src: Path, dst: Path) -> Path:
     """A copy of ``src`` whose summary carries the keys other features add (thresholds, unfinished, generator)."""
     shutil.copytree(src, dst)
