@@ -18,6 +18,7 @@ from smtpbench.metrics.hgrm import write_hgrm
 from smtpbench.metrics.hlog import HlogWriter, read_hlog
 from smtpbench.metrics.recorder import Recorder, new_histogram
 from smtpbench.metrics.summary import build_summary, phase_stats
+from tests.sinkutil import SinkThread
 from tests.test_bad_input import invoke
 
 PROFILE = '[workload]\nsessions = 3\nduration = "5s"\nseed = 11\n[output]\ninterval = "1s"\nresults_dir = "{dir}"\n'
@@ -247,3 +248,50 @@ def test_merge_reason_names_the_shards_that_did_not_complete(tmp_path: Path) -> 
     assert code == EXIT_RUN_ERROR
     assert s["status_reason"] == "shard 1 failed: no session started"
     assert "merged run degraded: shard 1 failed: no session started" in stderr
+
+
+REAL_PROFILE = (
+    '[target]\nhost = "127.0.0.1"\nport = {port}\n[workload]\nsessions = 2\nmessages = 8\nseed = 5\n'
+    '[output]\nprogress = "none"\nreport = false\n'
+)
+
+
+@pytest.fixture(scope="module")
+def real_shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two shards of one run, run for real against a loopback sink (their result folders)."""
+    tmp = tmp_path_factory.mktemp("real-shards")
+    with SinkThread(store_messages=False) as srv:
+        profile = tmp / "p.toml"
+        profile.write_text(REAL_PROFILE.format(port=srv.port))
+        for i in range(2):
+            code, _, err = invoke(["run", str(profile), "--shard", f"{i}/2", "-q", "--results-dir", str(tmp / f"s{i}")])
+            assert code == EXIT_OK, err
+    return [next(p for p in (tmp / f"s{i}").iterdir() if (p / "summary.json").is_file()) for i in range(2)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shard": {"index": 5, "count": 2, "seed": 1}}, "shard 5/2 is not a shard"),
+        ({"shard": {"index": -1, "count": 2, "seed": 1}}, "shard -1/2 is not a shard"),
+        ({"shard": {"index": "1", "count": 2, "seed": 1}}, "shard.index and shard.count must be integers"),
+        ({"elapsed_s": "2.0"}, "elapsed_s is '2.0', not a number"),
+        ({"counts": [1, 2]}, "not a run summary"),
+        ({"replies": {"MAIL": 5}}, "replies.MAIL is int, not an object"),
+        ({"schema_version": 2}, "schema_version 2, this smtpbench reads 1"),
+    ],
+)
+def test_shard_summary_of_another_layout_is_refused_before_writing(
+    real_shards: list[Path], tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """A shard whose summary.json is not this version's layout (or names no shard of the split) is exit 2, one line."""
+    other = tmp_path / "s1"
+    shutil.copytree(real_shards[1], other)
+    summary = json.loads((other / "summary.json").read_text()) | change
+    (other / "summary.json").write_text(json.dumps(summary))
+    code, _, stderr, _ = merge(tmp_path, real_shards[0], other)
+    assert code == EXIT_USAGE and message in stderr, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert not (tmp_path / "merged").exists()  # nothing written
+    code, _, stderr, s = merge(tmp_path, *real_shards, out="good")  # the real shards themselves merge
+    assert code == EXIT_OK and s["counts"]["messages_accepted"] == 8, stderr

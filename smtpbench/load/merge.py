@@ -51,7 +51,7 @@ from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
 from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
-from smtpbench.metrics.summary import build_summary
+from smtpbench.metrics.summary import build_summary, check_summary
 from smtpbench.metrics.thresholds import Threshold, evaluate
 from smtpbench.metrics.timeline import read_timeline
 from smtpbench.metrics.tlsstats import join_tls, split_tls
@@ -202,7 +202,7 @@ def find_runs(dirs: Sequence[str]) -> list[Path]:
 def read_part(path: Path) -> PartResult:
     """Read one part's folder (summary.json, histograms.hlog, profile.toml); ConfigError if it is not one."""
     try:
-        summary = json.loads((path / "summary.json").read_text("utf-8"))
+        summary = check_summary(json.loads((path / "summary.json").read_text("utf-8")))
         profile_text = (path / "profile.toml").read_text("utf-8")
         base, intervals = read_hlog(path / "histograms.hlog")
         timeline = read_timeline(path / "timeline.jsonl")
@@ -213,6 +213,11 @@ def read_part(path: Path) -> PartResult:
         raise ConfigError(
             f"{shown(str(path), 200)}: not a shard's results (no shard in summary.json)",
             hint="merge runs made with --shard I/N",
+        )
+    if not 0 <= shard["index"] < shard["count"]:
+        raise ConfigError(
+            f"{shown(str(path), 200)}: summary.json: shard {shard['index']}/{shard['count']} is not a shard"
+            " (0 <= index < count)"
         )
     if summary.get("proxy") is not None:
         try:
