@@ -115,6 +115,8 @@ def test_fail_if_exit_codes(runs: dict[str, Path]) -> None:
     # Several NEW folders: fails when any of them meets the condition.
     assert invoke("compare", base, same, slow, "--fail-if", "session.p50 > +50ms")[0] == 1
     assert invoke("compare", base, slow, "--fail-if", "throughput.messages_per_s < -50%")[0] == 0
+    # An error kind neither run saw counts 0 on both sides: a valid condition that does not hold.
+    assert invoke("compare", base, slow, "--fail-if", "errors.eaddrnotavail > +0")[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,8 @@ def test_fail_if_exit_codes(runs: dict[str, Path]) -> None:
         (["--fail-if", "transaction.p99 >> 10%"], "not a condition"),
         (["--fail-if", "transaction.p99 > 10"], "needs a unit"),
         (["--fail-if", "rset2.p99 > +1ms"], "phase 'rset2' not in run"),
+        (["--fail-if", "errors.timout > +0"], "unknown error kind 'timout'"),
+        (["--fail-if", "errors.timout > +0"], "did you mean errors.timeout?"),
     ],
 )
 def test_bad_conditions_exit_2_with_one_line(runs: dict[str, Path], args: list[str], message: str) -> None:
