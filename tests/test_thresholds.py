@@ -190,6 +190,25 @@ def test_abort_on_fail_stops_the_run_early(tmp_path: Path) -> None:
     assert s["counts"]["messages_accepted"] > 0
 
 
+def test_a_run_aborted_by_threshold_exits_1_even_when_the_final_figures_pass(tmp_path: Path) -> None:
+    """Sessions of 1000 slow messages: none has completed at the 1 s check, so the run is stopped; the stop lets both
+    finish and QUIT, so the final figures meet the condition.  The run was still stopped by it: exit 1."""
+    body = (
+        '[workload]\nsessions = 2\nmessages_per_session = 1000\nduration = "30s"\ngrace = "10s"\n'
+        '[output]\ninterval = "0.5s"\n'
+        '[thresholds]\n"counts.sessions_completed" = { condition = ">= 2", abort_on_fail = true, delay = "1s" }\n'
+    )
+    with SinkThread(store_messages=False, delays={"data_end": 0.020}) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body)
+    assert s["status"] == "aborted_by_threshold", err
+    assert s["status_reason"].startswith("threshold counts.sessions_completed >= 2 failed at ")
+    assert s["thresholds"] == [
+        {"metric": "counts.sessions_completed", "condition": ">= 2", "value": 2.0, "shown": "2", "ok": True}
+    ]
+    assert code == EXIT_FAILED, err
+    assert "smtpbench: run aborted_by_threshold: threshold counts.sessions_completed >= 2 failed at " in err
+
+
 def test_bad_thresholds_are_one_line_usage_errors(tmp_path: Path) -> None:
     code, out, err, _ = cli_run(tmp_path, 9, BUDGET, "--threshold", "transacton.p99<1s")
     assert_one_line_usage_error(code, out, err, "--threshold", "unknown metric", "did you mean 'transaction.p99'")
