@@ -295,3 +295,19 @@ def test_shard_summary_of_another_layout_is_refused_before_writing(
     assert not (tmp_path / "merged").exists()  # nothing written
     code, _, stderr, s = merge(tmp_path, *real_shards, out="good")  # the real shards themselves merge
     assert code == EXIT_OK and s["counts"]["messages_accepted"] == 8, stderr
+
+
+def test_report_of_a_merged_run_lists_each_shards_generator_health(real_shards: list[Path], tmp_path: Path) -> None:
+    """The merged generator object holds a list of per-shard objects: the report shows rows, not a Python repr."""
+    code, _, stderr, s = merge(tmp_path, *real_shards)
+    assert code == EXIT_OK, stderr
+    assert [g["index"] for g in s["generator"]["shards"]] == [0, 1]
+    code, _, stderr = invoke(["report", str(tmp_path / "merged")])
+    assert code == EXIT_OK, stderr
+    page = (tmp_path / "merged" / "report.html").read_text()
+    section = page[page.index("<h3>generator health</h3>") :]
+    section = section[: section.index("</table>")]
+    assert "{" not in section and "[" not in section, section  # no dict or list repr in a cell
+    for index in (0, 1):
+        assert f"<td>shard {index} saturated</td>" in section, section
+        assert f"<td>shard {index} cpu_percent_p50</td>" in section, section
