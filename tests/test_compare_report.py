@@ -143,6 +143,9 @@ def test_missing_folder_exits_2(runs: dict[str, Path], tmp_path: Path) -> None:
     code, _, err = invoke("compare", str(runs["base"]), str(tmp_path))
     assert code == 2 and "not a results folder" in err
     assert invoke("report", str(tmp_path / "nope"))[0] == 2
+    unwritable = tmp_path / "no-such-dir" / "r.html"
+    code, _, err = invoke("report", str(runs["base"]), "-o", str(unwritable))
+    assert code == 2 and err == f"smtpbench: error: cannot write the report {unwritable}: No such file or directory\n"
 
 
 def test_cut_short_and_corrupt_logs(runs: dict[str, Path], tmp_path: Path) -> None:

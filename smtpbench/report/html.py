@@ -293,5 +293,9 @@ def write_report(runs: list[RunData], out: str | Path | None = None) -> Path:
     from smtpbench.load.results import write_atomic
 
     path = Path(out) if out is not None else default_path(runs)
-    write_atomic(path, build_report(runs))
+    page = build_report(runs)
+    try:
+        write_atomic(path, page)
+    except OSError as exc:  # its temporary file's name, or none: name the file the user asked for
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     return path
