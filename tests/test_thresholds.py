@@ -18,6 +18,7 @@ from smtpbench.metrics.thresholds import (
     parse_cli_threshold,
     parse_threshold,
     parse_thresholds,
+    shown,
 )
 from tests.sinkutil import SinkThread
 from tests.test_bad_input import assert_one_line_usage_error, invoke
@@ -38,6 +39,16 @@ def test_duration_condition_compares_in_microseconds() -> None:
     assert r["ok"] is True and r["value"] == 212_000 and r["shown"] == "212ms"
     [r] = evaluate([parse_threshold("transaction.p99", "< 200ms", key="k")], SUMMARY)
     assert r["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("us", "text"),
+    [(8319, "8.319ms"), (4120, "4.12ms"), (212_000, "212ms"), (250, "0.25ms"), (1_500_000, "1.5s"), (0, "0ms")],
+)
+def test_durations_are_shown_as_people_read_them(us: int, text: str) -> None:
+    """8319 µs is "8.319ms" (format_duration's round-trip rule made it "0.008319s", in the live row and summary)."""
+    t = parse_threshold("data_end.p99", "< 1ms", key="k")
+    assert shown(t, float(us)) == text
 
 
 def test_rate_counts_and_throughput() -> None:
