@@ -151,8 +151,10 @@ def build_summary(
 # ------------------------------------------------------------------ reading one back
 
 #: Sections that map names to numbers, and those that map names to such maps, as readers use them.
-_NUMBER_MAPS = ("counts", "throughput", "errors", "unfinished", "unfinished_min_wait_us")
-_NUMBER_MAPS += ("transfer", "extensions", "unsupported")
+_NUMBER_MAPS = (
+    *("counts", "throughput", "errors", "unfinished", "unfinished_min_wait_us"),
+    *("transfer", "extensions", "unsupported"),
+)
 _MAPS_OF_NUMBER_MAPS = ("phases", "corrected", "replies", "unexpected_replies")
 _MAPS = ("schedule_lag", "generator", "tls", "proxy", "delivery", "shard")
 
