@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,19 @@ def test_every_listed_metric_parses() -> None:
         parse_threshold(name, ">= 0", key="k")
 
 
+def test_every_error_kind_in_the_readme_is_a_metric() -> None:
+    """README, "Error kinds": each kind is ``errors.<kind>`` for a threshold (auth, message_unsupported and
+    chunking_unsupported were refused as unknown metrics)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Error kinds") :]
+    section = section[: section.index("\n### ")]
+    kinds = re.findall(r"^\| `([a-z_]+)`", section, re.MULTILINE)
+    assert {"timeout", "auth", "message_unsupported", "chunking_unsupported"} <= set(kinds), kinds
+    for kind in kinds:
+        parse_threshold(f"errors.{kind}", "== 0", key="k")
+    parse_threshold("counts.messages_unsupported", "== 0", key="k")  # README, "Message mix and corpora"
+
+
 # --------------------------------------------------------------------------- through the CLI, against the sink
 
 
@@ -218,6 +232,17 @@ def test_a_run_aborted_by_threshold_exits_1_even_when_the_final_figures_pass(tmp
     ]
     assert code == EXIT_FAILED, err
     assert "smtpbench: run aborted_by_threshold: threshold counts.sessions_completed >= 2 failed at " in err
+
+
+def test_every_count_of_a_real_open_run_is_a_metric(tmp_path: Path) -> None:
+    """``counts.<name>`` takes the keys of summary.json's counts (arrivals_intended was refused)."""
+    body = '[workload]\nmodel = "open"\nrate = 50\nmessages = 5\n[output]\nreport = false\n'
+    with SinkThread(store_messages=False) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body)
+    assert code == EXIT_OK, err
+    assert "arrivals_intended" in s["counts"]
+    for name in s["counts"]:
+        parse_threshold(f"counts.{name}", ">= 0", key="k")
 
 
 def test_bad_thresholds_are_one_line_usage_errors(tmp_path: Path) -> None:

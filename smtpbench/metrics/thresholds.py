@@ -41,6 +41,8 @@ COUNT_NAMES = (
     "messages_rejected",
     "messages_failed",
     "messages_unfinished",
+    "messages_unsupported",  # a message the server cannot take (README, "Message mix and corpora")
+    "arrivals_intended",  # open model
     "recipients_rejected",
     "recipients_delivered",  # LMTP
     "recipients_failed",  # LMTP
@@ -49,7 +51,7 @@ COUNT_NAMES = (
     "errors",
 )
 THROUGHPUT_NAMES = ("messages_per_s", "messages_sent_per_s", "sessions_per_s")
-#: Error kinds, as net.errors.classify() names them.
+#: Error kinds, as net.errors.classify() and load.extensions name them (README, "Error kinds").
 ERROR_KINDS = (
     "refused",
     "resolve",
@@ -62,6 +64,9 @@ ERROR_KINDS = (
     "eaddrnotavail",
     "temp_fail",
     "perm_fail",
+    "auth",  # AUTH refused or failed (load.auth)
+    "message_unsupported",  # load.extensions: a message needing an extension the server lacks
+    "chunking_unsupported",
     "server_shutdown",
     "os_error",
     "error",
