@@ -245,6 +245,16 @@ def test_every_count_of_a_real_open_run_is_a_metric(tmp_path: Path) -> None:
         parse_threshold(f"counts.{name}", ">= 0", key="k")
 
 
+def test_the_bdat_phase_takes_thresholds(tmp_path: Path) -> None:
+    """README: "the bdat phase times each non-final chunk's reply"; ``bdat.p99`` was refused as an unknown metric."""
+    body = BUDGET + '[smtp]\nchunking = "on"\nchunk_size = "1KiB"\n[message]\nsize = "4KiB"\n'
+    with SinkThread(store_messages=False) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body, "--threshold", "bdat.p99<5s", "--no-report")
+    assert code == EXIT_OK, err
+    assert s["phases"]["bdat"]["count"] >= 30 * 3  # three 1 KiB chunks before the last of each 4 KiB message
+    assert [(t["metric"], t["ok"]) for t in s["thresholds"]] == [("bdat.p99", True)]
+
+
 def test_bad_thresholds_are_one_line_usage_errors(tmp_path: Path) -> None:
     code, out, err, _ = cli_run(tmp_path, 9, BUDGET, "--threshold", "transacton.p99<1s")
     assert_one_line_usage_error(code, out, err, "--threshold", "unknown metric", "did you mean 'transaction.p99'")

@@ -29,6 +29,7 @@ PHASE_ORDER = (
     "mail",
     "rcpt",
     "data",
+    "bdat",  # RFC 3030 chunks before the last (the last one's reply is data_end)
     "data_end",
     "rset",
     "quit",
