@@ -311,3 +311,19 @@ def test_report_of_a_merged_run_lists_each_shards_generator_health(real_shards: 
     for index in (0, 1):
         assert f"<td>shard {index} saturated</td>" in section, section
         assert f"<td>shard {index} cpu_percent_p50</td>" in section, section
+
+
+def test_a_corrupt_payload_in_a_shards_log_leaves_nothing_behind(real_shards: list[Path], tmp_path: Path) -> None:
+    """A payload spoilt in the middle of a shard's hlog is found only when merged: one line, exit 2, no OUT."""
+    other = tmp_path / "s1"
+    shutil.copytree(real_shards[1], other)
+    hlog = other / "histograms.hlog"
+    lines = hlog.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Tag=transaction,"))
+    lines[first] = lines[first][:-30] + "A" * 30
+    hlog.write_text("\n".join(lines) + "\n")
+    code, _, stderr, _ = merge(tmp_path, real_shards[0], other)
+    assert code == EXIT_USAGE, stderr
+    assert f"unreadable shard results: {hlog}: line {first + 1}: not an interval histogram" in stderr, stderr
+    assert stderr.count("\n") == 1
+    assert not (tmp_path / "merged").exists()

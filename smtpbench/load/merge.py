@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -417,8 +418,8 @@ class MergeOutcome:
 def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     """Merge the part folders in ``dirs`` into the new folder ``out`` (a run's layout).
 
-    Raises ConfigError (exit 2) for bad input, before writing anything, and
-    RunError (exit 3) when ``out`` cannot be written.
+    Raises ConfigError (exit 2) for bad input, before writing anything (a corrupt histogram payload, found only
+    when merged, removes what was written), and RunError (exit 3) when ``out`` cannot be written.
     """
     out_path = Path(out)
     if out_path.exists():
@@ -431,7 +432,11 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     results.write_profile(f"# Merged from {len(parts)} of {first.count} shards of:\n" + first.profile_text)
     status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     extra = {"shards": [_part_record(p) for p in parts], "shards_missing": missing}
-    summary = write_merged(results, parts, status, merged_reason(parts, status, missing), extra)
+    try:
+        summary = write_merged(results, parts, status, merged_reason(parts, status, missing), extra)
+    except ValueError as exc:  # a corrupt payload in a shard's log, met when decoded: leave nothing behind
+        shutil.rmtree(results.path, ignore_errors=True)
+        raise ConfigError(f"unreadable shard results: {exc}") from None
     reevaluate_thresholds(criteria, summary)
     results.write_final(summary, summary.pop("_totals"))
     superseded_paths = [str(p.path) for p in superseded]
