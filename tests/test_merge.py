@@ -327,3 +327,11 @@ def test_a_corrupt_payload_in_a_shards_log_leaves_nothing_behind(real_shards: li
     assert f"unreadable shard results: {hlog}: line {first + 1}: not an interval histogram" in stderr, stderr
     assert stderr.count("\n") == 1
     assert not (tmp_path / "merged").exists()
+
+
+def test_one_folder_named_twice_is_one_part(real_shards: list[Path], tmp_path: Path) -> None:
+    """``merge s0/RUN s0 s1`` names shard 0's folder twice: it is merged once, and not called superseded."""
+    code, _, stderr, s = merge(tmp_path, real_shards[0], real_shards[0].parent, real_shards[1])
+    assert code == EXIT_OK, stderr
+    assert "superseded" not in stderr, stderr
+    assert [p["index"] for p in s["shards"]] == [0, 1] and s["counts"]["messages_accepted"] == 8

@@ -182,7 +182,7 @@ class PartResult:
 
 
 def find_runs(dirs: Sequence[str]) -> list[Path]:
-    """Run folders in ``dirs``: each is one (it has summary.json) or holds some (its subfolders that have one).
+    """Run folders in ``dirs``, each once: each is one (it has summary.json) or holds some (subfolders that have one).
 
     Raises ConfigError for a folder that is neither.
     """
@@ -197,7 +197,8 @@ def find_runs(dirs: Sequence[str]) -> list[Path]:
             what = "holds no run folder (no summary.json in it or its subfolders)" if path.is_dir() else "not found"
             raise ConfigError(f"{shown(d, 200)}: {what}", expected="shard results folders")
         found.extend(subs)
-    return found
+    unique = {p.resolve(): p for p in reversed(found)}  # one folder named twice (shard-0 and shard-*) is one part
+    return [p for p in found if unique[p.resolve()] is p]
 
 
 def read_part(path: Path) -> PartResult:
