@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -197,6 +198,10 @@ def test_a_failed_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
     assert "smtpbench: 1 threshold(s) failed: transaction.p50 < 1us" in err
     # The resolved profile records the command-line threshold, so the run can be repeated as it was judged.
     [run_dir] = (tmp_path / "results").iterdir()
+    # The report shows each value as the ✓/✗ line does ("4.2ms"), not the summary's µs without a unit.
+    page = (run_dir / "report.html").read_text()
+    for t in s["thresholds"]:
+        assert f"<td>{t['metric']}</td><td>{html.escape(t['condition'])}</td><td>{t['shown']}</td>" in page
     assert '"transaction.p50" = [' in (run_dir / "profile.toml").read_text()
 
 

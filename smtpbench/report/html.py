@@ -191,7 +191,7 @@ def thresholds_section(runs: list[RunData]) -> str:
                     escape(r.name),
                     escape(str(t.get("metric"))),
                     escape(str(t.get("condition"))),
-                    escape(str(t.get("value"))),
+                    escape(str(t.get("shown", t.get("value")))),  # "8.3ms", not 8300.0 (µs) with no unit
                 ]
             )
     if not rows:
