@@ -115,6 +115,8 @@ def test_fail_if_exit_codes(runs: dict[str, Path]) -> None:
     # Several NEW folders: fails when any of them meets the condition.
     assert invoke("compare", base, same, slow, "--fail-if", "session.p50 > +50ms")[0] == 1
     assert invoke("compare", base, slow, "--fail-if", "throughput.messages_per_s < -50%")[0] == 0
+    # An error kind neither run saw counts 0 on both sides: a valid condition that does not hold.
+    assert invoke("compare", base, slow, "--fail-if", "errors.eaddrnotavail > +0")[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,8 @@ def test_fail_if_exit_codes(runs: dict[str, Path]) -> None:
         (["--fail-if", "transaction.p99 >> 10%"], "not a condition"),
         (["--fail-if", "transaction.p99 > 10"], "needs a unit"),
         (["--fail-if", "rset2.p99 > +1ms"], "phase 'rset2' not in run"),
+        (["--fail-if", "errors.timout > +0"], "unknown error kind 'timout'"),
+        (["--fail-if", "errors.timout > +0"], "did you mean errors.timeout?"),
     ],
 )
 def test_bad_conditions_exit_2_with_one_line(runs: dict[str, Path], args: list[str], message: str) -> None:
@@ -139,6 +143,9 @@ def test_missing_folder_exits_2(runs: dict[str, Path], tmp_path: Path) -> None:
     code, _, err = invoke("compare", str(runs["base"]), str(tmp_path))
     assert code == 2 and "not a results folder" in err
     assert invoke("report", str(tmp_path / "nope"))[0] == 2
+    unwritable = tmp_path / "no-such-dir" / "r.html"
+    code, _, err = invoke("report", str(runs["base"]), "-o", str(unwritable))
+    assert code == 2 and err == f"smtpbench: error: cannot write the report {unwritable}: No such file or directory\n"
 
 
 def test_cut_short_and_corrupt_logs(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -231,6 +238,31 @@ def test_noise_rule_on_known_spread(tmp_path: Path) -> None:
 RESOURCE = re.compile(
     r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", re.I
 )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema_version": 2}, "schema_version 2, this smtpbench reads 1"),
+        ({"thresholds": {"transaction.p99": "< 1s"}}, "thresholds is not a list of objects"),
+        ({"unfinished": ["banner"]}, "unfinished is list, not an object"),
+        ({"throughput": ["messages_per_s"]}, "throughput is list, not an object"),
+        ({"errors": {"timeout": "3"}}, "errors.timeout is '3', not a number"),
+        ({"phases": {"connect": [1, 2]}}, "phases.connect is list, not an object"),
+    ],
+)
+def test_summary_of_another_layout_is_one_line(
+    runs: dict[str, Path], tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """A summary.json of another version (or edited by hand) is one error line, exit 2, never a traceback."""
+    other = tmp_path / "other"
+    shutil.copytree(runs["same"], other)
+    summary = json.loads((other / "summary.json").read_text()) | change
+    (other / "summary.json").write_text(json.dumps(summary))
+    for args in (["compare", str(runs["base"]), str(other)], ["report", str(other)]):
+        code, _, err = invoke(*args)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith(f"smtpbench: error: {other}: unreadable results: {message}"), err
 
 
 def with_new_keys(src: Path, dst: Path) -> Path:

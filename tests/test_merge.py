@@ -18,6 +18,7 @@ from smtpbench.metrics.hgrm import write_hgrm
 from smtpbench.metrics.hlog import HlogWriter, read_hlog
 from smtpbench.metrics.recorder import Recorder, new_histogram
 from smtpbench.metrics.summary import build_summary, phase_stats
+from tests.sinkutil import SinkThread
 from tests.test_bad_input import invoke
 
 PROFILE = '[workload]\nsessions = 3\nduration = "5s"\nseed = 11\n[output]\ninterval = "1s"\nresults_dir = "{dir}"\n'
@@ -247,3 +248,90 @@ def test_merge_reason_names_the_shards_that_did_not_complete(tmp_path: Path) -> 
     assert code == EXIT_RUN_ERROR
     assert s["status_reason"] == "shard 1 failed: no session started"
     assert "merged run degraded: shard 1 failed: no session started" in stderr
+
+
+REAL_PROFILE = (
+    '[target]\nhost = "127.0.0.1"\nport = {port}\n[workload]\nsessions = 2\nmessages = 8\nseed = 5\n'
+    '[output]\nprogress = "none"\nreport = false\n'
+)
+
+
+@pytest.fixture(scope="module")
+def real_shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two shards of one run, run for real against a loopback sink (their result folders)."""
+    tmp = tmp_path_factory.mktemp("real-shards")
+    with SinkThread(store_messages=False) as srv:
+        profile = tmp / "p.toml"
+        profile.write_text(REAL_PROFILE.format(port=srv.port))
+        for i in range(2):
+            code, _, err = invoke(["run", str(profile), "--shard", f"{i}/2", "-q", "--results-dir", str(tmp / f"s{i}")])
+            assert code == EXIT_OK, err
+    return [next(p for p in (tmp / f"s{i}").iterdir() if (p / "summary.json").is_file()) for i in range(2)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shard": {"index": 5, "count": 2, "seed": 1}}, "shard 5/2 is not a shard"),
+        ({"shard": {"index": -1, "count": 2, "seed": 1}}, "shard -1/2 is not a shard"),
+        ({"shard": {"index": "1", "count": 2, "seed": 1}}, "shard.index and shard.count must be integers"),
+        ({"elapsed_s": "2.0"}, "elapsed_s is '2.0', not a number"),
+        ({"counts": [1, 2]}, "not a run summary"),
+        ({"replies": {"MAIL": 5}}, "replies.MAIL is int, not an object"),
+        ({"schema_version": 2}, "schema_version 2, this smtpbench reads 1"),
+    ],
+)
+def test_shard_summary_of_another_layout_is_refused_before_writing(
+    real_shards: list[Path], tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """A shard whose summary.json is not this version's layout (or names no shard of the split) is exit 2, one line."""
+    other = tmp_path / "s1"
+    shutil.copytree(real_shards[1], other)
+    summary = json.loads((other / "summary.json").read_text()) | change
+    (other / "summary.json").write_text(json.dumps(summary))
+    code, _, stderr, _ = merge(tmp_path, real_shards[0], other)
+    assert code == EXIT_USAGE and message in stderr, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert not (tmp_path / "merged").exists()  # nothing written
+    code, _, stderr, s = merge(tmp_path, *real_shards, out="good")  # the real shards themselves merge
+    assert code == EXIT_OK and s["counts"]["messages_accepted"] == 8, stderr
+
+
+def test_report_of_a_merged_run_lists_each_shards_generator_health(real_shards: list[Path], tmp_path: Path) -> None:
+    """The merged generator object holds a list of per-shard objects: the report shows rows, not a Python repr."""
+    code, _, stderr, s = merge(tmp_path, *real_shards)
+    assert code == EXIT_OK, stderr
+    assert [g["index"] for g in s["generator"]["shards"]] == [0, 1]
+    code, _, stderr = invoke(["report", str(tmp_path / "merged")])
+    assert code == EXIT_OK, stderr
+    page = (tmp_path / "merged" / "report.html").read_text()
+    section = page[page.index("<h3>generator health</h3>") :]
+    section = section[: section.index("</table>")]
+    assert "{" not in section and "[" not in section, section  # no dict or list repr in a cell
+    for index in (0, 1):
+        assert f"<td>shard {index} saturated</td>" in section, section
+        assert f"<td>shard {index} cpu_percent_p50</td>" in section, section
+
+
+def test_a_corrupt_payload_in_a_shards_log_leaves_nothing_behind(real_shards: list[Path], tmp_path: Path) -> None:
+    """A payload spoilt in the middle of a shard's hlog is found only when merged: one line, exit 2, no OUT."""
+    other = tmp_path / "s1"
+    shutil.copytree(real_shards[1], other)
+    hlog = other / "histograms.hlog"
+    lines = hlog.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Tag=transaction,"))
+    lines[first] = lines[first][:-30] + "A" * 30
+    hlog.write_text("\n".join(lines) + "\n")
+    code, _, stderr, _ = merge(tmp_path, real_shards[0], other)
+    assert code == EXIT_USAGE, stderr
+    assert f"unreadable shard results: {hlog}: line {first + 1}: not an interval histogram" in stderr, stderr
+    assert stderr.count("\n") == 1
+    assert not (tmp_path / "merged").exists()
+
+
+def test_one_folder_named_twice_is_one_part(real_shards: list[Path], tmp_path: Path) -> None:
+    """``merge s0/RUN s0 s1`` names shard 0's folder twice: it is merged once, and not called superseded."""
+    code, _, stderr, s = merge(tmp_path, real_shards[0], real_shards[0].parent, real_shards[1])
+    assert code == EXIT_OK, stderr
+    assert "superseded" not in stderr, stderr
+    assert [p["index"] for p in s["shards"]] == [0, 1] and s["counts"]["messages_accepted"] == 8

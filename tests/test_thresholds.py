@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from smtpbench.metrics.thresholds import (
     parse_cli_threshold,
     parse_threshold,
     parse_thresholds,
+    shown,
 )
 from tests.sinkutil import SinkThread
 from tests.test_bad_input import assert_one_line_usage_error, invoke
@@ -38,6 +41,16 @@ def test_duration_condition_compares_in_microseconds() -> None:
     assert r["ok"] is True and r["value"] == 212_000 and r["shown"] == "212ms"
     [r] = evaluate([parse_threshold("transaction.p99", "< 200ms", key="k")], SUMMARY)
     assert r["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("us", "text"),
+    [(8319, "8.319ms"), (4120, "4.12ms"), (212_000, "212ms"), (250, "0.25ms"), (1_500_000, "1.5s"), (0, "0ms")],
+)
+def test_durations_are_shown_as_people_read_them(us: int, text: str) -> None:
+    """8319 µs is "8.319ms" (format_duration's round-trip rule made it "0.008319s", in the live row and summary)."""
+    t = parse_threshold("data_end.p99", "< 1ms", key="k")
+    assert shown(t, float(us)) == text
 
 
 def test_rate_counts_and_throughput() -> None:
@@ -126,6 +139,19 @@ def test_every_listed_metric_parses() -> None:
         parse_threshold(name, ">= 0", key="k")
 
 
+def test_every_error_kind_in_the_readme_is_a_metric() -> None:
+    """README, "Error kinds": each kind is ``errors.<kind>`` for a threshold (auth, message_unsupported and
+    chunking_unsupported were refused as unknown metrics)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Error kinds") :]
+    section = section[: section.index("\n### ")]
+    kinds = re.findall(r"^\| `([a-z_]+)`", section, re.MULTILINE)
+    assert {"timeout", "auth", "message_unsupported", "chunking_unsupported"} <= set(kinds), kinds
+    for kind in kinds:
+        parse_threshold(f"errors.{kind}", "== 0", key="k")
+    parse_threshold("counts.messages_unsupported", "== 0", key="k")  # README, "Message mix and corpora"
+
+
 # --------------------------------------------------------------------------- through the CLI, against the sink
 
 
@@ -172,6 +198,10 @@ def test_a_failed_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
     assert "smtpbench: 1 threshold(s) failed: transaction.p50 < 1us" in err
     # The resolved profile records the command-line threshold, so the run can be repeated as it was judged.
     [run_dir] = (tmp_path / "results").iterdir()
+    # The report shows each value as the ✓/✗ line does ("4.2ms"), not the summary's µs without a unit.
+    page = (run_dir / "report.html").read_text()
+    for t in s["thresholds"]:
+        assert f"<td>{t['metric']}</td><td>{html.escape(t['condition'])}</td><td>{t['shown']}</td>" in page
     assert '"transaction.p50" = [' in (run_dir / "profile.toml").read_text()
 
 
@@ -188,6 +218,46 @@ def test_abort_on_fail_stops_the_run_early(tmp_path: Path) -> None:
     assert s["elapsed_s"] < 10  # stopped at ~1.5 s + 1 s grace, not after the 30 s duration
     assert s["thresholds"][0]["ok"] is False
     assert s["counts"]["messages_accepted"] > 0
+
+
+def test_a_run_aborted_by_threshold_exits_1_even_when_the_final_figures_pass(tmp_path: Path) -> None:
+    """Sessions of 1000 slow messages: none has completed at the 1 s check, so the run is stopped; the stop lets both
+    finish and QUIT, so the final figures meet the condition.  The run was still stopped by it: exit 1."""
+    body = (
+        '[workload]\nsessions = 2\nmessages_per_session = 1000\nduration = "30s"\ngrace = "10s"\n'
+        '[output]\ninterval = "0.5s"\n'
+        '[thresholds]\n"counts.sessions_completed" = { condition = ">= 2", abort_on_fail = true, delay = "1s" }\n'
+    )
+    with SinkThread(store_messages=False, delays={"data_end": 0.020}) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body)
+    assert s["status"] == "aborted_by_threshold", err
+    assert s["status_reason"].startswith("threshold counts.sessions_completed >= 2 failed at ")
+    assert s["thresholds"] == [
+        {"metric": "counts.sessions_completed", "condition": ">= 2", "value": 2.0, "shown": "2", "ok": True}
+    ]
+    assert code == EXIT_FAILED, err
+    assert "smtpbench: run aborted_by_threshold: threshold counts.sessions_completed >= 2 failed at " in err
+
+
+def test_every_count_of_a_real_open_run_is_a_metric(tmp_path: Path) -> None:
+    """``counts.<name>`` takes the keys of summary.json's counts (arrivals_intended was refused)."""
+    body = '[workload]\nmodel = "open"\nrate = 50\nmessages = 5\n[output]\nreport = false\n'
+    with SinkThread(store_messages=False) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body)
+    assert code == EXIT_OK, err
+    assert "arrivals_intended" in s["counts"]
+    for name in s["counts"]:
+        parse_threshold(f"counts.{name}", ">= 0", key="k")
+
+
+def test_the_bdat_phase_takes_thresholds(tmp_path: Path) -> None:
+    """README: "the bdat phase times each non-final chunk's reply"; ``bdat.p99`` was refused as an unknown metric."""
+    body = BUDGET + '[smtp]\nchunking = "on"\nchunk_size = "1KiB"\n[message]\nsize = "4KiB"\n'
+    with SinkThread(store_messages=False) as srv:
+        code, _out, err, s = cli_run(tmp_path, srv.port, body, "--threshold", "bdat.p99<5s", "--no-report")
+    assert code == EXIT_OK, err
+    assert s["phases"]["bdat"]["count"] >= 30 * 3  # three 1 KiB chunks before the last of each 4 KiB message
+    assert [(t["metric"], t["ok"]) for t in s["thresholds"]] == [("bdat.p99", True)]
 
 
 def test_bad_thresholds_are_one_line_usage_errors(tmp_path: Path) -> None:

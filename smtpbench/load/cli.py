@@ -138,6 +138,9 @@ def _conclude(
         names = ", ".join(f"{t['metric']} {t['condition']} ({t['shown']})" for t in failed)
         print(f"smtpbench: {len(failed)} threshold(s) failed: {names}", file=sys.stderr)
         raise typer.Exit(EXIT_FAILED)
+    if status == "aborted_by_threshold":  # the final figures may meet it again (sessions finished after the stop)
+        print(f"smtpbench: {what} {status}: {summary.get('status_reason')}; {where} {path}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK)
 
 

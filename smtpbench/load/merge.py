@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -51,7 +52,7 @@ from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.clients import ClientTally
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
 from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
-from smtpbench.metrics.summary import build_summary
+from smtpbench.metrics.summary import build_summary, check_summary
 from smtpbench.metrics.thresholds import Threshold, evaluate
 from smtpbench.metrics.timeline import read_timeline
 from smtpbench.metrics.tlsstats import join_tls, split_tls
@@ -181,7 +182,7 @@ class PartResult:
 
 
 def find_runs(dirs: Sequence[str]) -> list[Path]:
-    """Run folders in ``dirs``: each is one (it has summary.json) or holds some (its subfolders that have one).
+    """Run folders in ``dirs``, each once: each is one (it has summary.json) or holds some (subfolders that have one).
 
     Raises ConfigError for a folder that is neither.
     """
@@ -196,13 +197,14 @@ def find_runs(dirs: Sequence[str]) -> list[Path]:
             what = "holds no run folder (no summary.json in it or its subfolders)" if path.is_dir() else "not found"
             raise ConfigError(f"{shown(d, 200)}: {what}", expected="shard results folders")
         found.extend(subs)
-    return found
+    unique = {p.resolve(): p for p in reversed(found)}  # one folder named twice (shard-0 and shard-*) is one part
+    return [p for p in found if unique[p.resolve()] is p]
 
 
 def read_part(path: Path) -> PartResult:
     """Read one part's folder (summary.json, histograms.hlog, profile.toml); ConfigError if it is not one."""
     try:
-        summary = json.loads((path / "summary.json").read_text("utf-8"))
+        summary = check_summary(json.loads((path / "summary.json").read_text("utf-8")))
         profile_text = (path / "profile.toml").read_text("utf-8")
         base, intervals = read_hlog(path / "histograms.hlog")
         timeline = read_timeline(path / "timeline.jsonl")
@@ -213,6 +215,11 @@ def read_part(path: Path) -> PartResult:
         raise ConfigError(
             f"{shown(str(path), 200)}: not a shard's results (no shard in summary.json)",
             hint="merge runs made with --shard I/N",
+        )
+    if not 0 <= shard["index"] < shard["count"]:
+        raise ConfigError(
+            f"{shown(str(path), 200)}: summary.json: shard {shard['index']}/{shard['count']} is not a shard"
+            " (0 <= index < count)"
         )
     if summary.get("proxy") is not None:
         try:
@@ -412,8 +419,8 @@ class MergeOutcome:
 def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     """Merge the part folders in ``dirs`` into the new folder ``out`` (a run's layout).
 
-    Raises ConfigError (exit 2) for bad input, before writing anything, and
-    RunError (exit 3) when ``out`` cannot be written.
+    Raises ConfigError (exit 2) for bad input, before writing anything (a corrupt histogram payload, found only
+    when merged, removes what was written), and RunError (exit 3) when ``out`` cannot be written.
     """
     out_path = Path(out)
     if out_path.exists():
@@ -426,7 +433,11 @@ def merge_runs(dirs: Sequence[str], out: str) -> MergeOutcome:
     results.write_profile(f"# Merged from {len(parts)} of {first.count} shards of:\n" + first.profile_text)
     status = combined_status([p.summary.get("status", "failed") for p in parts], len(missing))
     extra = {"shards": [_part_record(p) for p in parts], "shards_missing": missing}
-    summary = write_merged(results, parts, status, merged_reason(parts, status, missing), extra)
+    try:
+        summary = write_merged(results, parts, status, merged_reason(parts, status, missing), extra)
+    except ValueError as exc:  # a corrupt payload in a shard's log, met when decoded: leave nothing behind
+        shutil.rmtree(results.path, ignore_errors=True)
+        raise ConfigError(f"unreadable shard results: {exc}") from None
     reevaluate_thresholds(criteria, summary)
     results.write_final(summary, summary.pop("_totals"))
     superseded_paths = [str(p.path) for p in superseded]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
 from dataclasses import dataclass
 
 from smtpbench.config import shown
@@ -114,9 +113,10 @@ def parse_start_at(text: str, now: float, option: str = "--start-at") -> float:
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
         epoch = when.timestamp()
-    if not math.isfinite(epoch):
-        raise ConfigError(f"{shown(text)} is not a time", key=option, expected=expected)
-    iso = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
+    try:  # 1e20 or -1e20 seconds: finite, but no date (OverflowError; OSError on some platforms)
+        iso = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):  # ValueError: nan
+        raise ConfigError(f"{shown(text)} is not a time", key=option, expected=expected) from None
     if epoch < now - START_TOLERANCE_S:
         raise ConfigError(
             f"{iso} is {now - epoch:.1f}s in the past; this shard cannot align with the others",

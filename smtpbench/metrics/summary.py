@@ -29,6 +29,7 @@ PHASE_ORDER = (
     "mail",
     "rcpt",
     "data",
+    "bdat",  # RFC 3030 chunks before the last (the last one's reply is data_end)
     "data_end",
     "rset",
     "quit",
@@ -145,4 +146,62 @@ def build_summary(
         doc["proxy"] = counters["proxy"]
     if extra:
         doc.update(extra)
+    return doc
+
+
+# ------------------------------------------------------------------ reading one back
+
+#: Sections that map names to numbers, and those that map names to such maps, as readers use them.
+_NUMBER_MAPS = (
+    *("counts", "throughput", "errors", "unfinished", "unfinished_min_wait_us"),
+    *("transfer", "extensions", "unsupported"),
+)
+_MAPS_OF_NUMBER_MAPS = ("phases", "corrected", "replies", "unexpected_replies")
+_MAPS = ("schedule_lag", "generator", "tls", "proxy", "delivery", "shard")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _number_map(key: str, value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is {type(value).__name__}, not an object")
+    for name, n in value.items():
+        if not _is_number(n):
+            raise ValueError(f"{key}.{name} is {n!r}, not a number")
+
+
+def check_summary(doc: object) -> dict[str, Any]:
+    """``doc`` (a ``summary.json`` read back) if it has this version's layout, else ``ValueError`` naming the key.
+
+    Guarantees to ``compare``, ``report`` and ``merge`` that every section they read has the type a run writes
+    (sections may be absent: older versions lack some), so a summary of another version or a hand-edited one is
+    one error line rather than a traceback half-way through.  A ``schema_version`` other than this one's is refused.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("counts"), dict):
+        raise ValueError("not a run summary")
+    version = doc.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r}, this smtpbench reads {SCHEMA_VERSION}")
+    for key in _NUMBER_MAPS:
+        if key in doc:
+            _number_map(key, doc[key])
+    for key in _MAPS_OF_NUMBER_MAPS:
+        if key in doc:
+            if not isinstance(doc[key], dict):
+                raise ValueError(f"{key} is {type(doc[key]).__name__}, not an object")
+            for name, inner in doc[key].items():
+                _number_map(f"{key}.{name}", inner)
+    for key in _MAPS:
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise ValueError(f"{key} is {type(doc[key]).__name__}, not an object")
+    thresholds = doc.get("thresholds", [])
+    if not isinstance(thresholds, list) or not all(isinstance(t, dict) for t in thresholds):
+        raise ValueError("thresholds is not a list of objects")
+    if not _is_number(doc.get("elapsed_s", 0)):
+        raise ValueError(f"elapsed_s is {doc['elapsed_s']!r}, not a number")
+    shard = doc.get("shard")
+    if shard is not None and not all(isinstance(shard.get(k), int) for k in ("index", "count")):
+        raise ValueError("shard.index and shard.count must be integers")
     return doc

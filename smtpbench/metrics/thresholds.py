@@ -20,7 +20,7 @@ from typing import Any
 
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.summary import CORRECTED_PREFIX, DELIVERY_COUNTS, KNOWN_PHASES
-from smtpbench.units import format_duration, parse_duration, parse_ratio
+from smtpbench.units import parse_duration, parse_ratio
 
 #: Latency statistics of a phase, in the names users write and the summary's keys (µs).
 TIME_STATS = {"min": "min_us", "mean": "mean_us", "p50": "p50_us", "p90": "p90_us", "p99": "p99_us"}
@@ -41,6 +41,8 @@ COUNT_NAMES = (
     "messages_rejected",
     "messages_failed",
     "messages_unfinished",
+    "messages_unsupported",  # a message the server cannot take (README, "Message mix and corpora")
+    "arrivals_intended",  # open model
     "recipients_rejected",
     "recipients_delivered",  # LMTP
     "recipients_failed",  # LMTP
@@ -49,7 +51,7 @@ COUNT_NAMES = (
     "errors",
 )
 THROUGHPUT_NAMES = ("messages_per_s", "messages_sent_per_s", "sessions_per_s")
-#: Error kinds, as net.errors.classify() names them.
+#: Error kinds, as net.errors.classify() and load.extensions name them (README, "Error kinds").
 ERROR_KINDS = (
     "refused",
     "resolve",
@@ -62,6 +64,9 @@ ERROR_KINDS = (
     "eaddrnotavail",
     "temp_fail",
     "perm_fail",
+    "auth",  # AUTH refused or failed (load.auth)
+    "message_unsupported",  # load.extensions: a message needing an extension the server lacks
+    "chunking_unsupported",
     "server_shutdown",
     "os_error",
     "error",
@@ -248,8 +253,9 @@ def shown(threshold: Threshold, value: float | None) -> str:
     """A value in the threshold's unit as a person reads it ("212ms", "0.5%", "480")."""
     if value is None:
         return "no data"
-    if threshold.kind == "duration":
-        return format_duration(round(value) / 1e6)
+    if threshold.kind == "duration":  # for reading, not parsing back: format_duration would give "0.008319s"
+        us = round(value)
+        return f"{us / 1000:g}ms" if us < 1_000_000 else f"{us / 1e6:g}s"
     if threshold.kind == "ratio":
         return f"{value * 100:.3g}%"
     return f"{value:g}"

@@ -22,7 +22,8 @@ def _usage_errors() -> Iterator[None]:
     except ValueError as exc:  # a corrupt interval histogram, found when it is decoded
         fail(ConfigError(f"unreadable results: {exc}"), "report")
     except OSError as exc:
-        fail(ConfigError(f"cannot write the report: {exc.strerror or exc}"), "report")
+        where = f" {exc.filename}" if exc.filename else ""  # which file: -o, or the run folder's default
+        fail(ConfigError(f"cannot write the report{where}: {exc.strerror or exc}"), "report")
 
 
 def compare_command(

@@ -36,6 +36,7 @@ from smtpbench.config import did_you_mean
 from smtpbench.errors import ConfigError
 from smtpbench.metrics.hgrm import mean_and_stddev
 from smtpbench.metrics.summary import DELIVERY_COUNTS
+from smtpbench.metrics.thresholds import ERROR_KINDS
 from smtpbench.report.rundata import STATS, RunData, interval_stats, robust_spread
 
 NOISE_MIN_COUNT = 10
@@ -266,9 +267,17 @@ def parse_condition(text: str) -> Condition:
 
 def check_metric(metric: str, runs: list[RunData]) -> None:
     """Raise :class:`ConfigError` (exit 2) unless every run has ``metric``; says which run lacks it, with a did-you-mean."""
-    family = metric.split(".", 1)[0]
+    family, _, rest = metric.partition(".")
     if family == "errors":
-        return  # an error kind a run never saw counts 0
+        # An error kind a run never saw counts 0, but a misspelt one would never hold: refuse what no version names.
+        known = ["total", *ERROR_KINDS]
+        if rest not in known and all(rest not in run.summary.get("errors", {}) for run in runs):
+            hint = did_you_mean(metric, [f"errors.{k}" for k in known])
+            raise ConfigError(
+                f"--fail-if {metric}: unknown error kind {rest!r} (one of {', '.join(known)})",
+                hint=f"did you mean {hint}?" if hint else None,
+            )
+        return
     for run in runs:
         if metric_value(run, metric) is not None:
             continue

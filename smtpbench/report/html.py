@@ -83,6 +83,23 @@ def runs_section(runs: list[RunData]) -> str:
     return out
 
 
+def generator_measures(gen: object) -> dict[str, Any]:
+    """``summary.generator`` as measure -> value rows; a merged run's per-part list (``shards``/``workers``: one
+    object each, with its ``index``) becomes rows such as ``shard 0 cpu_percent_p50``, not a list in one cell."""
+    if not isinstance(gen, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in gen.items():
+        if key in ("shards", "workers") and isinstance(value, list):
+            for part in value:
+                if isinstance(part, dict):
+                    label = f"{key[:-1]} {part.get('index', '?')}"
+                    out.update({f"{label} {k}": v for k, v in part.items() if k != "index"})
+        else:
+            out[key] = value
+    return out
+
+
 def counts_section(runs: list[RunData]) -> str:
     """Counts, throughput, errors by kind, thresholds, unfinished sessions and generator health."""
     keys: list[str] = []
@@ -108,11 +125,12 @@ def counts_section(runs: list[RunData]) -> str:
             "<h3>unfinished sessions (phase they were waiting in when the run ended)</h3>",
             _per_run_table(runs, "phase", ukeys, lambda r, k: (r.summary.get("unfinished") or {}).get(k, 0)),
         ]
-    gkeys = sorted({k for r in runs for k in (r.summary.get("generator") or {})})
+    health = {r.name: generator_measures(r.summary.get("generator")) for r in runs}
+    gkeys = list(dict.fromkeys(k for measures in health.values() for k in measures))  # shard 2 before shard 10
     if gkeys:
         out += [
             "<h3>generator health</h3>",
-            _per_run_table(runs, "measure", gkeys, lambda r, k: (r.summary.get("generator") or {}).get(k, "–")),
+            _per_run_table(runs, "measure", gkeys, lambda r, k: health[r.name].get(k, "–")),
         ]
     out.append(features_section(runs))
     if any(r.summary.get("delivery") for r in runs):
@@ -173,7 +191,7 @@ def thresholds_section(runs: list[RunData]) -> str:
                     escape(r.name),
                     escape(str(t.get("metric"))),
                     escape(str(t.get("condition"))),
-                    escape(str(t.get("value"))),
+                    escape(str(t.get("shown", t.get("value")))),  # "8.3ms", not 8300.0 (µs) with no unit
                 ]
             )
     if not rows:
@@ -275,5 +293,9 @@ def write_report(runs: list[RunData], out: str | Path | None = None) -> Path:
     from smtpbench.load.results import write_atomic
 
     path = Path(out) if out is not None else default_path(runs)
-    write_atomic(path, build_report(runs))
+    page = build_report(runs)
+    try:
+        write_atomic(path, page)
+    except OSError as exc:  # its temporary file's name, or none: name the file the user asked for
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     return path

@@ -24,7 +24,7 @@ from smtpbench.load.scheduler import LoadShape, Ramp
 from smtpbench.metrics.hgrm import values_at_percentiles
 from smtpbench.metrics.hlog import LogInterval, read_hlog
 from smtpbench.metrics.recorder import new_histogram
-from smtpbench.metrics.summary import CORRECTED_PREFIX, PHASE_ORDER, SCHEDULE_LAG
+from smtpbench.metrics.summary import CORRECTED_PREFIX, PHASE_ORDER, SCHEDULE_LAG, check_summary
 from smtpbench.metrics.timeline import read_timeline
 from smtpbench.units import parse_duration
 
@@ -137,9 +137,7 @@ def load_run(folder: str | Path) -> RunData:
     if not summary_file.is_file():
         raise ConfigError(f"{folder}: not a results folder (no summary.json)")
     try:
-        summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):
-            raise ValueError("not a run summary")
+        summary = check_summary(json.loads(summary_file.read_text(encoding="utf-8")))
         hlog = path / "histograms.hlog"
         intervals = read_hlog(hlog)[1] if hlog.is_file() else []
         timeline = read_timeline(path / "timeline.jsonl")
