@@ -227,3 +227,30 @@ def test_a_port_in_use_is_a_run_error_before_any_traffic(tmp_path: Path) -> None
 def test_prometheus_client_is_imported_only_when_a_port_is_set() -> None:
     code = "import sys, smtpbench.cli, smtpbench.load.engine; assert 'prometheus_client' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_sigterm_during_the_linger_ends_it_and_keeps_the_exit_status(tmp_path: Path) -> None:
+    """SIGTERM (a Kubernetes Job's stop) cuts ``metrics_linger`` short like Ctrl-C: the run's own exit code."""
+    port = free_port()
+    with SinkThread(store_messages=False) as srv:
+        profile = tmp_path / "p.toml"
+        profile.write_text(
+            f'[target]\nhost = "127.0.0.1"\nport = {srv.port}\n{BUDGET}[output]\nmetrics_linger = "10m"\n'
+        )
+        results = tmp_path / "r"
+        args = ["run", str(profile), "--results-dir", str(results), "--progress", "none", "--metrics-port", str(port)]
+        proc = subprocess.Popen([sys.executable, "-m", "smtpbench", *args], stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + SCRAPE_DEADLINE_S
+            while not list(results.glob("*/summary.json")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert list(results.glob("*/summary.json")), "the run did not end"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                assert b"smtpbench_run_info" in resp.read()  # lingering: the final figures still served
+            proc.terminate()
+            code = proc.wait(SCRAPE_DEADLINE_S)  # far below the 10 min linger
+        finally:
+            proc.kill()
+            _, err = proc.communicate(timeout=SCRAPE_DEADLINE_S)
+    assert code == EXIT_OK, err
+    assert "Traceback" not in err

@@ -149,3 +149,14 @@ def test_lmtp_over_starttls_says_lhlo_again(tmp_path: Path) -> None:
     assert s["replies"]["LHLO"] == {"250": 2 * c["sessions_started"]}
     assert s["replies"]["STARTTLS"] == {"220": c["sessions_started"]}
     assert all(m.tls and b" with LMTPS id " in m.content.split(b"\r\n\r\n", 1)[0] for m in stored)
+
+
+def test_a_recipient_refused_at_rcpt_does_not_make_a_message_partial(tmp_path: Path) -> None:
+    """``messages_partial`` is about the replies after the data (README, LMTP): RCPT refusals are ``recipients_rejected``."""
+    with SinkThread(lmtp=True, reject_rcpt_perm=0.4, seed=5, store_messages=False) as srv:
+        s = run(tmp_path, srv.port, LMTP + "[workload]\nsessions = 2\nmessages = 60\n[message]\nrecipients = 3\n")
+    c = s["counts"]
+    # Some accepted messages lost a recipient at RCPT (3 per message, fewer delivered), none after the data.
+    assert c["messages_accepted"] > 0 and c["recipients_rejected"] > 0 and c.get("recipients_failed", 0) == 0
+    assert c["recipients_delivered"] < 3 * c["messages_accepted"]
+    assert c.get("messages_partial", 0) == 0

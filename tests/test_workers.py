@@ -184,6 +184,8 @@ def test_a_killed_worker_degrades_the_run_and_keeps_the_rest(tmp_path: Path) -> 
     assert lost["status"] == "killed by SIGKILL" and lost["exit_code"] == -signal.SIGKILL
     assert kept["status"] == "completed" and kept["exit_code"] == 0
     assert f"worker {lost['index']} killed by SIGKILL" in summary["status_reason"]
+    # Said once: the lost worker's own reason already names it and how it ended.
+    assert summary["status_reason"].count("killed by SIGKILL") == 1, summary["status_reason"]
     # The survivor's whole part and the lost one's flushed intervals are in the one result.
     lost_part = summary_of(run / "workers" / str(lost["index"]))
     assert lost_part["status"] == "failed" and lost_part["counts"]["messages_accepted"] > 0

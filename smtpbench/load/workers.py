@@ -152,6 +152,15 @@ def worker_record(worker: Worker, part: PartResult | None, wrote_summary: bool) 
     }
 
 
+def _worker_reason(record: dict[str, Any]) -> str:
+    """Why one worker did not complete, said once: a lost worker's own reason already names it and its end."""
+    head = f"worker {record['index']} {record['status']}"
+    reason = record["status_reason"]
+    if not reason:
+        return head
+    return reason if reason.startswith(head) else f"{head}: {reason}"
+
+
 def merge_workers(sup: Supervisor) -> dict[str, Any]:
     """Merge the workers' folders into the run's folder; return its summary (written, thresholds judged).
 
@@ -178,8 +187,7 @@ def merge_workers(sup: Supervisor) -> dict[str, Any]:
         status = "degraded"
     if status == "interrupted" and sup.status == "aborted_by_threshold":
         status = sup.status
-    reasons = [f"worker {r['index']} {r['status']}" + (f": {r['status_reason']}" if r["status_reason"] else "")
-               for r in records if r["status"] != "completed"]  # fmt: skip
+    reasons = [_worker_reason(r) for r in records if r["status"] != "completed"]
     reason = sup.reason or ("; ".join(reasons) if status != "completed" and reasons else None)
     if not parts:
         raise RunError(f"no worker left any results: {reason}")

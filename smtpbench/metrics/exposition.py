@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -114,6 +116,26 @@ class _Buckets:
         return out
 
 
+def _linger(seconds: float) -> None:
+    """Sleep ``seconds``, cut short by Ctrl-C or SIGTERM like the run itself.
+
+    The run treats SIGTERM as Ctrl-C (a Kubernetes Job's stop); outside the run's event loop SIGTERM would
+    otherwise kill the process with 143 and lose the run's exit status (0, or 1 for a failed threshold).
+    """
+
+    def stop(_signo: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(seconds)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 class LiveMetrics:
     """The exporter of one run: ``with LiveMetrics(host, port, info) as live: ... live.update(state)``."""
 
@@ -144,12 +166,12 @@ class LiveMetrics:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Serve the final figures ``linger`` seconds more (not after an exception; Ctrl-C cuts it short), then
-        stop serving and close the port (bounded: the server thread is a daemon)."""
+        """Serve the final figures ``linger`` seconds more (not after an exception; Ctrl-C or SIGTERM cuts it
+        short, and the run keeps its exit status), then stop serving and close the port (bounded: the server
+        thread is a daemon)."""
         if self._server is not None and self.linger > 0 and exc[0] is None:
             # A Prometheus scraping every 15 s would otherwise never see the figures of the run's last seconds.
-            with contextlib.suppress(KeyboardInterrupt):
-                time.sleep(self.linger)
+            _linger(self.linger)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
