@@ -70,6 +70,23 @@ def test_sink_alone_blackhole_lost_equals_what_the_sink_dropped(tmp_path: Path) 
     assert (Path(s["_dir"]) / "delivery.hgrm").is_file() and (Path(s["_dir"]) / "end_to_end.hgrm").is_file()
 
 
+def test_throughput_is_over_the_load_not_the_delivery_wait(tmp_path: Path) -> None:
+    """Blackholed messages keep the run in its delivery wait (2 s) after a 1 s load: elapsed_s includes the wait,
+    throughput does not (it was divided by elapsed_s, a third of the rate the server took)."""
+    s = run_own_sink(
+        tmp_path,
+        '[workload]\nmodel = "open"\nrate = 100\nduration = "1s"\ngrace = "1s"\nseed = 5\n',
+        '"2s"',
+        'blackhole = "20%"',
+    )
+    d, counts = s["delivery"], s["counts"]
+    assert d["lost"] > 0 and d["waited_s"] >= 2.0  # the wait ran its full length
+    assert s["elapsed_s"] >= 3.0
+    load_s = s["elapsed_s"] - d["waited_s"]
+    for key, count in (("messages_per_s", "messages_accepted"), ("sessions_per_s", "sessions_completed")):
+        assert abs(s["throughput"][key] - counts[count] / load_s) <= 0.2 * counts[count] / load_s, s["throughput"]
+
+
 def test_external_sink_reports_to_the_run(tmp_path: Path) -> None:
     """A sink started on its own (as on the next hop's machine) with --report-to; started before the run listens."""
     report_port = free_port()
