@@ -189,6 +189,44 @@ def test_duplicated_copies_are_listed(tmp_path: Path) -> None:
     )
 
 
+class RefusingThirdRecipient(MailboxHandler):
+    """Refuses each message's third recipient at RCPT, then delivers a copy per accepted recipient plus one more."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if ".2@" in address:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for _ in range(len(envelope.rcpt_tos) + 1):
+            self.box.add(message_from_bytes(envelope.content))
+        self.box.flush()
+        self.accepted += 1
+        return "250 2.0.0 OK"
+
+
+def test_duplicate_counts_against_accepted_recipients(tmp_path: Path) -> None:
+    """3 RCPTs, the third refused, 3 copies delivered: one more than the 2 accepted recipients, so duplicated
+    (it was compared with the 3 RCPTs sent, and no message was found duplicated)."""
+    path = tmp_path / "maildir"
+    handler = RefusingThirdRecipient(mailbox.Maildir(path))
+    with aiosmtpd_server(handler) as (ctl, _):
+        s = run(
+            tmp_path,
+            ctl.port,
+            "[workload]\nsessions = 2\nmessages = 30\nmessages_per_session = 5\n"
+            '[message]\nrecipients = 3\nto = "u{n}.{rcpt}@relay.test"\n'
+            f'[delivery]\nmaildir = "{path}"\nwait = "30s"\n',
+        )
+    d = s["delivery"]
+    assert handler.accepted == 30 and s["counts"]["recipients_rejected"] == 30
+    assert d["accepted"] == d["delivered"] == 30
+    assert d["duplicated"] == 30 and d["lost"] == d["unexpected"] == 0
+    dups = re.findall(r"^duplicated \S+ (\d+)/(\d+)$", (Path(s["_dir"]) / "delivery-problems.txt").read_text(), re.M)
+    assert dups == [("3", "2")] * 30
+
+
 def test_every_message_carries_its_id(tmp_path: Path) -> None:
     """X-Smtpbench-Id and Message-ID carry <run-id>.0.<n>, unique per message; no delivery section needed."""
     seen: list[bytes] = []
