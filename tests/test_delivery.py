@@ -9,6 +9,7 @@ import mailbox
 import re
 import signal
 import socket
+import subprocess
 import time
 from email import message_from_bytes
 from pathlib import Path
@@ -23,6 +24,7 @@ from smtpbench.delivery.listener import ReportListener, bind
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.sink.embedded import EmbeddedSink
+from tests.hostile import cli_argv
 from tests.peers import aiosmtpd_server, free_port
 from tests.test_engine import read_hlog, run
 
@@ -85,6 +87,37 @@ def test_throughput_is_over_the_load_not_the_delivery_wait(tmp_path: Path) -> No
     load_s = s["elapsed_s"] - d["waited_s"]
     for key, count in (("messages_per_s", "messages_accepted"), ("sessions_per_s", "sessions_completed")):
         assert abs(s["throughput"][key] - counts[count] / load_s) <= 0.2 * counts[count] / load_s, s["throughput"]
+
+
+def test_ctrl_c_ends_the_delivery_wait(tmp_path: Path) -> None:
+    """Every message blackholed, a 2-minute wait: a SIGINT once the load is over ends the wait at once; the run
+    is ``interrupted`` (exit 3) with its delivery counts written."""
+    port = free_port()
+    (tmp_path / "p.toml").write_text(
+        f'[target]\nhost = "127.0.0.1"\nport = {port}\n'
+        '[workload]\nsessions = 2\nmessages = 20\nmessages_per_session = 5\n[output]\ninterval = "0.25s"\n'
+        f'[delivery]\nlisten = "127.0.0.1:{port}"\nwait = "2m"\n[delivery.sink]\nblackhole = 1.0\n'
+    )
+    argv = [*cli_argv(), "run", str(tmp_path / "p.toml"), "--results-dir", str(tmp_path / "r"), "--quiet"]
+    proc = subprocess.Popen([*argv, "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the load is over once the timeline shows all 20 accepted
+            lines = [json.loads(x) for t in (tmp_path / "r").glob("*/timeline.jsonl") for x in t.read_text().split()]
+            if sum(x["counts"].get("messages_accepted", 0) for x in lines) == 20:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # past the end of the load's nursery into the wait
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - asked < 20 and proc.returncode == 3, err
+    (folder,) = (tmp_path / "r").iterdir()
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["delivery"]["lost"] == 20 and s["delivery"]["accepted"] == 20
+    assert 0 < s["delivery"]["waited_s"] < 20
 
 
 def test_external_sink_reports_to_the_run(tmp_path: Path) -> None:
