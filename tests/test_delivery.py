@@ -120,6 +120,18 @@ def test_ctrl_c_ends_the_delivery_wait(tmp_path: Path) -> None:
     assert 0 < s["delivery"]["waited_s"] < 20
 
 
+def test_every_file_of_a_delivery_run_is_in_the_readme_table(tmp_path: Path) -> None:
+    """README "Results format" lists each file a run writes; delivery-problems.txt was missing from it."""
+    s = run_own_sink(tmp_path, "[workload]\nsessions = 2\nmessages = 20\n", '"5s"', 'blackhole = "50%"')
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Results format", 1)[1].split("### `summary.json`", 1)[0]
+    listed = set(re.findall(r"^\| `([^`]+)`", table, re.M))
+    written = {p.name if p.is_file() else p.name + "/" for p in Path(s["_dir"]).iterdir()}
+    written = {"<phase>.hgrm" if name.endswith(".hgrm") else name for name in written}
+    assert "delivery-problems.txt" in written and s["delivery"]["lost"] > 0
+    assert written <= listed, written - listed
+
+
 def test_external_sink_reports_to_the_run(tmp_path: Path) -> None:
     """A sink started on its own (as on the next hop's machine) with --report-to; started before the run listens."""
     report_port = free_port()
