@@ -9,6 +9,7 @@ import mailbox
 import re
 import signal
 import socket
+import subprocess
 import time
 from email import message_from_bytes
 from pathlib import Path
@@ -23,6 +24,7 @@ from smtpbench.delivery.listener import ReportListener, bind
 from smtpbench.delivery.tracker import Tracker
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.sink.embedded import EmbeddedSink
+from tests.hostile import cli_argv
 from tests.peers import aiosmtpd_server, free_port
 from tests.test_engine import read_hlog, run
 
@@ -68,6 +70,66 @@ def test_sink_alone_blackhole_lost_equals_what_the_sink_dropped(tmp_path: Path) 
     hlog = read_hlog(Path(s["_dir"]) / "histograms.hlog")
     assert hlog["delivery"] == hlog["end_to_end"] == 3000 - dropped
     assert (Path(s["_dir"]) / "delivery.hgrm").is_file() and (Path(s["_dir"]) / "end_to_end.hgrm").is_file()
+
+
+def test_throughput_is_over_the_load_not_the_delivery_wait(tmp_path: Path) -> None:
+    """Blackholed messages keep the run in its delivery wait (2 s) after a 1 s load: elapsed_s includes the wait,
+    throughput does not (it was divided by elapsed_s, a third of the rate the server took)."""
+    s = run_own_sink(
+        tmp_path,
+        '[workload]\nmodel = "open"\nrate = 100\nduration = "1s"\ngrace = "1s"\nseed = 5\n',
+        '"2s"',
+        'blackhole = "20%"',
+    )
+    d, counts = s["delivery"], s["counts"]
+    assert d["lost"] > 0 and d["waited_s"] >= 2.0  # the wait ran its full length
+    assert s["elapsed_s"] >= 3.0
+    load_s = s["elapsed_s"] - d["waited_s"]
+    for key, count in (("messages_per_s", "messages_accepted"), ("sessions_per_s", "sessions_completed")):
+        assert abs(s["throughput"][key] - counts[count] / load_s) <= 0.2 * counts[count] / load_s, s["throughput"]
+
+
+def test_ctrl_c_ends_the_delivery_wait(tmp_path: Path) -> None:
+    """Every message blackholed, a 2-minute wait: a SIGINT once the load is over ends the wait at once; the run
+    is ``interrupted`` (exit 3) with its delivery counts written."""
+    port = free_port()
+    (tmp_path / "p.toml").write_text(
+        f'[target]\nhost = "127.0.0.1"\nport = {port}\n'
+        '[workload]\nsessions = 2\nmessages = 20\nmessages_per_session = 5\n[output]\ninterval = "0.25s"\n'
+        f'[delivery]\nlisten = "127.0.0.1:{port}"\nwait = "2m"\n[delivery.sink]\nblackhole = 1.0\n'
+    )
+    argv = [*cli_argv(), "run", str(tmp_path / "p.toml"), "--results-dir", str(tmp_path / "r"), "--quiet"]
+    proc = subprocess.Popen([*argv, "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the load is over once the timeline shows all 20 accepted
+            lines = [json.loads(x) for t in (tmp_path / "r").glob("*/timeline.jsonl") for x in t.read_text().split()]
+            if sum(x["counts"].get("messages_accepted", 0) for x in lines) == 20:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # past the end of the load's nursery into the wait
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - asked < 20 and proc.returncode == 3, err
+    (folder,) = (tmp_path / "r").iterdir()
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["delivery"]["lost"] == 20 and s["delivery"]["accepted"] == 20
+    assert 0 < s["delivery"]["waited_s"] < 20
+
+
+def test_every_file_of_a_delivery_run_is_in_the_readme_table(tmp_path: Path) -> None:
+    """README "Results format" lists each file a run writes; delivery-problems.txt was missing from it."""
+    s = run_own_sink(tmp_path, "[workload]\nsessions = 2\nmessages = 20\n", '"5s"', 'blackhole = "50%"')
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Results format", 1)[1].split("### `summary.json`", 1)[0]
+    listed = set(re.findall(r"^\| `([^`]+)`", table, re.M))
+    written = {p.name if p.is_file() else p.name + "/" for p in Path(s["_dir"]).iterdir()}
+    written = {"<phase>.hgrm" if name.endswith(".hgrm") else name for name in written}
+    assert "delivery-problems.txt" in written and s["delivery"]["lost"] > 0
+    assert written <= listed, written - listed
 
 
 def test_external_sink_reports_to_the_run(tmp_path: Path) -> None:
@@ -170,6 +232,44 @@ def test_duplicated_copies_are_listed(tmp_path: Path) -> None:
     assert sorted(ident for kind, ident in problems(s) if kind == "duplicated") == sorted(
         f"{s['run_id']}.0.{n}" for n in range(1, 21)
     )
+
+
+class RefusingThirdRecipient(MailboxHandler):
+    """Refuses each message's third recipient at RCPT, then delivers a copy per accepted recipient plus one more."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if ".2@" in address:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for _ in range(len(envelope.rcpt_tos) + 1):
+            self.box.add(message_from_bytes(envelope.content))
+        self.box.flush()
+        self.accepted += 1
+        return "250 2.0.0 OK"
+
+
+def test_duplicate_counts_against_accepted_recipients(tmp_path: Path) -> None:
+    """3 RCPTs, the third refused, 3 copies delivered: one more than the 2 accepted recipients, so duplicated
+    (it was compared with the 3 RCPTs sent, and no message was found duplicated)."""
+    path = tmp_path / "maildir"
+    handler = RefusingThirdRecipient(mailbox.Maildir(path))
+    with aiosmtpd_server(handler) as (ctl, _):
+        s = run(
+            tmp_path,
+            ctl.port,
+            "[workload]\nsessions = 2\nmessages = 30\nmessages_per_session = 5\n"
+            '[message]\nrecipients = 3\nto = "u{n}.{rcpt}@relay.test"\n'
+            f'[delivery]\nmaildir = "{path}"\nwait = "30s"\n',
+        )
+    d = s["delivery"]
+    assert handler.accepted == 30 and s["counts"]["recipients_rejected"] == 30
+    assert d["accepted"] == d["delivered"] == 30
+    assert d["duplicated"] == 30 and d["lost"] == d["unexpected"] == 0
+    dups = re.findall(r"^duplicated \S+ (\d+)/(\d+)$", (Path(s["_dir"]) / "delivery-problems.txt").read_text(), re.M)
+    assert dups == [("3", "2")] * 30
 
 
 def test_every_message_carries_its_id(tmp_path: Path) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.hostile import cli_argv
 from tests.sinkutil import SinkThread
 from tests.test_engine import read_hlog, run
 
@@ -127,3 +132,36 @@ def test_embedded_sink_delays_the_quit_reply(tmp_path: Path) -> None:
     outcome = execute(load_profile(path, results_dir=str(tmp_path / "results")), quiet=True)
     quit = json.loads((Path(outcome.results_path) / "summary.json").read_text())["phases"]["quit"]
     assert quit["count"] == 4 and quit["min_us"] >= 300_000, quit
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not reaped, is not running)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_a_killed_run_does_not_leave_its_embedded_sink(tmp_path: Path) -> None:
+    """SIGKILL a run mid-load: its embedded sink (a child process) stops too; it used to serve on, orphaned."""
+    (tmp_path / "p.toml").write_text('[target]\nembedded = true\n[workload]\nsessions = 1\nduration = "60s"\n')
+    argv = [*cli_argv(), "run", str(tmp_path / "p.toml"), "--results-dir", str(tmp_path / "r"), "--quiet"]
+    proc = subprocess.Popen([*argv, "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sinks: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "r").glob("*/timeline.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first interval is written: the sink listens and the load runs
+        sinks = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert sinks, "the run started no child process"
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in sinks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in sinks if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the embedded sink outlived its run"

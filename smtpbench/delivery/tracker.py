@@ -74,6 +74,10 @@ class Tracker:
         if n > self.top:
             self.top = n
 
+    def recipients(self, n: int, rcpts: int) -> None:
+        """Message ``n`` (already :meth:`sent`) has ``rcpts`` accepted recipients: more copies are duplicates."""
+        self.rcpts[n] = min(rcpts, 65535)
+
     def replied(self, n: int, accepted: bool, when: float) -> None:
         """The reply to message ``n``'s final dot came at ``when`` (perf s); ``accepted``: it was 2xx."""
         if not accepted:

@@ -134,6 +134,9 @@ class Engine:
         self.reason: str | None = None
         #: Seconds since start at which arrivals stopped (open model: arrivals due later were not asked for).
         self.stop_rel: float | None = None
+        #: perf time the load ended and the delivery wait began (None without [delivery] or before then):
+        #: throughput is over the load, not diluted by the wait for deliveries.
+        self.load_end: float | None = None
         #: Open model: perf time the next arrival is due (None while the driver is not behind an arrival)
         #: and whether max_in_flight holds it.
         self.driver_due: float | None = None
@@ -179,6 +182,7 @@ class Engine:
                         else:
                             work.start_soon(self._drive_closed, work)
                 if self.delivery is not None:
+                    self.load_end = time.perf_counter()
                     seen = self.signals
                     await self.delivery.wait(lambda: self.signals > seen, self.progress_mode != "none")
                 background.cancel_scope.cancel()
@@ -463,6 +467,7 @@ class Engine:
             status=self.status,
             started_at=dt.datetime.fromtimestamp(self.started_epoch, dt.UTC).isoformat(timespec="seconds"),
             elapsed_s=elapsed,
+            throughput_s=elapsed if self.load_end is None else elapsed - (time.perf_counter() - self.load_end),
             histograms=self.recorder.totals,
             counters=counters,
             model=p.workload.model,

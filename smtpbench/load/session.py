@@ -133,6 +133,7 @@ class Session:
         "bdat",
         "started",
         "trace",
+        "rcpt_ok",
     )
 
     def __init__(self, settings: SessionSettings, recorder: Recorder, number: int, rng: random.Random) -> None:
@@ -158,6 +159,8 @@ class Session:
         self.started = 0.0
         #: The exchange so far when the run traces (``--trace``), else None.
         self.trace: TraceLog | None = None
+        #: RCPTs of the current envelope the server accepted: a message has that many copies to deliver.
+        self.rcpt_ok = 0
 
     def arm(self, timeout: float) -> None:
         """Bound the next wait: the watchdog cancels the session ``timeout`` from now (at most a period late)."""

@@ -92,9 +92,13 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
             if reply.code >= 400 and verb != "RCPT":
                 break
     refusal = 0  # the first refusal's code: it classifies a message that is not sent
+    s.rcpt_ok = 0
     for verb, reply in replies:
-        if verb == "RCPT" and reply.code >= 400:
-            counts["recipients_rejected"] += 1
+        if verb == "RCPT":
+            if reply.code >= 400:
+                counts["recipients_rejected"] += 1
+            else:
+                s.rcpt_ok += 1
         if reply.code >= 400 and not refusal:
             refusal = reply.code
     if replies and replies[-1][0] == "BDAT_LAST":
@@ -173,7 +177,8 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
         if s.bdat and tracker is not None:  # the data goes with the envelope (pipelined or not)
             tracker.sent(message_no, len(cmds) - 2 - len(sent.bdat), s.started)
         accepted = await _envelope_replies(s, cmds, s.pipelined, lmtp_bdat)
-        n_rcpt = len(cmds) - 2
+        if s.bdat and tracker is not None:  # only accepted recipients get a copy: more is a duplicate
+            tracker.recipients(message_no, s.rcpt_ok)
         cmds = None
         following = -1
         if s.bdat:  # the chunks went with the envelope: its replies settled the message
@@ -210,7 +215,7 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
             counts["transfer.data"] += 1
             counts["bytes_sent"] += sent.size + len(wire) - len(sent.wire)
             if tracker is not None:
-                tracker.sent(message_no, n_rcpt, s.started)
+                tracker.sent(message_no, s.rcpt_ok, s.started)
             if lmtp:
                 reply = await data_end_replies(s, due)
             else:

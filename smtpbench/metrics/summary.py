@@ -93,8 +93,11 @@ def build_summary(
     model: str,
     target: str,
     extra: dict[str, Any] | None = None,
+    throughput_s: float | None = None,
 ) -> dict[str, Any]:
     """Assemble the summary document (see README, "summary.json").
+
+    ``throughput`` divides the counts by ``throughput_s`` (the load's span; ``elapsed_s`` when not given).
 
     Every outcome count is present (0 when nothing happened), so the
     accounting identities of the README hold on the document as written.
@@ -115,7 +118,7 @@ def build_summary(
     counts["errors"] = sum(counters.get("errors", {}).values())
     if "arrivals_dropped" in counts:
         counts["arrivals_intended"] = counts["sessions_started"] + counts["arrivals_dropped"]
-    elapsed = max(elapsed_s, 1e-9)
+    elapsed = max(elapsed_s if throughput_s is None else throughput_s, 1e-9)
     histograms = _combined(histograms)
     service = [t for t in histograms if not t.startswith((CORRECTED_PREFIX, GENERATOR_PREFIX)) and t != SCHEDULE_LAG]
     corrected = sorted(t for t in histograms if t.startswith(CORRECTED_PREFIX))

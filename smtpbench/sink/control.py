@@ -8,6 +8,7 @@ as they go.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,6 +22,10 @@ from smtpbench.sink.server import SinkServer, serve
 REPORT_FLUSH_S = 2.0
 #: The signals that pause (SIGUSR1) and resume (SIGUSR2) a sink.
 CONTROLS = (signal.SIGUSR1, signal.SIGUSR2)
+#: Set (to its pid) by a run that starts a sink as its child: the sink stops when that run is gone.
+PARENT_ENV = "SMTPBENCH_SINK_PARENT"
+#: How often such a sink checks that its run is still there.
+PARENT_CHECK_S = 0.5
 
 
 def final_stats(server: SinkServer) -> dict[str, Any]:
@@ -62,6 +67,8 @@ async def run_until_stopped(
                 on_listening(server)
                 if report is not None:
                     nursery.start_soon(_report, server, report, report_every_s)
+                if os.environ.get(PARENT_ENV) == str(os.getppid()):  # not in a --workers child: its parent watches
+                    nursery.start_soon(_stop_with_parent, os.getppid(), stop_signals[-1])
                 await _until_stopped(server, signals, nursery, config.pause_for, on_stop)
         if unbound is not None:
             raise unbound
@@ -93,6 +100,13 @@ async def _until_stopped(
             await server.reporter.flush(REPORT_FLUSH_S)
         nursery.cancel_scope.cancel()
         return
+
+
+async def _stop_with_parent(parent: int, stop: int) -> None:
+    """Send this process ``stop`` once ``parent`` is no longer its parent (a killed run must not leave its sink)."""
+    while os.getppid() == parent:
+        await trio.sleep(PARENT_CHECK_S)
+    os.kill(os.getpid(), stop)
 
 
 async def _report(server: SinkServer, report: Callable[[dict[str, Any]], None], every_s: float) -> None:

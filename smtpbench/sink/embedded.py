@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from smtpbench.sink.cli import LISTENING_PREFIX, STATS_PREFIX
+from smtpbench.sink.control import PARENT_ENV
 
 #: A child starts in ~0.6 s on an idle machine; a full test suite on 2 loaded cores once took over 10 s.
 START_TIMEOUT = 30.0
@@ -66,7 +67,7 @@ class EmbeddedSink:
             self._stderr.append(line.rstrip("\n"))
 
     def __enter__(self) -> tuple[str, int]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
         self._proc = subprocess.Popen(
             self.args,
             stdin=subprocess.DEVNULL,
