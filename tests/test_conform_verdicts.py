@@ -182,3 +182,15 @@ def test_closing_on_the_first_unknown_command_is_not_hidden_as_policy() -> None:
     # The sink's X-06 fault: 421 and close after the first unknown command. X-01's first probe sees it.
     got = _run(SinkConfig(faults=frozenset({"X-06"})), ("X-01",))
     assert got["X-01"].verdict is not Verdict.POLICY, _why(got["X-01"])
+
+
+def test_tls_checks_read_the_greeting_under_implicit_tls(tls: TLSPair) -> None:
+    # With --tls the greeting comes inside TLS: T-07 and T-08 must read it before QUIT, else the
+    # 220 arrives as an "extra reply to QUIT" and G-01 fails a server that did nothing wrong.
+    config = SinkConfig(ssl_context=tls.server_context, implicit_tls=True)
+    got = _run(config, ("T-07", "T-08", "G-01"), tls="implicit", ca_file=tls.ca_file)
+    assert got["T-07"].verdict is Verdict.PASS, _why(got["T-07"])
+    assert got["G-01"].verdict is Verdict.PASS, _why(got["G-01"])
+    for cid in ("T-07", "T-08"):
+        lines = [line for line in got[cid].transcript if line.startswith(("C:", "S:"))]
+        assert lines[:1] == ["S: 220 sink.smtpbench.test ESMTP smtpbench-sink"], got[cid].transcript
