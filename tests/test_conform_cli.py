@@ -252,3 +252,17 @@ def test_tls_modes_with_ca_file(tmp_path: Path, mode: str) -> None:
         )
     assert code == 0, output
     assert {c["verdict"] for c in json.loads(out_json.read_text())["checks"]} == {"pass"}
+
+
+def test_unknown_selection_lists_every_area_and_each_one_runs(tmp_path: Path) -> None:
+    # README: an unknown --only name exits 2 "and lists the valid ones": every area, 'dsn' too.
+    code, output = invoke("127.0.0.1:1", "--only", "nonsense")
+    assert code == 2
+    listed = output.split("or an area (", 1)[1].split(")", 1)[0].replace("\n", " ").split(", ")
+    areas = sorted({c.area for c in all_checks()})
+    assert [a.strip() for a in listed] == areas
+    out_json = tmp_path / "r.json"
+    with SinkThread() as server:
+        code, output = invoke(f"127.0.0.1:{server.port}", "--only", "dsn", "--timeout", "2", "--json", str(out_json))
+    assert code == 0, output
+    assert [c["id"] for c in json.loads(out_json.read_text())["checks"]] == ["N-01", "ES-01"]
