@@ -266,3 +266,17 @@ def test_unknown_selection_lists_every_area_and_each_one_runs(tmp_path: Path) ->
         code, output = invoke(f"127.0.0.1:{server.port}", "--only", "dsn", "--timeout", "2", "--json", str(out_json))
     assert code == 0, output
     assert [c["id"] for c in json.loads(out_json.read_text())["checks"]] == ["N-01", "ES-01"]
+
+
+def test_extension_check_headers_name_their_rfc_once(tmp_path: Path) -> None:
+    # Extension checks carry "RFC 3461 ..." in their rfc field; the transcript and --explain headers
+    # put "RFC " in front of 5321 section numbers only, never "RFC RFC 3461".
+    with SinkThread() as server:
+        code, output = invoke(
+            f"127.0.0.1:{server.port}", "--only", "N-01", "--timeout", "2", "--transcript", str(tmp_path / "t")
+        )
+    assert code == 0, output
+    head = (tmp_path / "t" / "N-01.txt").read_text().splitlines()[0]
+    assert "RFC 3461" in head and "RFC RFC" not in head, head
+    code, output = invoke("--explain", "N-01")
+    assert code == 0 and "RFC 3461" in output.splitlines()[0] and "RFC RFC" not in output, output

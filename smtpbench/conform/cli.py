@@ -19,6 +19,7 @@ from smtpbench.conform import report
 from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.config import build_options
 from smtpbench.conform.levels import check_text
+from smtpbench.conform.model import cited
 from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import Runner
 from smtpbench.conform.waivers import gate, load_baseline, parse_waivers, stale_reasons
@@ -134,7 +135,7 @@ def _explain(check_id: str, out: Console) -> None:
         )
     rule = text.rule
     lines = [
-        f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; RFC {check.rfc}]",
+        f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; {cited(check.rfc)}]",
         f"sends:    {text.sends}",
         f"enforces: {rule.section}, binding the {rule.binds} ({rule.keyword or 'no RFC 2119 word'}):",
         f'          "{rule.sentence}"',

@@ -301,6 +301,11 @@ class CheckResult:
         return out
 
 
+def cited(rfc: str) -> str:
+    """A check's ``rfc`` field with ``RFC`` in front exactly once (extension checks already name their RFC)."""
+    return rfc if rfc.startswith("RFC") else f"RFC {rfc}"
+
+
 #: At most this many transcript lines per check go into the JSON (the head and the tail are kept).
 MAX_EXCHANGE_LINES = 400
 
