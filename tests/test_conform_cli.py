@@ -280,3 +280,12 @@ def test_extension_check_headers_name_their_rfc_once(tmp_path: Path) -> None:
     assert "RFC 3461" in head and "RFC RFC" not in head, head
     code, output = invoke("--explain", "N-01")
     assert code == 0 and "RFC 3461" in output.splitlines()[0] and "RFC RFC" not in output, output
+
+
+def test_readme_check_table_is_the_catalogue() -> None:
+    # README "### The checks": the count it states and the ids of its table are the registered checks.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The checks", 1)[1].split("\n## ", 1)[0]
+    ids = [row.split("|")[1].strip() for row in section.splitlines() if row.startswith("| ") and "-0" in row]
+    assert ids == [c.id for c in all_checks()]
+    assert f"\n{len(all_checks())} checks implemented." in section
