@@ -194,3 +194,16 @@ def test_tls_checks_read_the_greeting_under_implicit_tls(tls: TLSPair) -> None:
     for cid in ("T-07", "T-08"):
         lines = [line for line in got[cid].transcript if line.startswith(("C:", "S:"))]
         assert lines[:1] == ["S: 220 sink.smtpbench.test ESMTP smtpbench-sink"], got[cid].transcript
+
+
+def test_only_d02_fails_on_a_sentence_without_its_keyword() -> None:
+    # README "Verdicts": a fail needs a server-side MUST / MUST NOT / SHALL in the quoted sentence; the one
+    # documented exception is D-02 (4.5.2's dot-stuffing procedure, stated without an RFC 2119 word).
+    stated = {
+        c.id
+        for c in all_checks()
+        if (rule := rule_of(c.id)) is not None and rule.verdict is Verdict.FAIL and rule.keyword not in rule.sentence
+    }
+    assert stated == {"D-02"}
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "D-02 fails on RFC 5321 4.5.2's dot-stuffing" in readme
