@@ -207,3 +207,14 @@ def test_only_d02_fails_on_a_sentence_without_its_keyword() -> None:
     assert stated == {"D-02"}
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert "D-02 fails on RFC 5321 4.5.2's dot-stuffing" in readme
+
+
+def test_json_exchange_is_at_most_400_lines() -> None:
+    # README: `exchange` is the whole transcript, "at most 400 lines: head and tail kept". D-06's 16 sessions
+    # against the sink are about 560 lines; the note of what was left out counts as one of the 400.
+    got = _run(SinkConfig(store_messages=True), ("D-06",), quiet_wait=0.1)
+    transcript = got["D-06"].transcript
+    exchange = got["D-06"].as_dict()["exchange"]
+    assert isinstance(exchange, list) and len(transcript) > 400
+    assert len(exchange) == 400 and exchange[0] == transcript[0] and exchange[-1] == transcript[-1]
+    assert f"… {len(transcript) - 399} lines left out …" in exchange
