@@ -96,7 +96,11 @@ def conform(
         checks = select(options.only, options.skip)
         if not checks:
             raise ConfigError("the selection leaves no check to run", key="--only/--skip")
-        waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
+        try:
+            waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
+        except ConfigError as exc:
+            exc.file = exc.file or target  # waivers come only from a profile: name it, as other profile errors do
+            raise
         previous = load_baseline(options.baseline) if options.baseline else None
     except ConfigError as exc:
         fail(exc, "conform")
