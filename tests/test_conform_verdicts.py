@@ -13,6 +13,7 @@ from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.levels import check_text, rule_of, settle
 from smtpbench.conform.model import CheckResult, Finding, Rule, Verdict
 from smtpbench.conform.options import ConformOptions
+from smtpbench.conform.probe import ERROR_BUDGET, ERROR_CODES
 from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import run_suite
 from smtpbench.sink.config import SinkConfig
@@ -218,3 +219,27 @@ def test_json_exchange_is_at_most_400_lines() -> None:
     assert isinstance(exchange, list) and len(transcript) > 400
     assert len(exchange) == 400 and exchange[0] == transcript[0] and exchange[-1] == transcript[-1]
     assert f"… {len(transcript) - 399} lines left out …" in exchange
+
+
+def _errors_per_session(transcript: list[str]) -> list[int]:
+    """How many error-provoking replies (README: 500-504, 555) each session of a transcript holds."""
+    counts: list[int] = []
+    for line in transcript:
+        if line.startswith("--- session"):
+            counts.append(0)
+        elif counts and line[:7] in {f"S: {code} " for code in ERROR_CODES}:
+            counts[-1] += 1
+    return counts
+
+
+def test_no_connection_gets_more_than_two_error_replies() -> None:
+    # README "Connection budgets": probes keep any one connection to at most 2 error-provoking replies (below
+    # the common limit of 3, e.g. Exim's smtp_max_synprot_errors). X-06 is the error storm: it provokes them.
+    ids = tuple(c.id for c in all_checks() if c.area not in ("data", "timeouts") and c.id != "X-06")
+    got = _run(SinkConfig(store_messages=True), ids, quiet_wait=0.1)
+    over = {
+        cid: _errors_per_session(r.transcript)
+        for cid, r in got.items()
+        if max(_errors_per_session(r.transcript) or [0]) > ERROR_BUDGET
+    }
+    assert not over, over
