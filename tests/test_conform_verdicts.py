@@ -13,8 +13,8 @@ from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.levels import check_text, rule_of, settle
 from smtpbench.conform.model import CheckResult, Finding, Rule, Verdict
 from smtpbench.conform.options import ConformOptions
-from smtpbench.conform.probe import ERROR_BUDGET, ERROR_CODES
 from smtpbench.conform.oracle import store_dir_oracle
+from smtpbench.conform.probe import ERROR_BUDGET, ERROR_CODES
 from smtpbench.conform.runner import run_suite
 from smtpbench.sink.config import SinkConfig
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
