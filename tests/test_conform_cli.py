@@ -252,3 +252,40 @@ def test_tls_modes_with_ca_file(tmp_path: Path, mode: str) -> None:
         )
     assert code == 0, output
     assert {c["verdict"] for c in json.loads(out_json.read_text())["checks"]} == {"pass"}
+
+
+def test_unknown_selection_lists_every_area_and_each_one_runs(tmp_path: Path) -> None:
+    # README: an unknown --only name exits 2 "and lists the valid ones": every area, 'dsn' too.
+    code, output = invoke("127.0.0.1:1", "--only", "nonsense")
+    assert code == 2
+    listed = output.split("or an area (", 1)[1].split(")", 1)[0].replace("\n", " ").split(", ")
+    areas = sorted({c.area for c in all_checks()})
+    assert [a.strip() for a in listed] == areas
+    out_json = tmp_path / "r.json"
+    with SinkThread() as server:
+        code, output = invoke(f"127.0.0.1:{server.port}", "--only", "dsn", "--timeout", "2", "--json", str(out_json))
+    assert code == 0, output
+    assert [c["id"] for c in json.loads(out_json.read_text())["checks"]] == ["N-01", "ES-01"]
+
+
+def test_extension_check_headers_name_their_rfc_once(tmp_path: Path) -> None:
+    # Extension checks carry "RFC 3461 ..." in their rfc field; the transcript and --explain headers
+    # put "RFC " in front of 5321 section numbers only, never "RFC RFC 3461".
+    with SinkThread() as server:
+        code, output = invoke(
+            f"127.0.0.1:{server.port}", "--only", "N-01", "--timeout", "2", "--transcript", str(tmp_path / "t")
+        )
+    assert code == 0, output
+    head = (tmp_path / "t" / "N-01.txt").read_text().splitlines()[0]
+    assert "RFC 3461" in head and "RFC RFC" not in head, head
+    code, output = invoke("--explain", "N-01")
+    assert code == 0 and "RFC 3461" in output.splitlines()[0] and "RFC RFC" not in output, output
+
+
+def test_readme_check_table_is_the_catalogue() -> None:
+    # README "### The checks": the count it states and the ids of its table are the registered checks.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The checks", 1)[1].split("\n## ", 1)[0]
+    ids = [row.split("|")[1].strip() for row in section.splitlines() if row.startswith("| ") and "-0" in row]
+    assert ids == [c.id for c in all_checks()]
+    assert f"\n{len(all_checks())} checks implemented." in section

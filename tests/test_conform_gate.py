@@ -104,3 +104,14 @@ def test_fix_it_hints_follow_the_banner() -> None:
     assert apply_hints(results, "220 mx ESMTP Postfix") == "postfix"
     assert results[0].hint is not None and "smtpd_forbid_bare_newline = normalize" in results[0].hint
     assert results[1].hint is None  # a pass needs no fix
+
+
+def test_a_bad_waiver_names_its_profile(tmp_path: Path) -> None:
+    # Like every other profile error ('p.toml: conform.bogus: unknown key'), a bad waiver names the file.
+    with SinkThread() as server:
+        path = _profile(tmp_path, server.port, '[conform.expect]\nD-99 = { verdict = "fail", reason = "x" }\n')
+        code, output = invoke(str(path))
+    assert code == 2, output
+    assert output.strip() == (
+        f"smtpbench: error: {path}: conform.expect.D-99: unknown check id 'D-99' (expected a check id such as D-07)"
+    )

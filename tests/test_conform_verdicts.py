@@ -14,6 +14,7 @@ from smtpbench.conform.levels import check_text, rule_of, settle
 from smtpbench.conform.model import CheckResult, Finding, Rule, Verdict
 from smtpbench.conform.options import ConformOptions
 from smtpbench.conform.oracle import store_dir_oracle
+from smtpbench.conform.probe import ERROR_BUDGET, ERROR_CODES
 from smtpbench.conform.runner import run_suite
 from smtpbench.sink.config import SinkConfig
 from tests.sinkutil import SinkThread, TLSPair, tls_pair
@@ -182,3 +183,63 @@ def test_closing_on_the_first_unknown_command_is_not_hidden_as_policy() -> None:
     # The sink's X-06 fault: 421 and close after the first unknown command. X-01's first probe sees it.
     got = _run(SinkConfig(faults=frozenset({"X-06"})), ("X-01",))
     assert got["X-01"].verdict is not Verdict.POLICY, _why(got["X-01"])
+
+
+def test_tls_checks_read_the_greeting_under_implicit_tls(tls: TLSPair) -> None:
+    # With --tls the greeting comes inside TLS: T-07 and T-08 must read it before QUIT, else the
+    # 220 arrives as an "extra reply to QUIT" and G-01 fails a server that did nothing wrong.
+    config = SinkConfig(ssl_context=tls.server_context, implicit_tls=True)
+    got = _run(config, ("T-07", "T-08", "G-01"), tls="implicit", ca_file=tls.ca_file)
+    assert got["T-07"].verdict is Verdict.PASS, _why(got["T-07"])
+    assert got["G-01"].verdict is Verdict.PASS, _why(got["G-01"])
+    for cid in ("T-07", "T-08"):
+        lines = [line for line in got[cid].transcript if line.startswith(("C:", "S:"))]
+        assert lines[:1] == ["S: 220 sink.smtpbench.test ESMTP smtpbench-sink"], got[cid].transcript
+
+
+def test_only_d02_fails_on_a_sentence_without_its_keyword() -> None:
+    # README "Verdicts": a fail needs a server-side MUST / MUST NOT / SHALL in the quoted sentence; the one
+    # documented exception is D-02 (4.5.2's dot-stuffing procedure, stated without an RFC 2119 word).
+    stated = {
+        c.id
+        for c in all_checks()
+        if (rule := rule_of(c.id)) is not None and rule.verdict is Verdict.FAIL and rule.keyword not in rule.sentence
+    }
+    assert stated == {"D-02"}
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "D-02 fails on RFC 5321 4.5.2's dot-stuffing" in readme
+
+
+def test_json_exchange_is_at_most_400_lines() -> None:
+    # README: `exchange` is the whole transcript, "at most 400 lines: head and tail kept". D-06's 16 sessions
+    # against the sink are about 560 lines; the note of what was left out counts as one of the 400.
+    got = _run(SinkConfig(store_messages=True), ("D-06",), quiet_wait=0.1)
+    transcript = got["D-06"].transcript
+    exchange = got["D-06"].as_dict()["exchange"]
+    assert isinstance(exchange, list) and len(transcript) > 400
+    assert len(exchange) == 400 and exchange[0] == transcript[0] and exchange[-1] == transcript[-1]
+    assert f"… {len(transcript) - 399} lines left out …" in exchange
+
+
+def _errors_per_session(transcript: list[str]) -> list[int]:
+    """How many error-provoking replies (README: 500-504, 555) each session of a transcript holds."""
+    counts: list[int] = []
+    for line in transcript:
+        if line.startswith("--- session"):
+            counts.append(0)
+        elif counts and line[:7] in {f"S: {code} " for code in ERROR_CODES}:
+            counts[-1] += 1
+    return counts
+
+
+def test_no_connection_gets_more_than_two_error_replies() -> None:
+    # README "Connection budgets": probes keep any one connection to at most 2 error-provoking replies (below
+    # the common limit of 3, e.g. Exim's smtp_max_synprot_errors). X-06 is the error storm: it provokes them.
+    ids = tuple(c.id for c in all_checks() if c.area not in ("data", "timeouts") and c.id != "X-06")
+    got = _run(SinkConfig(store_messages=True), ids, quiet_wait=0.1)
+    over = {
+        cid: _errors_per_session(r.transcript)
+        for cid, r in got.items()
+        if max(_errors_per_session(r.transcript) or [0]) > ERROR_BUDGET
+    }
+    assert not over, over

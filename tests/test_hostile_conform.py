@@ -108,3 +108,21 @@ def test_server_breaking_midway_gives_complete_report_in_bounded_time(
     if handler is greeting_then_silence:
         # Nothing after the greeting can pass: only hygiene over the greetings seen may.
         assert {c["id"] for c in report["checks"] if c["verdict"] == "pass"} <= {"G-01", "C-01", "C-02"}
+
+
+def busy_421(p: Peer) -> None:
+    """Answers every connection with a 421 greeting and closes: a server that does not serve this client."""
+    p.send(b"421 4.3.2 too busy, try later\r\n")
+
+
+def test_server_that_always_greets_421_gives_all_error_verdicts_after_one_back_off(tmp_path: Path) -> None:
+    # README: 421 greetings are retried with back-off (0.5 s to 4 s). Discovery does that once; a 421 that lasts
+    # makes every check an error at once, rather than each check spending the same 7.5 s of back-off (minutes).
+    with HostileServer(busy_421) as srv:
+        code, output, report, elapsed = conform(tmp_path, srv.target)
+    assert elapsed < 25, f"took {elapsed:.1f}s"
+    assert code == EXIT_FAILED, output
+    counts = verdicts(report)
+    assert set(counts) == {"error"} and counts["error"] == len(report["checks"]) >= 60, counts
+    assert all("greeting was 421" in c["reason"] for c in report["checks"])
+    assert srv.connections == 5  # the first connection and four retries

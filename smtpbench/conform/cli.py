@@ -19,6 +19,7 @@ from smtpbench.conform import report
 from smtpbench.conform.checks import all_checks, select
 from smtpbench.conform.config import build_options
 from smtpbench.conform.levels import check_text
+from smtpbench.conform.model import cited
 from smtpbench.conform.oracle import store_dir_oracle
 from smtpbench.conform.runner import Runner
 from smtpbench.conform.waivers import gate, load_baseline, parse_waivers, stale_reasons
@@ -95,7 +96,11 @@ def conform(
         checks = select(options.only, options.skip)
         if not checks:
             raise ConfigError("the selection leaves no check to run", key="--only/--skip")
-        waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
+        try:
+            waivers = parse_waivers(options.expect, {c.id for c in all_checks()}) if options.expect else {}
+        except ConfigError as exc:
+            exc.file = exc.file or target  # waivers come only from a profile: name it, as other profile errors do
+            raise
         previous = load_baseline(options.baseline) if options.baseline else None
     except ConfigError as exc:
         fail(exc, "conform")
@@ -134,7 +139,7 @@ def _explain(check_id: str, out: Console) -> None:
         )
     rule = text.rule
     lines = [
-        f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; RFC {check.rfc}]",
+        f"{check.id} {check.title}  [{check.area}; catalogue level {check.level.value}; {cited(check.rfc)}]",
         f"sends:    {text.sends}",
         f"enforces: {rule.section}, binding the {rule.binds} ({rule.keyword or 'no RFC 2119 word'}):",
         f'          "{rule.sentence}"',

@@ -301,16 +301,25 @@ class CheckResult:
         return out
 
 
+def cited(rfc: str) -> str:
+    """A check's ``rfc`` field with ``RFC`` in front exactly once (extension checks already name their RFC)."""
+    return rfc if rfc.startswith("RFC") else f"RFC {rfc}"
+
+
 #: At most this many transcript lines per check go into the JSON (the head and the tail are kept).
 MAX_EXCHANGE_LINES = 400
 
 
 def bounded(lines: list[str], limit: int = MAX_EXCHANGE_LINES) -> list[str]:
-    """``lines`` unchanged when short; else the first and last halves with a note of how many were left out."""
+    """``lines`` unchanged when short; else the head and the tail around a note of how many were left out.
+
+    Guarantees at most ``limit`` lines, the note included.
+    """
     if len(lines) <= limit:
         return list(lines)
-    half = limit // 2
-    return [*lines[:half], f"… {len(lines) - 2 * half} lines left out …", *lines[-half:]]
+    tail = (limit - 1) // 2
+    head = limit - 1 - tail
+    return [*lines[:head], f"… {len(lines) - head - tail} lines left out …", *lines[-tail:]]
 
 
 def worst(findings: list[Finding]) -> Finding:

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from smtpbench import __version__
 from smtpbench.conform.evidence import REDACTED
-from smtpbench.conform.model import CheckResult, Verdict
+from smtpbench.conform.model import CheckResult, Verdict, cited
 from smtpbench.conform.options import ConformOptions
 from smtpbench.errors import RunError
 
@@ -161,7 +161,7 @@ def write_transcripts(directory: str, results: list[CheckResult], options: Confo
     try:
         root.mkdir(parents=True, exist_ok=True)
         for r in results:
-            head = [f"{r.id} {r.title} [{r.level}, RFC {r.rfc}]", f"verdict: {r.verdict.value}: {r.reason}", ""]
+            head = [f"{r.id} {r.title} [{r.level}, {cited(r.rfc)}]", f"verdict: {r.verdict.value}: {r.reason}", ""]
             text = "\n".join(scrub(line) for line in head + (r.transcript or ["(no traffic)"])) + "\n"
             (root / f"{r.id}.txt").write_text(text, "utf-8")
     except OSError as exc:

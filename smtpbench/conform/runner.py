@@ -23,7 +23,7 @@ from smtpbench.conform.hints import apply_hints
 from smtpbench.conform.levels import settle
 from smtpbench.conform.model import Check, CheckResult, Finding, Verdict
 from smtpbench.conform.options import ConformOptions
-from smtpbench.conform.probe import CheckAborted, DeliveryOracle, Probe, Session
+from smtpbench.conform.probe import RETRY_DELAYS, CheckAborted, DeliveryOracle, Probe, Session
 from smtpbench.conform.steps import run_steps
 from smtpbench.net.errors import classify
 
@@ -53,6 +53,15 @@ async def discover(options: ConformOptions, probe_check: Check) -> Discovery:
         with trio.move_on_after(options.check_timeout) as scope:
             session = await probe.connect("none")
             greet = await session.read_greeting()
+            for delay in RETRY_DELAYS if greet.code == 421 else ():
+                # A 421 greeting may be a passing connection limit: back off as the checks would. One that
+                # lasts means the server does not serve us; every check would spend the same back-off on it.
+                await session.close(polite=False)
+                await trio.sleep(delay)
+                session = await probe.connect("none")
+                greet = await session.read_greeting()
+                if greet.code != 421:
+                    break
             d.greeting_code = greet.code
             d.banner = " ".join(greet.reply.lines) if greet.reply is not None else ""
             if greet.code == 220:
@@ -67,7 +76,10 @@ async def discover(options: ConformOptions, probe_check: Check) -> Discovery:
                 else:
                     d.error = f"EHLO got {ex.outcome}"
             else:
-                d.error = f"greeting was {greet.outcome}"
+                retried = (
+                    f" on {len(RETRY_DELAYS) + 1} connections (back-off 0.5 s to 4 s)" if greet.code == 421 else ""
+                )
+                d.error = f"greeting was {greet.outcome}{retried}"
         if scope.cancelled_caught:
             d.error = "discovery session timed out"
     except CheckAborted as exc:
@@ -174,8 +186,8 @@ class Runner:
         if not checks:
             return []
         disc = await discover(self.options, checks[0])
-        if disc.error is not None and disc.greeting_code is None:
-            # Nothing to talk to: every check is an error, with the same reason.
+        if disc.error is not None and disc.greeting_code in (None, 421):
+            # Nothing to talk to (no greeting, or 421 through every back-off): every check is an error, same reason.
             for c in checks:
                 done(self.skipped(c, disc.error, Verdict.ERROR))
             return [results[c.id] for c in checks]

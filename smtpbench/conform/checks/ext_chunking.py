@@ -62,7 +62,8 @@ async def bdat_sequencing(probe: Probe) -> Finding:
         shown.append(after)
         findings.append(check_code(probe, after, 503, reason="BDAT after BDAT LAST"))
     await rset(session)
-    # 2. DATA after a BDAT chunk in the same transaction.
+    # 2. DATA after a BDAT chunk in the same transaction (each case provokes a 503: the connection budget).
+    session = await probe.renew(session, errors=1)
     await open_transaction(session)
     await _expect_chunk(session, b"abc")
     data = await session.cmd("DATA")
@@ -75,6 +76,7 @@ async def bdat_sequencing(probe: Probe) -> Finding:
     # 3. DATA after MAIL ... BODY=BINARYMIME (only where BINARYMIME is offered).
     ext = session.extensions or probe.extensions
     if "BINARYMIME" in ext:
+        session = await probe.renew(session, errors=1)
         await setup(session, "MAIL FROM:<{sender}> BODY=BINARYMIME")
         await setup(session, "RCPT TO:<{rcpt}>")
         binary = await session.cmd("DATA")

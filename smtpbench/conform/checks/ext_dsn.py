@@ -39,10 +39,13 @@ async def dsn_parameters(probe: Probe) -> Finding:
             )
         )
     for params in INVALID_MAIL:
+        # Each invalid parameter provokes a 501: stay within the connection budget (README "Verdicts").
+        session = await probe.renew(session, errors=1)
         ex = await mail_then_rset(session, params)
         shown.append(ex)
         if ex.code != 501:
             findings.append(Finding(Verdict.FAIL, f"MAIL with {params} got {ex.outcome}, expected 501", ex.lines()))
+    session = await probe.renew(session, errors=1)
     await setup(session, "MAIL FROM:<{sender}>")
     rcpt_base = await session.cmd("RCPT TO:<{rcpt}>")
     rcpt_valid = await session.cmd(f"RCPT TO:<{{rcpt}}> {VALID_RCPT}")
@@ -56,6 +59,10 @@ async def dsn_parameters(probe: Probe) -> Finding:
             )
         )
     for params in INVALID_RCPT:
+        renewed = await probe.renew(session, errors=1)
+        if renewed is not session:
+            session = renewed
+            await setup(session, "MAIL FROM:<{sender}>")
         ex = await session.cmd(f"RCPT TO:<{{rcpt}}> {params}")
         shown.append(ex)
         if ex.code != 501:

@@ -40,7 +40,11 @@ async def _tls_start(probe: Probe, context: ssl.SSLContext) -> tuple[Session, Ex
     implicit = probe.options.tls == "implicit"
     session = await probe.open(plain=True)
     if implicit:
-        return session, None, await handshake(session, context)
+        failure = await handshake(session, context)
+        if failure is None:
+            # The greeting comes inside TLS; left unread, it would be taken for an extra reply to QUIT (G-01).
+            await session.read_greeting()
+        return session, None, failure
     greet = await session.read_greeting()
     if greet.code != 220:
         raise CheckAborted(f"greeting was {greet.outcome}, not 220")
