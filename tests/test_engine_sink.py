@@ -74,6 +74,28 @@ def test_sink_rejects_are_counted_like_the_sink_saw_them(tmp_path: Path) -> None
     assert s["errors"]["temp_fail"] == stats.messages_rejected_temp
 
 
+@pytest.mark.parametrize("pipeline_data", [True, False])
+def test_354_after_every_recipient_refused_gets_a_lone_dot(tmp_path: Path, pipeline_data: bool) -> None:
+    """A pipelined envelope whose recipients are all refused but whose DATA gets 354 (fault S-03):
+    RFC 2920 3.1 says the client should send a single dot.  Before, the RSET (or QUIT) that followed
+    was read as message text and every session ended in a timeout."""
+    with SinkThread(store_messages=False, faults={"S-03"}, reject_rcpt_perm=1.0) as srv:
+        s = run(
+            tmp_path,
+            srv.port,
+            f'[smtp]\npipelining = "on"\npipeline_data = {str(pipeline_data).lower()}\n'
+            "[workload]\nsessions = 2\nmessages = 6\nmessages_per_session = 3\n",
+        )
+        stats = srv.stats
+    assert s["status"] == "completed", s["status_reason"]
+    assert s["errors"] == {"perm_fail": 6}
+    c = s["counts"]
+    assert c["messages_rejected"] == 6 == c["recipients_rejected"] and c["messages_accepted"] == 0
+    assert c["sessions_completed"] == 2 == stats.sessions_completed
+    assert s["phases"]["rset"]["count"] == 6  # the dot, timed like the RSET it replaces
+    assert stats.bytes_received == 0 and stats.messages_accepted == 0
+
+
 def run_on_sink(tmp_path: Path, body: str, **sink: Any) -> dict[str, Any]:
     """``run`` the profile ``body`` against a fresh sink (``sink``: its settings)."""
     with SinkThread(store_messages=False, **sink) as srv:

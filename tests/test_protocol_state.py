@@ -51,6 +51,22 @@ def test_pipelined_group_with_refused_mail_resyncs() -> None:
     assert c.can_send("MAIL") and not c.can_send("RCPT")
 
 
+@pytest.mark.parametrize("mail", [b"250 ok", b"550 no"])
+def test_354_without_an_accepted_recipient_still_expects_content(mail: bytes) -> None:
+    """RFC 2920 3.1: DATA may be accepted although no RCPT was; the server then reads content, so the
+    client is in DATA (it can only end the message: the lone dot), not in a state where RSET or MAIL
+    would be read as message text."""
+    c = ready()
+    for verb in ("MAIL", "RCPT", "DATA"):
+        c.send(verb, b"")
+    c.receive(mail + b"\r\n550 no such user\r\n354 go\r\n")
+    assert c.state is State.DATA
+    assert c.can_send("DATA_END") and not c.can_send("RSET") and not c.can_send("MAIL")
+    c.send("DATA_END", b".\r\n")
+    c.receive(b"554 no valid recipients\r\n")
+    assert c.state is State.READY
+
+
 def test_full_transaction_and_quit() -> None:
     c = ready()
     for verb in ("MAIL", "RCPT", "RCPT", "DATA"):

@@ -93,17 +93,22 @@ async def _envelope_replies(s: Session, cmds: list[tuple[str, bytes]], sent: boo
                 break
     refusal = 0  # the first refusal's code: it classifies a message that is not sent
     s.rcpt_ok = 0
+    mail_ok = replies[0][1].code < 400  # after a refused MAIL no RCPT is a recipient, whatever its reply
     for verb, reply in replies:
         if verb == "RCPT":
             if reply.code >= 400:
                 counts["recipients_rejected"] += 1
-            else:
+            elif mail_ok:
                 s.rcpt_ok += 1
         if reply.code >= 400 and not refusal:
             refusal = reply.code
-    if replies and replies[-1][0] == "BDAT_LAST":
+    if conn.protocol.state is State.DATA and not s.rcpt_ok:
+        # RFC 2920 3.1: when DATA is accepted although no recipient was (or MAIL was refused), "the client
+        # SMTP should send a single dot"; an RSET or the next MAIL would be read as message content.
+        await s.command("DATA_END", commands.DATA_END_EMPTY, "rset", "data_end")
+    elif replies and replies[-1][0] == "BDAT_LAST":
         counts["transfer.bdat"] += 1  # every chunk was sent (and answered)
-        if replies[-1][1].code < 400:
+        if replies[-1][1].code < 400 and s.rcpt_ok:  # a 250 for nobody (MAIL or every RCPT refused) is no delivery
             return True
     elif conn.protocol.state is State.DATA:
         return True

@@ -68,6 +68,8 @@ RSET = b"RSET\r\n"
 NOOP = b"NOOP\r\n"
 QUIT = b"QUIT\r\n"
 STARTTLS = b"STARTTLS\r\n"
+#: An empty message: what ends a DATA that got 354 with nothing to send (RFC 2920 3.1).
+DATA_END_EMPTY = b".\r\n"
 
 
 def normalize_lines(body: bytes) -> bytes:

@@ -168,7 +168,9 @@ class ClientProtocol:
             # 334 continues the SASL exchange; 235 or any refusal ends it in READY.
             after = S.AUTH if reply.code == 334 else S.READY
         elif verb == "DATA":
-            after = positive if reply.code == 354 else negative
+            # 354 means the server now reads message content, whatever the envelope's replies were (a
+            # server may answer DATA so with no recipient accepted: RFC 2920 3.1 warns of it).
+            after = S.DATA if reply.code == 354 else negative
         else:
             after = positive if reply.code < 400 else negative
         if verb == "EHLO" and reply.code < 400:
