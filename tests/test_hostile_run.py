@@ -133,6 +133,9 @@ def test_connection_refused(tmp_path: Any) -> None:
     assert_accounted(summary)
     assert summary["counts"]["sessions_failed"] == errors["refused"]
     assert_status(code, output, summary, "refused")
+    # Each of the 2 loops backs off 0.05, 0.1, 0.2, 0.4, 0.8 s between refusals: at most 6 tries in 1.5 s
+    # (a slow machine only makes fewer).  Without the back-off: ~4,000 in the same time.
+    assert summary["counts"]["sessions_started"] <= 2 * 6, summary["counts"]
 
 
 def test_name_that_does_not_resolve(tmp_path: Any) -> None:

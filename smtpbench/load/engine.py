@@ -81,6 +81,9 @@ CONTROLLER_TICK_S = 0.1
 STUCK_AFTER_S = 1.0
 #: Health samples are taken every output interval, but at least this often.
 HEALTH_PERIOD_MAX_S = 1.0
+#: A closed-model loop whose session got no TCP connection waits before the next: the first wait, then
+#: twice the last one after each further such session, at most the second; a connection resets it.
+RECONNECT_BACKOFF_S = (0.05, 1.0)
 
 
 class Engine:
@@ -134,6 +137,7 @@ class Engine:
         self.reason: str | None = None
         #: Seconds since start at which arrivals stopped (open model: arrivals due later were not asked for).
         self.stop_rel: float | None = None
+        self.stopped = trio.Event()  # set by begin_stop: ends the pauses between a closed loop's sessions at once
         #: perf time the load ended and the delivery wait began (None without [delivery] or before then):
         #: throughput is over the load, not diluted by the wait for deliveries.
         self.load_end: float | None = None
@@ -232,6 +236,7 @@ class Engine:
     def begin_stop(self) -> None:
         """Stop arrivals; sessions in flight get the grace period."""
         self.control.stopping = True
+        self.stopped.set()
         if self.stop_rel is None:
             elapsed = time.perf_counter() - self.t0
             self.stop_rel = elapsed if self.total_duration is None else min(elapsed, self.total_duration)
@@ -318,18 +323,26 @@ class Engine:
         async def loop() -> None:
             nonlocal active
             pause = self.profile.workload.session_pause
+            backoff = 0.0
+            first, most = RECONNECT_BACKOFF_S
             try:
                 while not self.control.stopping:
                     self.in_flight += 1
+                    session = self._new_session()
                     try:
-                        await run_session(self._new_session(), self.steps, self.pool, self.control)
+                        await run_session(session, self.steps, self.pool, self.control)
                     finally:
                         self.in_flight -= 1
                     # Ramp-down: retire this loop when there are more than the level asks.
                     if active > round(self.shape.level(time.perf_counter() - self.t0)):
                         return
-                    if pause:
-                        await trio.sleep(pause)
+                    # No connection (refused, unreachable, connect timeout): retrying at once would turn
+                    # the loop into a connect flood (15,000 refusals a second from 10 loops) that buries
+                    # the run's figures while a server restarts.
+                    backoff = 0.0 if session.conn is not None else min(max(2 * backoff, first), most)
+                    if pause or backoff:
+                        with trio.move_on_after(max(pause, backoff)):
+                            await self.stopped.wait()
                     else:
                         await trio.lowlevel.checkpoint()
             finally:
