@@ -26,9 +26,16 @@ TAGS = ("connect", "data_end", "session", "corrected.session")
 
 
 def write_shard(
-    base: Path, index: int, count: int, start: float, values: dict[str, list[list[int]]], status: str = "completed"
+    base: Path,
+    index: int,
+    count: int,
+    start: float,
+    values: dict[str, list[list[int]]],
+    status: str = "completed",
+    wait_s: float = 0.0,
 ) -> Path:
-    """A shard folder as the engine writes it: intervals of 1 s (ragged last one), summary with ``shard``."""
+    """A shard folder as the engine writes it: intervals of 1 s (ragged last one), summary with ``shard``;
+    ``wait_s``: a [delivery] wait after the load (in elapsed_s, not in load_s)."""
     results = ResultsDir(str(base), f"shard-{index}-{start:.0f}")
     results.write_profile(PROFILE.format(dir=base))
     rec = Recorder(start)
@@ -48,7 +55,8 @@ def write_shard(
         run_id=results.run_id,
         status=status,
         started_at="",
-        elapsed_s=elapsed,
+        elapsed_s=elapsed + wait_s,
+        throughput_s=elapsed,
         histograms=rec.totals,
         counters=rec.counters.to_dict(),
         model="closed",
@@ -117,6 +125,21 @@ def test_merge_is_lossless(tmp_path: Path, seed: int) -> None:
     assert s["status"] == "completed" and s["seed"] == 11
     assert [p["index"] for p in s["shards"]] == [0, 1, 2] and s["shards_missing"] == []
     assert "[workload]" in (out / "profile.toml").read_text()
+
+
+def test_merged_throughput_leaves_out_the_delivery_waits(tmp_path: Path) -> None:
+    """Shards that waited for delivery after their load: elapsed_s spans the waits, throughput only the loads
+    (it was divided by the whole span, as a single run's was before it left its wait out)."""
+    values = {"session": [[1000]] * 3}
+    dirs = [write_shard(tmp_path / f"s{i}", i, 2, 1_800_000_000.0 + i * 0.5, values, wait_s=4.0) for i in range(2)]
+    code, _, stderr, s = merge(tmp_path, *dirs)
+    assert code == EXIT_OK, stderr
+    load_span = 0.5 + 2.37  # the second shard starts 0.5 s later; each loads 2.37 s
+    assert s["elapsed_s"] == pytest.approx(load_span + 4.0, abs=2e-3)
+    assert s["load_s"] == pytest.approx(load_span, abs=2e-3)
+    accepted = s["counts"]["messages_accepted"]
+    assert accepted == 3 * 10 + 3 * 11
+    assert s["throughput"]["messages_per_s"] == pytest.approx(accepted / load_span, rel=1e-2)
 
 
 def test_status_combination() -> None:

@@ -180,6 +180,11 @@ class PartResult:
     def end(self) -> float:
         return self.base + float(self.summary.get("elapsed_s", 0.0))
 
+    @property
+    def load_end(self) -> float:
+        """When its load ended (before a [delivery] wait; summaries without ``load_s``: its end)."""
+        return self.base + float(self.summary.get("load_s", self.summary.get("elapsed_s", 0.0)))
+
 
 def find_runs(dirs: Sequence[str]) -> list[Path]:
     """Run folders in ``dirs``, each once: each is one (it has summary.json) or holds some (subfolders that have one).
@@ -484,6 +489,7 @@ def write_merged(
         status=status,
         started_at=dt.datetime.fromtimestamp(base, dt.UTC).isoformat(timespec="seconds"),
         elapsed_s=max(p.end for p in parts) - base,
+        throughput_s=max(p.load_end for p in parts) - base,
         histograms=totals,
         counters=counters,
         model=str(first.summary.get("model", "")),

@@ -128,6 +128,7 @@ def build_summary(
         "status": status,
         "started_at": started_at,
         "elapsed_s": round(elapsed_s, 3),
+        "load_s": round(elapsed, 3),
         "model": model,
         "target": target,
         "counts": counts,
@@ -202,8 +203,9 @@ def check_summary(doc: object) -> dict[str, Any]:
     thresholds = doc.get("thresholds", [])
     if not isinstance(thresholds, list) or not all(isinstance(t, dict) for t in thresholds):
         raise ValueError("thresholds is not a list of objects")
-    if not _is_number(doc.get("elapsed_s", 0)):
-        raise ValueError(f"elapsed_s is {doc['elapsed_s']!r}, not a number")
+    for key in ("elapsed_s", "load_s"):
+        if not _is_number(doc.get(key, 0)):
+            raise ValueError(f"{key} is {doc[key]!r}, not a number")
     shard = doc.get("shard")
     if shard is not None and not all(isinstance(shard.get(k), int) for k in ("index", "count")):
         raise ValueError("shard.index and shard.count must be integers")
