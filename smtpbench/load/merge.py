@@ -7,13 +7,14 @@ Each part (a shard, and later a worker) wrote an ordinary results folder plus
 
 * **histograms**: every interval histogram of every part goes into exactly one
   merged interval of the same tag (the interval grid of the earliest part; a
-  part's interval goes where its midpoint falls), so the merged log and the
+  part's interval goes where its midpoint falls: :mod:`smtpbench.metrics.grid`), so the merged log and the
   merged totals hold exactly the values the parts recorded: HdrHistogram
   addition is lossless for histograms of one layout;
 * **counters** are summed (:func:`smtpbench.metrics.recorder.merge_snapshots`:
   unfinished sessions per phase summed, their shortest wait the minimum),
   phase statistics recomputed from the merged totals and throughput taken
-  over the merged wall-clock span (earliest start to latest end), by the same
+  over the merged span of the load (earliest start to latest end of a part's
+  load, its ``[delivery]`` wait left out), by the same
   :func:`smtpbench.metrics.summary.build_summary` a run uses;
 * **timeline** (``timeline.jsonl``): each part's lines go to the same grid
   cells as its histograms, counter changes summed, in-flight sessions added
@@ -36,11 +37,11 @@ import datetime as dt
 import json
 import shutil
 import tomllib
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -50,104 +51,14 @@ from smtpbench.load.extensions import join_counts, split_counts
 from smtpbench.load.profile import profile_from_dict
 from smtpbench.load.results import ResultsDir
 from smtpbench.metrics.clients import ClientTally
+from smtpbench.metrics.grid import LoggedInterval, cell_span, grid_cells, merge_intervals
 from smtpbench.metrics.hlog import HlogWriter, LogInterval, read_hlog
-from smtpbench.metrics.recorder import Interval, merge_snapshots, new_histogram
+from smtpbench.metrics.recorder import merge_snapshots, new_histogram
 from smtpbench.metrics.summary import build_summary, check_summary
 from smtpbench.metrics.thresholds import Threshold, evaluate
 from smtpbench.metrics.timeline import read_timeline
 from smtpbench.metrics.tlsstats import join_tls, split_tls
 from smtpbench.units import parse_duration
-
-
-class TimedHistogram(Protocol):
-    """An interval histogram with absolute times: a recorder's :class:`Interval`, or one read from a log."""
-
-    @property
-    def tag(self) -> str: ...
-    @property
-    def start(self) -> float: ...
-    @property
-    def end(self) -> float: ...
-    @property
-    def histogram(self) -> HdrHistogram: ...
-
-
-@dataclass
-class _Logged:
-    """A :class:`LogInterval` on the epoch clock (its payload decoded only when merged)."""
-
-    line: LogInterval
-    base: float
-
-    @property
-    def tag(self) -> str:
-        return self.line.tag
-
-    @property
-    def start(self) -> float:
-        return self.base + self.line.start
-
-    @property
-    def end(self) -> float:
-        return self.base + self.line.start + self.line.length
-
-    @property
-    def histogram(self) -> HdrHistogram:
-        return self.line.histogram
-
-
-class TimedPiece(Protocol):
-    """Anything with a span on the epoch clock."""
-
-    @property
-    def start(self) -> float: ...
-    @property
-    def end(self) -> float: ...
-
-
-P = TypeVar("P", bound=TimedPiece)
-
-
-def grid_cells(pieces: Iterable[P], base: float, step: float) -> list[tuple[int, list[P]]]:
-    """Pieces grouped by grid cell, cells in time order.
-
-    Grid cell ``k`` is ``[base + k*step, base + (k+1)*step)``; a piece goes to
-    the cell of its midpoint, so every piece is counted exactly once.
-    """
-    cells: dict[int, list[P]] = defaultdict(list)
-    for piece in pieces:
-        cells[int(((piece.start + piece.end) / 2 - base) // step)].append(piece)
-    return sorted(cells.items())
-
-
-def cell_span(group: Sequence[TimedPiece], base: float, step: float, k: int) -> tuple[float, float]:
-    """The span of cell ``k``'s merged piece: its pieces' times clipped to the cell."""
-    lo, hi = min(p.start for p in group), max(p.end for p in group)
-    start, end = max(lo, base + k * step), min(hi, base + (k + 1) * step)
-    if end <= start:  # pieces longer than a cell: keep their own span
-        return lo, hi
-    return start, end
-
-
-def merge_intervals(pieces: Iterable[TimedHistogram], base: float, step: float) -> Iterator[list[Interval]]:
-    """Merged intervals, in time order: one list (one Interval per tag) per grid cell that has any.
-
-    Cells as :func:`grid_cells`; a merged interval spans :func:`cell_span`.
-    Pieces are decoded one cell at a time, so memory stays bounded by one cell.
-    """
-    for k, pieces_k in grid_cells(pieces, base, step):
-        by_tag: dict[str, list[TimedHistogram]] = defaultdict(list)
-        for piece in pieces_k:
-            by_tag[piece.tag].append(piece)
-        out = []
-        for tag in sorted(by_tag):
-            group = by_tag[tag]
-            start, end = cell_span(group, base, step, k)
-            h = new_histogram()
-            for p in group:
-                h.add(p.histogram)
-            out.append(Interval(tag, start, end, h))
-        yield out
 
 
 def combined_status(statuses: Sequence[str], missing: int = 0) -> str:
@@ -470,7 +381,7 @@ def write_merged(
     totals: dict[str, HdrHistogram] = {}
     hlog = HlogWriter(results.open_hlog(), base)
     try:
-        pieces = (_Logged(line, p.base) for p in parts for line in p.intervals)
+        pieces = (LoggedInterval(line, p.base) for p in parts for line in p.intervals)
         for cell in merge_intervals(pieces, base, step):
             hlog.write(cell)
             for iv in cell:
