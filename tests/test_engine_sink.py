@@ -146,9 +146,7 @@ def test_session_pause_pauses_between_sessions_of_a_closed_loop(tmp_path: Path) 
 def test_the_end_of_the_run_cuts_a_session_pause_short(tmp_path: Path) -> None:
     """A loop pausing between sessions stops at the run's end, not at the end of its grace (30 s here)."""
     t0 = time.monotonic()
-    s = run_on_sink(
-        tmp_path, '[workload]\nsessions = 2\nduration = "1s"\nsession_pause = "60s"\ngrace = "30s"\n'
-    )
+    s = run_on_sink(tmp_path, '[workload]\nsessions = 2\nduration = "1s"\nsession_pause = "60s"\ngrace = "30s"\n')
     elapsed = time.monotonic() - t0
     assert s["counts"]["sessions_started"] == 2 == s["counts"]["sessions_completed"]
     assert elapsed < 10.0, elapsed  # ~1.2 s; it took 31 s when only the grace deadline ended the pause
