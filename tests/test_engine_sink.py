@@ -96,6 +96,22 @@ def test_354_after_every_recipient_refused_gets_a_lone_dot(tmp_path: Path, pipel
     assert stats.bytes_received == 0 and stats.messages_accepted == 0
 
 
+def test_replies_out_of_order_are_a_protocol_error_not_a_timeout(tmp_path: Path) -> None:
+    """Fault P-01 sends a pipelined group's RCPT replies after its DATA reply: the 354 pairs with RCPT.  The
+    session used to send RSET into the message content and time out (5 s here); now it ends at once."""
+    t0 = time.monotonic()
+    with SinkThread(store_messages=False, faults={"P-01"}) as srv:
+        s = run(
+            tmp_path,
+            srv.port,
+            '[smtp]\npipelining = "on"\ntimeouts.data_end = "5s"\ntimeouts.other = "5s"\n'
+            "[workload]\nsessions = 2\nmessages = 6\nmessages_per_session = 3\n",
+        )
+    assert set(s["errors"]) == {"protocol"}, s["errors"]
+    assert s["errors"]["protocol"] == s["counts"]["sessions_failed"] == 6  # each at its first message
+    assert time.monotonic() - t0 < 4.0  # one timeout would be 5 s
+
+
 def run_on_sink(tmp_path: Path, body: str, **sink: Any) -> dict[str, Any]:
     """``run`` the profile ``body`` against a fresh sink (``sink``: its settings)."""
     with SinkThread(store_messages=False, **sink) as srv:

@@ -67,6 +67,30 @@ def test_354_without_an_accepted_recipient_still_expects_content(mail: bytes) ->
     assert c.state is State.READY
 
 
+@pytest.mark.parametrize(("verbs", "replies"), [(("MAIL", "RCPT", "DATA"), b"250 ok\r\n354 go\r\n250 ok\r\n")])
+def test_an_intermediate_reply_to_a_command_without_one_is_out_of_step(verbs: tuple[str, ...], replies: bytes) -> None:
+    """A server that sends the RCPT replies after the DATA reply (sink fault P-01): the 354 pairs with RCPT.
+    Taking it as an accepted recipient left the session sending commands into message content (a timeout);
+    it is a protocol error at once."""
+    c = ready()
+    for verb in verbs:
+        c.send(verb, b"")
+    with pytest.raises(SMTPProtocolError, match="354 in reply to RCPT"):
+        c.receive(replies)
+
+
+@pytest.mark.parametrize(("verb", "code"), [("MAIL", 334), ("RSET", 354), ("EHLO", 354), ("DATA", 334)])
+def test_3yz_answers_only_data_and_auth(verb: str, code: int) -> None:
+    c = ready()
+    if verb == "DATA":
+        for v in ("MAIL", "RCPT"):
+            c.send(v, b"")
+        c.receive(b"250 ok\r\n250 ok\r\n")
+    c.send(verb, b"")
+    with pytest.raises(SMTPProtocolError, match=f"{code} in reply to {verb}"):
+        c.receive(f"{code} what\r\n".encode())
+
+
 def test_full_transaction_and_quit() -> None:
     c = ready()
     for verb in ("MAIL", "RCPT", "RCPT", "DATA"):

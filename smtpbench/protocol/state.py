@@ -86,6 +86,8 @@ for _s in _SESSION:
 #: :meth:`ClientProtocol._on_reply` takes these without its general checks (EHLO, DATA, AUTH
 #: and the rest take the general path).
 _PLAIN_POSITIVE = frozenset({"MAIL", "RCPT", "DATA_END", "BDAT", "BDAT_LAST", "RSET", "CONNECT", *_NEUTRAL})
+#: The only commands with an intermediate (3yz) reply: DATA's 354 (RFC 5321 4.3.2) and AUTH's 334 (RFC 4954).
+_INTERMEDIATE = {"DATA": 354, "AUTH": 334, "AUTH_RESPONSE": 334}
 
 
 def parse_ehlo(reply: Reply) -> dict[str, str]:
@@ -104,7 +106,8 @@ class ClientProtocol:
     Guarantees: :meth:`send` refuses any command the state machine does not
     allow (:class:`LocalProtocolError`); :meth:`receive` returns replies
     paired with the command they answer, in order, and raises
-    :class:`SMTPProtocolError` for malformed, oversized or unsolicited replies.
+    :class:`SMTPProtocolError` for malformed, oversized or unsolicited replies, and for an intermediate (3yz)
+    reply to a command that has none (the replies are out of step with the commands).
     """
 
     __slots__ = ("state", "_optimistic", "pending", "parser", "extensions")
@@ -154,7 +157,7 @@ class ClientProtocol:
         self.pending.clear()
 
     def _on_reply(self, verb: str, reply: Reply) -> None:
-        if reply.code < 400 and verb in _PLAIN_POSITIVE:  # most replies: as the general path below
+        if reply.code < 300 and verb in _PLAIN_POSITIVE:  # most replies: as the general path below
             transition = TRANSITIONS.get((self.state, verb))
             if transition is not None:
                 self.state = transition[0]
@@ -162,6 +165,13 @@ class ClientProtocol:
         if reply.code == 421:
             self._close()
             return
+        if 300 <= reply.code < 400 and _INTERMEDIATE.get(verb) != reply.code:
+            # A 354 paired with RCPT (a server that answers a pipelined group out of order) means the server
+            # reads message content while this side would send commands: nothing after it can be trusted.
+            raise SMTPProtocolError(
+                f"{reply.code} in reply to {verb}: an intermediate reply that answers no such command, so the "
+                "replies are out of step with the commands (RFC 2920 3.1: replies come in command order)"
+            )
         before = self.state
         positive, negative = TRANSITIONS.get((before, verb), (before, before))
         if verb == "AUTH" or verb == "AUTH_RESPONSE":
