@@ -112,6 +112,15 @@ def test_replies_out_of_order_are_a_protocol_error_not_a_timeout(tmp_path: Path)
     assert time.monotonic() - t0 < 4.0  # one timeout would be 5 s
 
 
+def test_a_refused_greeting_backs_the_loop_off(tmp_path: Path) -> None:
+    """A server that greets 554 and hangs up (fault C-02): each closed loop backs off 0.05, 0.1, 0.2, 0.4,
+    0.8 s between sessions that could not open, so 2 loops try at most 12 times in 1.5 s (a slow machine only
+    makes fewer); retrying at once made ~2,500 sessions a second."""
+    s = run_on_sink(tmp_path, '[workload]\nsessions = 2\nduration = "1.5s"\n', faults={"C-02"})
+    c = s["counts"]
+    assert s["errors"] == {"perm_fail": c["sessions_started"]} and 2 <= c["sessions_started"] <= 12, c
+
+
 def run_on_sink(tmp_path: Path, body: str, **sink: Any) -> dict[str, Any]:
     """``run`` the profile ``body`` against a fresh sink (``sink``: its settings)."""
     with SinkThread(store_messages=False, **sink) as srv:

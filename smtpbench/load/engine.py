@@ -81,8 +81,9 @@ CONTROLLER_TICK_S = 0.1
 STUCK_AFTER_S = 1.0
 #: Health samples are taken every output interval, but at least this often.
 HEALTH_PERIOD_MAX_S = 1.0
-#: A closed-model loop whose session got no TCP connection waits before the next: the first wait, then
-#: twice the last one after each further such session, at most the second; a connection resets it.
+#: A closed-model loop whose session did not open (no connection, greeting refused, EHLO, TLS or AUTH failed)
+#: waits before the next: the first wait, then twice the last one after each further such session, at most
+#: the second; a session that opens resets it.
 RECONNECT_BACKOFF_S = (0.05, 1.0)
 
 
@@ -328,18 +329,17 @@ class Engine:
             try:
                 while not self.control.stopping:
                     self.in_flight += 1
-                    session = self._new_session()
                     try:
-                        await run_session(session, self.steps, self.pool, self.control)
+                        opened = await run_session(self._new_session(), self.steps, self.pool, self.control)
                     finally:
                         self.in_flight -= 1
                     # Ramp-down: retire this loop when there are more than the level asks.
                     if active > round(self.shape.level(time.perf_counter() - self.t0)):
                         return
-                    # No connection (refused, unreachable, connect timeout): retrying at once would turn
-                    # the loop into a connect flood (15,000 refusals a second from 10 loops) that buries
-                    # the run's figures while a server restarts.
-                    backoff = 0.0 if session.conn is not None else min(max(2 * backoff, first), most)
+                    # A session that could not open (port refused, 554 greeting, wrong password): retrying
+                    # at once would turn the loop into a flood (15,000 refusals a second from 10 loops) that
+                    # buries the run's figures while a server restarts, and that a real server would ban.
+                    backoff = 0.0 if opened else min(max(2 * backoff, first), most)
                     if pause or backoff:
                         with trio.move_on_after(max(pause, backoff)):
                             await self.stopped.wait()

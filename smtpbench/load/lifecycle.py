@@ -19,13 +19,15 @@ async def run_session(
     pool: Pool,
     control: Control,
     intended: float | None = None,
-) -> None:
+) -> bool:
     """Run one whole session; never raises for server misbehaviour.
 
     Guarantees exactly one outcome per call (module notes, Accounting):
     completed, failed (its error counted by kind) or, when the run's end
     cancels it, unfinished (phase and wait recorded, ``unfinished_wait``
     histogram); cancellation then propagates after the connection is closed.
+    Returns whether the session opened: its steps up to the first message
+    (connect, greeting, EHLO, TLS, AUTH) all succeeded.
     """
     rec = s.recorder
     counters = rec.counters
@@ -38,6 +40,7 @@ async def run_session(
     outcome = ""  # stays empty when the run's end cuts the session off
     kind = "ok"
     tracer = control.tracer
+    opened = False
     if tracer is not None:
         s.trace = TraceLog()
     try:
@@ -45,6 +48,7 @@ async def run_session(
             try:
                 for step in steps:
                     await step(s)
+                opened = True
                 await transactions(s, pool, control, lag_us)
                 await s.command("QUIT", commands.QUIT, "quit", "other")
                 end = perf()
@@ -67,6 +71,7 @@ async def run_session(
             tracer.offer(s.number, s.trace, kind if outcome else "unfinished")
         if s.conn is not None:
             await s.conn.aclose()
+    return opened
 
 
 def _settle(s: Session, outcome: str, start: float, intended: float | None) -> None:
