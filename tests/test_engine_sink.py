@@ -177,6 +177,19 @@ def test_the_end_of_the_run_cuts_a_session_pause_short(tmp_path: Path) -> None:
     assert elapsed < 10.0, elapsed  # ~1.2 s; it took 31 s when only the grace deadline ended the pause
 
 
+def test_the_end_of_the_run_cuts_a_think_time_short(tmp_path: Path) -> None:
+    """A session pausing 60 s between its messages QUITs at the run's end, not at the end of its 30 s grace."""
+    t0 = time.monotonic()
+    s = run_on_sink(
+        tmp_path,
+        '[workload]\nsessions = 2\nduration = "1s"\nthink_time = "60s"\nmessages_per_session = 5\ngrace = "30s"\n',
+    )
+    elapsed = time.monotonic() - t0
+    c = s["counts"]
+    assert c["sessions_completed"] == 2 and c["messages_accepted"] == 2, c  # one message each, then QUIT
+    assert elapsed < 10.0, elapsed  # ~1.2 s; 31 s when only the grace deadline ended the pause
+
+
 def test_embedded_sink_delays_the_quit_reply(tmp_path: Path) -> None:
     """``[target.sink.delay] quit`` reaches the embedded sink: every session's ``quit`` phase waits it out."""
     from smtpbench.load.execute import execute

@@ -138,7 +138,6 @@ class Engine:
         self.reason: str | None = None
         #: Seconds since start at which arrivals stopped (open model: arrivals due later were not asked for).
         self.stop_rel: float | None = None
-        self.stopped = trio.Event()  # set by begin_stop: ends the pauses between a closed loop's sessions at once
         #: perf time the load ended and the delivery wait began (None without [delivery] or before then):
         #: throughput is over the load, not diluted by the wait for deliveries.
         self.load_end: float | None = None
@@ -237,7 +236,7 @@ class Engine:
     def begin_stop(self) -> None:
         """Stop arrivals; sessions in flight get the grace period."""
         self.control.stopping = True
-        self.stopped.set()
+        self.control.stopped.set()
         if self.stop_rel is None:
             elapsed = time.perf_counter() - self.t0
             self.stop_rel = elapsed if self.total_duration is None else min(elapsed, self.total_duration)
@@ -342,7 +341,7 @@ class Engine:
                     backoff = 0.0 if opened else min(max(2 * backoff, first), most)
                     if pause or backoff:
                         with trio.move_on_after(max(pause, backoff)):
-                            await self.stopped.wait()
+                            await self.control.stopped.wait()
                     else:
                         await trio.lowlevel.checkpoint()
             finally:

@@ -83,10 +83,12 @@ def watchdog_period(timeouts: dict[str, float]) -> float:
 class Control:
     """Shared stop flag and message budget of a run."""
 
-    __slots__ = ("stopping", "budget", "message_no", "sessions", "tracer")
+    __slots__ = ("stopping", "stopped", "budget", "message_no", "sessions", "tracer")
 
     def __init__(self, budget: int | None, tracer: Tracer | None = None) -> None:
         self.stopping = False
+        #: Set when the run begins to stop: it ends the pauses (think_time, session_pause, back-off) at once.
+        self.stopped = trio.Event()
         self.budget = budget
         self.message_no = 0
         #: Sessions running now, for the watchdog.

@@ -250,5 +250,6 @@ async def transactions(s: Session, pool: Pool, control: Control, lag_us: int | N
             s.disarm()  # a pause is not a wait on the server
             s.phase = "think"
             s.mark = perf()
-            await trio.sleep(think)
+            with trio.move_on_after(think):  # the run's end cuts the pause short: no message follows it then
+                await control.stopped.wait()
         message_no = control.claim_message()
