@@ -142,6 +142,25 @@ def test_tables_single_source() -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([250, 451, 550]),
+    st.lists(st.sampled_from([250, 251, 450, 503, 550]), min_size=1, max_size=4),
+    st.sampled_from([354, 451, 503, 554]),
+)
+def test_after_a_pipelined_envelope_the_client_is_in_data_exactly_when_data_got_354(
+    mail: int, rcpts: list[int], data: int
+) -> None:
+    """Whatever the envelope's replies, a 354 means the server reads content: the client must end it with the
+    data (or a lone dot), and without a 354 it must not send any."""
+    c = ready()
+    for verb in ("MAIL", *["RCPT"] * len(rcpts), "DATA"):
+        c.send(verb, b"")
+    c.receive(b"".join(f"{code} x\r\n".encode() for code in (mail, *rcpts, data)))
+    assert (c.state is State.DATA) == (data == 354)
+    assert c.can_send("DATA_END") == (data == 354)
+    assert c.can_send("RSET") == (data != 354)
+
+
 @given(st.lists(st.sampled_from([b"220 a\r\n", b"250 b\r\n", b"354 c\r\n", b"421 d\r\n", b"550 e\r\n", b"x\r\n"])))
 def test_random_server_bytes_never_crash(chunks: list[bytes]) -> None:
     """Whatever a server sends, the state machine returns replies or raises a protocol error."""
