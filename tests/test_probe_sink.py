@@ -317,6 +317,15 @@ def test_stalled_dialogue_is_broken() -> None:
     assert "** no reply within 1s" in out and final(out).startswith("FAILED at data (no reply within 1s)")
 
 
+def test_replies_out_of_order_break_the_dialogue_at_once() -> None:
+    """Fault P-01 answers a pipelined group's DATA before its RCPTs: the 354 pairs with RCPT, a protocol error
+    named as such (not a wait for a reply that the out-of-step dialogue would never get)."""
+    with SinkThread(faults={"P-01"}) as server:
+        code, out, _ = probe(target(server), "--to", LOCAL, "--pipelining", "on", "--timeout", "10")
+    assert code == model.EXIT_BROKEN, out
+    assert final(out).startswith("FAILED at mail (protocol error: 354 in reply to RCPT"), final(out)
+
+
 def test_json_not_writable_is_exit_3(sink, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, out, err = probe(target(sink), "--to", LOCAL, "--json", str(tmp_path))  # a directory
     assert code == 3 and err.startswith("smtpbench: probe failed: cannot write") and "ACCEPTED" in out

@@ -116,7 +116,7 @@ class Dialogue:
         except ConnectionClosed:
             raise self._failed("the server closed the connection") from None
         except SMTPProtocolError as exc:
-            raise self._failed(f"malformed reply: {exc}") from None
+            raise self._failed(f"protocol error: {exc}") from None  # malformed, unsolicited or out of step
         except _TRANSPORT_ERRORS as exc:
             raise self._failed(f"connection lost: {classify(exc)}") from None
         self.tr.received(verb, reply, ehlo_notes(reply) if verb == "EHLO" and reply.code == 250 else None)
